@@ -1,0 +1,1 @@
+"""Kernel sources (``*.cu``), installed as ``netdef.kernels`` so the GPU backend can find them."""

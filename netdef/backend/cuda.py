@@ -1,0 +1,124 @@
+"""GPU backend: cupy for array operations and cuBLAS, one cached RawModule per kernel file and
+dtype compiled by NVRTC from the same kernels/*.cu the CPU extension is built from."""
+import hashlib
+from importlib import resources
+
+import numpy as np
+
+from ..errors import BackendError
+from . import _FLOAT_DTYPES, Backend
+
+_BLOCK = 256
+_MAX_GRID = 65535 * 32
+_CTYPE = {np.dtype(np.float32): "float", np.dtype(np.float64): "double"}
+
+
+def _import_cupy():
+    try:
+        import cupy
+    except Exception as e:  # ImportError, or a broken CUDA install
+        raise BackendError(
+            f"GPU mode needs cupy ({e}); install netdef with the extra matching your CUDA: "
+            "pip install '.[cuda12]' or '.[cuda13]'") from None
+    return cupy
+
+
+def check_available(device):
+    cupy = _import_cupy()
+    try:
+        count = cupy.cuda.runtime.getDeviceCount()
+    except Exception as e:
+        raise BackendError(f"GPU mode: no usable CUDA device ({e})") from None
+    if count == 0:
+        raise BackendError("GPU mode: no CUDA device found")
+    if device >= count:
+        raise BackendError(f"GPU mode: device {device} requested but only {count} device(s) present")
+
+
+def kernel_source(family):
+    """The text of kernels/<family>.cu with common.cuh inlined: CuPy's disk cache hashes only
+    the code string, so an #include'd header edit would otherwise reuse a stale cubin."""
+    files = resources.files("netdef.kernels")
+    try:
+        src = (files / f"{family}.cu").read_text()
+    except FileNotFoundError:
+        raise BackendError(f"no kernel file kernels/{family}.cu") from None
+    header = (files / "common.cuh").read_text()
+    return src.replace('#include "common.cuh"', header)
+
+
+class CUDABackend(Backend):
+    name = "gpu"
+
+    def __init__(self, device=0):
+        check_available(device)
+        self.cupy = _import_cupy()
+        self.xp = self.cupy
+        self.device_id = device
+        self._modules = {}
+        self._functions = {}
+        super().__init__()
+
+    def _seed_device(self, seed):
+        with self.cupy.cuda.Device(self.device_id):
+            self.rng = self.cupy.random.default_rng(seed)
+
+    def _function(self, family, name, dtype):
+        key = (family, name, dtype)
+        fn = self._functions.get(key)
+        if fn is None:
+            mkey = (family, dtype)
+            mod = self._modules.get(mkey)
+            if mod is None:
+                src = kernel_source(family)
+                opts = ("--std=c++17", f"-DDtype={_CTYPE[dtype]}",
+                        "-DNETDEF_SRC_HASH=" + hashlib.sha1(src.encode()).hexdigest()[:12])
+                mod = self._modules[mkey] = self.cupy.RawModule(code=src, options=opts)
+            try:
+                fn = mod.get_function(name)
+            except Exception as e:
+                raise BackendError(f"kernel {family}.{name} ({dtype}): {e}") from None
+            self._functions[key] = fn
+        return fn
+
+    def launch(self, family, name, dtype, n, args):
+        cp = self.cupy
+        fn = self._function(family, name, dtype)
+        real = np.float32 if dtype == np.float32 else np.float64
+        conv = [np.int64(n)]
+        for i, a in enumerate(args):
+            if isinstance(a, cp.ndarray):
+                if not a.flags.c_contiguous:
+                    raise BackendError(f"kernel {name}: argument {i + 1} is not C-contiguous")
+                if a.dtype in _FLOAT_DTYPES and a.dtype != dtype:
+                    raise BackendError(f"kernel {name}: argument {i + 1} is {a.dtype}, expected {dtype}")
+                conv.append(a)
+            elif isinstance(a, np.ndarray):
+                raise BackendError(f"kernel {name}: argument {i + 1} is a numpy array on the GPU backend")
+            elif isinstance(a, (bool, np.bool_, int, np.integer)):
+                conv.append(np.int64(a))
+            elif isinstance(a, (float, np.floating)):
+                conv.append(real(a))
+            else:
+                raise BackendError(f"kernel {name}: argument {i + 1} of type {type(a).__name__} "
+                                   "is not an array or a number")
+        grid = min((n + _BLOCK - 1) // _BLOCK, _MAX_GRID)
+        with cp.cuda.Device(self.device_id):
+            fn((grid,), (_BLOCK,), tuple(conv))
+
+    def available_memory(self):
+        cp = self.cupy
+        with cp.cuda.Device(self.device_id):
+            free, _ = cp.cuda.runtime.memGetInfo()
+            pool = cp.get_default_memory_pool()
+            return free + pool.free_bytes()
+
+    def to_numpy(self, array):
+        return self.cupy.asnumpy(array)
+
+    def asarray(self, array, dtype=None):
+        with self.cupy.cuda.Device(self.device_id):
+            return self.cupy.ascontiguousarray(self.cupy.asarray(array, dtype=dtype))
+
+    def synchronize(self):
+        self.cupy.cuda.Device(self.device_id).synchronize()

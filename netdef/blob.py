@@ -1,0 +1,144 @@
+"""Blob: an N-D array of data and its gradient (diff), on one device, in one dtype.
+
+As in Caffe, a blob keeps a capacity: reshaping to a count it already holds reuses its memory,
+so nets that are reshaped per input (FCN on images of varying size) do not reallocate.
+`diff` is allocated on first use, so TEST-phase nets never pay for gradients.
+"""
+import numpy as np
+
+from .backend import get_backend
+from .errors import ShapeError
+
+_MAX_AXES = 32
+
+
+def _check_shape(shape, name):
+    try:
+        shape = tuple(int(d) for d in shape)
+    except (TypeError, ValueError):
+        raise ShapeError(f"shape {shape!r} is not a sequence of integers", blob=name) from None
+    if len(shape) > _MAX_AXES:
+        raise ShapeError(f"shape {shape} has {len(shape)} axes; at most {_MAX_AXES} are supported", blob=name)
+    if any(d < 0 for d in shape):
+        raise ShapeError(f"shape {shape} has a negative dimension", blob=name)
+    return shape
+
+
+class Blob:
+    def __init__(self, shape=(), dtype=np.float32, backend=None, name=None):
+        self.backend = backend or get_backend()
+        self.xp = self.backend.xp
+        self.dtype = np.dtype(dtype)
+        self.name = name
+        self._shape = ()
+        self._data_buf = None
+        self._diff_buf = None
+        self._data = None
+        self._diff = None
+        self._shared_data = None  # a Blob whose data this one shows (Split, in-place views)
+        self.reshape(*shape) if isinstance(shape, (tuple, list)) else self.reshape(shape)
+
+    # ---- shape --------------------------------------------------------------------------
+    @property
+    def shape(self):
+        return self._shape
+
+    @property
+    def count(self):
+        return int(np.prod(self._shape, dtype=np.int64)) if self._shape else 1
+
+    @property
+    def num_axes(self):
+        return len(self._shape)
+
+    def _legacy(self, i):
+        return self._shape[i] if len(self._shape) > i else 1
+
+    num = property(lambda self: self._legacy(0))
+    channels = property(lambda self: self._legacy(1))
+    height = property(lambda self: self._legacy(2))
+    width = property(lambda self: self._legacy(3))
+
+    def check_bytes(self, shape):
+        count = 1
+        for d in shape:
+            count *= d
+        nbytes = count * self.dtype.itemsize
+        if count > np.iinfo(np.int64).max // max(self.dtype.itemsize, 1):
+            raise ShapeError(f"shape {shape} overflows: {count} elements", blob=self.name)
+        if nbytes > self._capacity_bytes() and nbytes > self.backend.available_memory():
+            raise ShapeError(f"shape {shape} needs {nbytes / 2**30:.2f} GiB, more than the "
+                             f"{self.backend.available_memory() / 2**30:.2f} GiB available", blob=self.name)
+        return count
+
+    def _capacity_bytes(self):
+        return 0 if self._data_buf is None else self._data_buf.nbytes
+
+    def reshape(self, *shape):
+        """Reshape; the contents are undefined afterwards unless the count is unchanged."""
+        if len(shape) == 1 and isinstance(shape[0], (tuple, list)):
+            shape = shape[0]
+        shape = _check_shape(shape, self.name)
+        count = self.check_bytes(shape)
+        self._shape = shape
+        self._shared_data = None
+        if self._data_buf is None or self._data_buf.size < count:
+            self._data_buf = self.xp.zeros(max(count, 1), dtype=self.dtype)
+            self._diff_buf = None
+        self._data = self._data_buf[:count].reshape(shape)
+        if self._diff_buf is not None:
+            if self._diff_buf.size < count:
+                self._diff_buf = None
+                self._diff = None
+            else:
+                self._diff = self._diff_buf[:count].reshape(shape)
+
+    def reshape_like(self, other):
+        self.reshape(other.shape)
+
+    # ---- data and diff ------------------------------------------------------------------
+    @property
+    def data(self):
+        if self._shared_data is not None:
+            return self._shared_data.data
+        return self._data
+
+    @data.setter
+    def data(self, value):
+        self._assign(self.data, value, "data")
+
+    @property
+    def diff(self):
+        if self._diff is None or self._diff.shape != self._shape:
+            if self._diff_buf is None or self._diff_buf.size < self.count:
+                self._diff_buf = self.xp.zeros(max(self._data_buf.size, 1), dtype=self.dtype)
+            self._diff = self._diff_buf[:self.count].reshape(self._shape)
+        return self._diff
+
+    @diff.setter
+    def diff(self, value):
+        self._assign(self.diff, value, "diff")
+
+    @property
+    def has_diff(self):
+        return self._diff_buf is not None
+
+    def _assign(self, target, value, what):
+        value = self.backend.asarray(value) if not isinstance(value, self.xp.ndarray) else value
+        if tuple(value.shape) != self._shape:
+            raise ShapeError(f"cannot assign {what} of shape {tuple(value.shape)} to a blob of shape "
+                             f"{self._shape}; call reshape() first", blob=self.name)
+        target[...] = value
+
+    def share_data(self, other):
+        """Show `other`'s data as this blob's (Caffe's ShareData); undone by reshape()."""
+        if other.count != self.count:
+            raise ShapeError(f"cannot share data of {other.shape} with {self.shape}", blob=self.name)
+        self._shared_data = other
+
+    # ---- helpers ------------------------------------------------------------------------
+    def to_numpy(self, diff=False):
+        return self.backend.to_numpy(self.diff if diff else self.data)
+
+    def __repr__(self):
+        return f"Blob({self.name!r}, shape={self._shape}, dtype={self.dtype.name}, {self.backend.name})"

@@ -1,0 +1,1 @@
+"""Data layers and the built-in synthetic segmentation set."""

@@ -1,0 +1,105 @@
+"""The Layer contract, as in Caffe.
+
+    setup(bottom, top)      read parameters, create the learnable blobs in self.blobs
+    reshape(bottom, top)    check bottom shapes, give every top its shape
+    forward(bottom, top)    top.data from bottom.data
+    backward(top, propagate_down, bottom)
+                            bottom.diff from top.diff (written, not added, for every bottom i
+                            with propagate_down[i]); the gradients of self.blobs are *added* to
+                            their diff, so that shared params and iter_size accumulate, and the
+                            solver clears them between iterations.
+
+A layer never asks which device it is on: it uses self.xp (numpy or cupy) for array
+operations and self.kernels(family) for the kernels of kernels/<family>.cu.
+User Python layers (type "Python") subclass this class, as pycaffe's caffe.Layer.
+"""
+import numpy as np
+
+from . import netdef_pb2 as pb
+from .backend import get_backend
+from .blob import Blob
+from .errors import LayerSetupError, ShapeError
+
+TRAIN, TEST = pb.TRAIN, pb.TEST
+
+
+class Layer:
+    type = None
+    #: Bottom/top count constraints (Caffe's ExactNum/MinNum/MaxNum{Bottom,Top}Blobs); None = any.
+    exact_num_bottom = None
+    min_bottom = None
+    max_bottom = None
+    exact_num_top = None
+    min_top = None
+    max_top = None
+    #: Loss layers get loss_weight 1 on top[0] unless the prototxt says otherwise.
+    is_loss = False
+    #: May this layer compute top[i] in place of bottom[i] (top and bottom the same blob)?
+    in_place_ok = False
+
+    def __init__(self, layer_param=None, phase=TEST, backend=None, dtype=np.float32):
+        if layer_param is None:
+            layer_param = pb.LayerParameter()
+        self.layer_param = layer_param
+        self.phase = phase
+        self.backend = backend or get_backend()
+        self.xp = self.backend.xp
+        self.dtype = np.dtype(dtype)
+        self.blobs = []
+        #: per learnable blob: whether it gets a gradient (lr_mult != 0, set by the Net)
+        self.param_propagate_down = []
+
+    # ---- helpers for layer implementations ---------------------------------------------
+    @property
+    def name(self):
+        return self.layer_param.name
+
+    def kernels(self, family):
+        return self.backend.kernels(family)
+
+    def make_blob(self, shape, name=None):
+        return Blob(shape, dtype=self.dtype, backend=self.backend, name=name or self.name)
+
+    def error(self, message, cls=LayerSetupError):
+        return cls(f"{self.type or type(self).__name__}: {message}", layer=self.name)
+
+    def shape_error(self, message):
+        return self.error(message, ShapeError)
+
+    def reject_unsupported(self, msg, *fields):
+        """Raise for fields of `msg` that the prototxt sets but this layer does not implement."""
+        for f in fields:
+            if msg.HasField(f):
+                raise self.error(f"{msg.DESCRIPTOR.name}.{f} is not supported by netdef")
+
+    def param_needs_grad(self, i):
+        return i < len(self.param_propagate_down) and self.param_propagate_down[i]
+
+    def check_blob_counts(self, bottom, top):
+        def check(kind, n, exact, lo, hi):
+            if exact is not None and n != exact:
+                raise self.error(f"takes exactly {exact} {kind} blob(s), got {n}")
+            if lo is not None and n < lo:
+                raise self.error(f"takes at least {lo} {kind} blob(s), got {n}")
+            if hi is not None and n > hi:
+                raise self.error(f"takes at most {hi} {kind} blob(s), got {n}")
+
+        check("bottom", len(bottom), self.exact_num_bottom, self.min_bottom, self.max_bottom)
+        check("top", len(top), self.exact_num_top, self.min_top, self.max_top)
+
+    # ---- the contract -------------------------------------------------------------------
+    def setup(self, bottom, top):
+        pass
+
+    def reshape(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.reshape")
+
+    def forward(self, bottom, top):
+        raise NotImplementedError(f"{type(self).__name__}.forward")
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+
+    #: Can backward reach bottom[i]? (Caffe's AllowForceBackward; False for labels.)
+    def allow_backward(self, bottom_index):
+        return True

@@ -1,0 +1,51 @@
+"""The registry of layer types, keyed by Caffe's type name. Every module in this package is
+one Caffe layer type and registers itself with @register_layer("TypeName")."""
+import importlib
+import pkgutil
+
+from ..errors import LayerSetupError
+
+LAYERS = {}
+
+
+def register_layer(type_name):
+    def deco(cls):
+        if type_name in LAYERS and LAYERS[type_name] is not cls:
+            raise RuntimeError(f"layer type {type_name!r} registered twice")
+        cls.type = type_name
+        LAYERS[type_name] = cls
+        return cls
+
+    return deco
+
+
+def _load_all():
+    for mod in pkgutil.iter_modules(__path__):
+        importlib.import_module(f"{__name__}.{mod.name}")
+
+
+def layer_class(type_name, layer_name=None):
+    if not LAYERS:
+        _load_all()
+    cls = LAYERS.get(type_name)
+    if cls is None:
+        if type_name == "":
+            raise LayerSetupError("layer has no type", layer=layer_name)
+        known = ", ".join(sorted(LAYERS))
+        raise LayerSetupError(f"unknown layer type '{type_name}'; known types: {known}", layer=layer_name)
+    return cls
+
+
+def create_layer(layer_param, phase=None, backend=None, dtype=None):
+    import numpy as np
+
+    from .. import netdef_pb2 as pb
+
+    cls = layer_class(layer_param.type, layer_param.name)
+    return cls(layer_param, pb.TEST if phase is None else phase, backend, dtype or np.float32)
+
+
+def known_types():
+    if not LAYERS:
+        _load_all()
+    return sorted(LAYERS)

@@ -1,0 +1,80 @@
+"""InnerProduct (fully connected): flattens axes [axis, end) of the bottom into K inputs.
+
+forward:  Y (M x N) = X (M x K) W^T + 1 b^T      W: (N, K), or (K, N) with transpose: true
+backward: dW += dY^T X  (transpose: X^T dY),  db += sum_m dY,  dX = dY W
+shape:    bottom (d_0 .. d_{axis-1}, ...K...) -> top (d_0 .. d_{axis-1}, N)
+"""
+from ..fillers import fill
+from ..layer import Layer
+from . import register_layer
+
+
+def canonical_axis(axis, num_axes, layer):
+    if not -num_axes <= axis < num_axes:
+        raise layer.shape_error(f"axis {axis} is out of range for a blob of {num_axes} axes")
+    return axis % num_axes
+
+
+@register_layer("InnerProduct")
+class InnerProductLayer(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+
+    def setup(self, bottom, top):
+        p = self.layer_param.inner_product_param
+        if not p.HasField("num_output") or p.num_output == 0:
+            raise self.error("inner_product_param.num_output must be set and > 0")
+        self.N = p.num_output
+        self.transpose = p.transpose
+        self.axis = canonical_axis(p.axis, bottom[0].num_axes, self)
+        self.K = self._inner(bottom[0].shape)
+        if self.K == 0:
+            raise self.shape_error(f"bottom shape {bottom[0].shape} has no inputs from axis {self.axis}")
+        w_shape = (self.K, self.N) if self.transpose else (self.N, self.K)
+        self.blobs = [self.make_blob(w_shape)]
+        fill(self.blobs[0], p.weight_filler, self.name)
+        if p.bias_term:
+            self.blobs.append(self.make_blob((self.N,)))
+            fill(self.blobs[1], p.bias_filler, self.name)
+
+    def _inner(self, shape):
+        k = 1
+        for d in shape[self.axis:]:
+            k *= d
+        return k
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        if len(shape) <= self.axis:
+            raise self.shape_error(f"bottom shape {shape} has no axis {self.axis}")
+        k = self._inner(shape)
+        if k != self.K:
+            raise self.shape_error(f"bottom shape {shape} gives {k} inputs per row; the weights "
+                                   f"expect {self.K}")
+        top[0].reshape(shape[:self.axis] + (self.N,))
+
+    def _weight(self):
+        W = self.blobs[0].data
+        return W if self.transpose else W.T  # (K, N) view
+
+    def forward(self, bottom, top):
+        X = bottom[0].data.reshape(-1, self.K)
+        Y = top[0].data.reshape(-1, self.N)
+        self.xp.matmul(X, self._weight(), out=Y)
+        if len(self.blobs) > 1:
+            Y += self.blobs[1].data
+
+    def backward(self, top, propagate_down, bottom):
+        X = bottom[0].data.reshape(-1, self.K)
+        dY = top[0].diff.reshape(-1, self.N)
+        if self.param_needs_grad(0):
+            dW = self.blobs[0].diff
+            if self.transpose:
+                dW += X.T @ dY
+            else:
+                dW += dY.T @ X
+        if len(self.blobs) > 1 and self.param_needs_grad(1):
+            self.blobs[1].diff += dY.sum(axis=0)
+        if propagate_down[0]:
+            dX = bottom[0].diff.reshape(-1, self.K)
+            self.xp.matmul(dY, self._weight().T, out=dX)

@@ -1,0 +1,452 @@
+"""Net: builds the layer graph of a NetParameter and runs it forward and backward.
+
+Building follows Caffe: filter layers by NetState (phase, level, stages), insert Split layers
+where one top feeds several bottoms, then for each layer in file order create its top blobs
+(a top named like one of the layer's bottoms is computed in place), set it up and reshape it.
+Which layers need backward is decided from the learnable params (lr_mult != 0), the bottoms'
+needs, propagate_down and whether the layer contributes to a loss.
+"""
+import logging
+import os
+from collections import OrderedDict
+
+import numpy as np
+
+from . import netdef_pb2 as pb
+from . import proto
+from .backend import get_backend
+from .blob import Blob
+from .errors import LayerSetupError, NetdefError, ParseError, ShapeError
+from .layers import create_layer
+
+log = logging.getLogger("netdef")
+
+TRAIN, TEST = pb.TRAIN, pb.TEST
+
+
+# ---------------------------------------------------------------------------------------------
+# Split insertion
+
+
+def split_layer_name(blob, layer, top_index):
+    return f"{blob}_{layer}_{top_index}_split"
+
+
+def split_blob_name(blob, layer, top_index, k):
+    return f"{blob}_{layer}_{top_index}_split_{k}"
+
+
+def insert_splits(net):
+    """A copy of `net` where every top consumed by more than one bottom (a loss-weighted top
+    counts as one more consumer) goes through a Split layer with one top per consumer."""
+    producer = {}  # blob name -> (layer index, top index) of its latest producer
+    consumers = {}  # (layer index, top index) -> list of (layer index, bottom index)
+    for li, layer in enumerate(net.layer):
+        for bi, b in enumerate(layer.bottom):
+            if b in producer:
+                consumers.setdefault(producer[b], []).append((li, bi))
+        for ti, t in enumerate(layer.top):
+            producer[t] = (li, ti)
+
+    def has_loss(li, ti):
+        lw = net.layer[li].loss_weight
+        return ti < len(lw) and lw[ti] != 0
+
+    out = pb.NetParameter()
+    out.CopyFrom(net)
+    del out.layer[:]
+    rename = {}  # (consumer layer, bottom index) -> split blob name
+    splits_after = {}
+    for (li, ti), cons in consumers.items():
+        n = len(cons) + (1 if has_loss(li, ti) else 0)
+        if n <= 1:
+            continue
+        layer = net.layer[li]
+        blob = layer.top[ti]
+        sp = pb.LayerParameter(name=split_layer_name(blob, layer.name, ti), type="Split")
+        sp.bottom.append(blob)
+        for k in range(n):
+            sp.top.append(split_blob_name(blob, layer.name, ti, k))
+        for k, (cl, cb) in enumerate(cons):
+            rename[(cl, cb)] = sp.top[k]
+        if has_loss(li, ti):
+            # The loss weight moves onto the split's last top, which nothing else consumes.
+            sp.loss_weight.extend([0] * (n - 1) + [layer.loss_weight[ti]])
+        splits_after.setdefault(li, []).append(sp)
+    for li, layer in enumerate(net.layer):
+        new = out.layer.add()
+        new.CopyFrom(layer)
+        for bi in range(len(layer.bottom)):
+            if (li, bi) in rename:
+                new.bottom[bi] = rename[(li, bi)]
+        for sp in splits_after.get(li, []):
+            ti = list(layer.top).index(sp.bottom[0])
+            if ti < len(new.loss_weight) and new.loss_weight[ti] != 0:
+                new.loss_weight[ti] = 0
+            out.layer.add().CopyFrom(sp)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+class Net:
+    """pycaffe-compatible network.
+
+    Net(network, phase, level=0, stages=None, weights=None)   network: path, prototxt text or
+    NetParameter; also the legacy form Net(network, weights_file, phase)."""
+
+    def __init__(self, network, phase=None, *legacy, level=0, stages=None, weights=None,
+                 dtype=np.float32, backend=None):
+        if isinstance(phase, (str, os.PathLike)) and legacy:  # Net(file, weights, phase)
+            weights, phase = phase, legacy[0]
+        elif legacy:
+            raise TypeError("Net(network, phase, level=0, stages=None, weights=None)")
+        if phase is None:
+            phase = TEST
+        if phase not in (TRAIN, TEST):
+            raise NetdefError(f"phase must be netdef.TRAIN (0) or netdef.TEST (1), got {phase!r}")
+        self.backend = backend or get_backend()
+        self.dtype = np.dtype(dtype)
+        if isinstance(network, pb.NetParameter):
+            param, self.filename = pb.NetParameter(), None
+            param.CopyFrom(network)
+            proto.upgrade_net(param)
+        else:
+            param, self.filename = proto.read_net_text(network)
+        state = pb.NetState()
+        state.CopyFrom(param.state)
+        state.phase = phase
+        state.level = level
+        state.stage.extend(stages or [])
+        self.phase = phase
+        self.param = insert_splits(proto.filter_net(param, state, self.filename))
+        self.name = self.param.name
+        self._build()
+        if weights is not None:
+            self.copy_from(weights)
+
+    # ---- building -----------------------------------------------------------------------
+    def _error(self, message, layer=None, cls=LayerSetupError):
+        return cls(message, file=self.filename, layer=layer)
+
+    def _build(self):
+        self.layers = []
+        self._layer_names = []
+        self.blobs = OrderedDict()
+        self.bottom_names = OrderedDict()
+        self.top_names = OrderedDict()
+        self._bottom_ids = []  # per layer: list of Blob
+        self._top_ids = []
+        self._loss_tops = []  # (Blob, weight)
+        self.inputs = []
+        self.learnable_params = []
+        self.params_lr = []
+        self.params_weight_decay = []
+        self._param_owner = {}  # ParamSpec name -> (Blob, layer name, index)
+        self.params = OrderedDict()
+        available = OrderedDict()  # blobs produced and not yet consumed
+        blob_need_backward = {}
+        bottom_need_backward = []
+        self._layer_need_backward = []
+        seen_names = set()
+        for lp in self.param.layer:
+            lname = lp.name
+            if lname in seen_names:
+                raise self._error(f"duplicate layer name '{lname}'", lname)
+            seen_names.add(lname)
+            try:
+                self._add_layer(lp, available, blob_need_backward, bottom_need_backward)
+            except NetdefError as e:
+                raise self._annotate(e, lname) from None
+        self._analyze_backward(bottom_need_backward)
+        self.outputs = list(available)
+        self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
+
+    def _annotate(self, e, lname):
+        """Complete an error with the file, the layer and the layer's line in the prototxt."""
+        if e.layer is None:
+            e.layer = lname
+        if e.file is None and self.filename:
+            e.file = self.filename
+        if e.file == self.filename and e.line is None and self.filename and e.layer:
+            e.line = proto.find_layer_line(self.filename, e.layer)
+        e.args = (e._format(),)
+        return e
+
+    def _add_layer(self, lp, available, blob_need_backward, bottom_need_backward):
+        lname = lp.name
+        layer = create_layer(lp, self.phase, self.backend, self.dtype)
+        bottoms = []
+        for b in lp.bottom:
+            if b not in self.blobs:
+                raise self._error(f"bottom blob '{b}' is not produced by any earlier layer", lname)
+            bottoms.append(self.blobs[b])
+            available.pop(b, None)
+        tops = []
+        for ti, t in enumerate(lp.top):
+            if t in self.blobs:
+                if t in lp.bottom:
+                    if not layer.in_place_ok:
+                        raise self._error(f"{lp.type} cannot compute top '{t}' in place", lname)
+                    tops.append(self.blobs[t])
+                else:
+                    raise self._error(f"top blob '{t}' is produced by more than one layer "
+                                      "(only in-place layers may reuse a name)", lname)
+            else:
+                blob = Blob((), dtype=self.dtype, backend=self.backend, name=t)
+                self.blobs[t] = blob
+                tops.append(blob)
+            available[t] = self.blobs[t]
+        layer.check_blob_counts(bottoms, tops)
+        self._setup_layer(layer, lp, bottoms, tops)
+        if lp.type == "Input":
+            self.inputs.extend(lp.top)
+        self.layers.append(layer)
+        self._layer_names.append(lname)
+        self.bottom_names[lname] = list(lp.bottom)
+        self.top_names[lname] = list(lp.top)
+        self._bottom_ids.append(bottoms)
+        self._top_ids.append(tops)
+        # Losses: explicit loss_weight, or 1 on top[0] of a loss layer.
+        weights = list(lp.loss_weight)
+        if weights and len(weights) != len(tops):
+            raise self._error(f"{len(weights)} loss_weight values for {len(tops)} tops", lname)
+        if not weights and layer.is_loss:
+            weights = [1.0] + [0.0] * (len(tops) - 1)
+        layer.loss_weights = weights or [0.0] * len(tops)
+        for blob, w in zip(tops, layer.loss_weights):
+            if w != 0:
+                self._loss_tops.append((blob, float(w)))
+        # Backward needs (forward pass of Caffe's analysis).
+        need = any(blob_need_backward.get(b, False) for b in lp.bottom)
+        need = need or any(layer.param_propagate_down)
+        pd = list(lp.propagate_down)
+        if pd and len(pd) != len(bottoms):
+            raise self._error(f"{len(pd)} propagate_down values for {len(bottoms)} bottoms", lname)
+        bnb = [blob_need_backward.get(b, False) and (not pd or pd[i]) and layer.allow_backward(i)
+               for i, b in enumerate(lp.bottom)]
+        bottom_need_backward.append(bnb)
+        for t in lp.top:
+            blob_need_backward[t] = need
+        self._layer_need_backward.append(need)
+
+    def _analyze_backward(self, bottom_need_backward):
+        # Backward pass of the analysis: layers not under a loss need no backward.
+        under_loss, skip_backp = set(), set()
+        for li in reversed(range(len(self.layers))):
+            lp = self.param.layer[li]
+            layer = self.layers[li]
+            contributes, skip = False, True
+            for ti, t in enumerate(lp.top):
+                if layer.loss_weights[ti] != 0 or t in under_loss:
+                    contributes = True
+                if t not in skip_backp:
+                    skip = False
+                if contributes and not skip:
+                    break
+            if self._layer_need_backward[li] and skip:
+                self._layer_need_backward[li] = False
+                bottom_need_backward[li] = [False] * len(lp.bottom)
+            if not contributes:
+                self._layer_need_backward[li] = False
+            for bi, b in enumerate(lp.bottom):
+                if contributes:
+                    under_loss.add(b)
+                else:
+                    bottom_need_backward[li][bi] = False
+                if not bottom_need_backward[li][bi]:
+                    skip_backp.add(b)
+        if self.param.force_backward:
+            for li, layer in enumerate(self.layers):
+                self._layer_need_backward[li] = True
+                bottom_need_backward[li] = [bnb or layer.allow_backward(i)
+                                            for i, bnb in enumerate(bottom_need_backward[li])]
+        self._bottom_need_backward = bottom_need_backward
+
+    def _setup_layer(self, layer, lp, bottoms, tops):
+        try:
+            layer.setup(bottoms, tops)
+            self._attach_params(layer, lp)
+            layer.reshape(bottoms, tops)
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:
+            if lp.type == "Python":
+                raise
+            shapes = ", ".join(str(b.shape) for b in bottoms)
+            raise self._error(f"{lp.type} failed to set up with bottom shapes [{shapes}]: "
+                              f"{type(e).__name__}: {e}", lp.name, ShapeError) from e
+
+    def _attach_params(self, layer, lp):
+        n = len(layer.blobs)
+        if len(lp.param) > n:
+            raise self._error(f"{len(lp.param)} param specs given but the layer has {n} learnable blobs",
+                              lp.name)
+        if lp.blobs and len(lp.blobs) != n:
+            raise self._error(f"prototxt carries {len(lp.blobs)} blobs, the layer has {n}", lp.name)
+        layer.param_propagate_down = []
+        own = []
+        for i in range(n):
+            spec = lp.param[i] if i < len(lp.param) else pb.ParamSpec()
+            blob = layer.blobs[i]
+            blob.name = f"{lp.name}[{i}]"
+            if i < len(lp.blobs):
+                self._load_blob(blob, lp.blobs[i], lp.name, i)
+            layer.param_propagate_down.append(spec.lr_mult != 0)
+            if spec.name and spec.name in self._param_owner:
+                owner, oname, oi = self._param_owner[spec.name]
+                strict = not spec.HasField("share_mode") or spec.share_mode == pb.ParamSpec.STRICT
+                if (strict and owner.shape != blob.shape) or owner.count != blob.count:
+                    raise self._error(
+                        f"cannot share param '{spec.name}' of shape {blob.shape} with layer "
+                        f"'{oname}' param {oi} of shape {owner.shape}", lp.name, ShapeError)
+                layer.blobs[i] = owner
+                continue
+            if spec.name:
+                self._param_owner[spec.name] = (blob, lp.name, i)
+            self.learnable_params.append(blob)
+            self.params_lr.append(spec.lr_mult)
+            self.params_weight_decay.append(spec.decay_mult)
+            own.append(blob)
+        if n:
+            self.params[lp.name] = layer.blobs
+
+    # ---- running ------------------------------------------------------------------------
+    def _index(self, name, default):
+        if name is None:
+            return default
+        if name not in self.layer_dict:
+            raise NetdefError(f"no layer named '{name}' in the net")
+        return self._layer_names.index(name)
+
+    def reshape(self):
+        for layer, bottoms, tops in zip(self.layers, self._bottom_ids, self._top_ids):
+            try:
+                layer.reshape(bottoms, tops)
+            except NetdefError as e:
+                if e.layer is None:
+                    e.layer = layer.name
+                    e.args = (e._format(),)
+                raise
+
+    def forward_range(self, start=0, end=None):
+        """Run layers start..end (indices, inclusive); returns the weighted loss."""
+        end = len(self.layers) - 1 if end is None else end
+        loss = 0.0
+        for li in range(start, end + 1):
+            layer = self.layers[li]
+            layer.forward(self._bottom_ids[li], self._top_ids[li])
+            for blob, w in zip(self._top_ids[li], layer.loss_weights):
+                if w != 0:
+                    loss += w * float(blob.data.sum())
+        return loss
+
+    def backward_range(self, start=None, end=0):
+        start = len(self.layers) - 1 if start is None else start
+        for li in range(start, end - 1, -1):
+            if self._layer_need_backward[li]:
+                self.layers[li].backward(self._top_ids[li], self._bottom_need_backward[li],
+                                         self._bottom_ids[li])
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """pycaffe's forward: inputs as keyword arrays; returns {output name: data} (plus `blobs`)."""
+        for name, value in kwargs.items():
+            if name not in self.inputs:
+                raise NetdefError(f"'{name}' is not an input of the net (inputs: {self.inputs})")
+            blob = self.blobs[name]
+            if tuple(np.shape(value)) != blob.shape:
+                raise ShapeError(f"input '{name}' has shape {tuple(np.shape(value))}, the net expects "
+                                 f"{blob.shape}; reshape the blob and call net.reshape() first", blob=name)
+            blob.data[...] = self.backend.asarray(value, dtype=self.dtype)
+        self.last_loss = self.forward_range(self._index(start, 0), self._index(end, len(self.layers) - 1))
+        names = list(self.top_names[self._layer_names[self._index(end, len(self.layers) - 1)]]) \
+            if end is not None else list(self.outputs)
+        return {n: self.blobs[n].data for n in names + list(blobs or [])}
+
+    def _set_loss_diffs(self):
+        for blob, w in self._loss_tops:
+            blob.diff[...] = w
+
+    def backward(self, diffs=None, start=None, end=None, **kwargs):
+        """pycaffe's backward: output diffs as keyword arrays; returns {input name: diff}."""
+        self._set_loss_diffs()
+        for name, value in kwargs.items():
+            if name not in self.outputs:
+                raise NetdefError(f"'{name}' is not an output of the net (outputs: {self.outputs})")
+            blob = self.blobs[name]
+            if tuple(np.shape(value)) != blob.shape:
+                raise ShapeError(f"diff for '{name}' has shape {tuple(np.shape(value))}, "
+                                 f"expected {blob.shape}", blob=name)
+            blob.diff[...] = self.backend.asarray(value, dtype=self.dtype)
+        self.backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
+        names = list(self.inputs) + list(diffs or [])
+        return {n: self.blobs[n].diff for n in names}
+
+    def forward_backward(self):
+        """One training pass: forward, then backward from the losses; returns the loss."""
+        loss = self.forward_range()
+        self._set_loss_diffs()
+        self.backward_range()
+        return loss
+
+    def clear_param_diffs(self):
+        for blob in self.learnable_params:
+            blob.diff[...] = 0
+
+    # ---- weights ------------------------------------------------------------------------
+    def _load_blob(self, blob, bp, layer_name, index, source=None):
+        shape, legacy = proto.proto_shape(bp)
+        ok = shape == blob.shape or (legacy and proto.legacy_shape_matches(blob.shape, shape))
+        if not ok:
+            raise ShapeError(f"param {index} has shape {blob.shape} in the net but {shape} in "
+                             f"{source or 'the prototxt'}", layer=layer_name, file=source)
+        where = f"layer '{layer_name}' param {index}: "
+        values = proto.proto_to_array(bp, self.dtype, where)
+        blob.data[...] = self.backend.asarray(values.reshape(blob.shape), dtype=self.dtype)
+
+    def copy_from(self, weights):
+        """Load params by layer name from a .caffemodel path (or NetParameter). Layers of the
+        file that this net lacks are reported and ignored, as Caffe does; returns their names."""
+        if isinstance(weights, pb.NetParameter):
+            source, src = "<NetParameter>", weights
+        else:
+            source = os.fspath(weights)
+            src = proto.read_caffemodel(source)
+        ignored = []
+        for lp in src.layer:
+            if lp.name not in self.layer_dict:
+                if lp.blobs:
+                    ignored.append(lp.name)
+                    log.info("Ignoring source layer %s", lp.name)
+                continue
+            layer = self.layer_dict[lp.name]
+            if not lp.blobs:
+                continue
+            if len(lp.blobs) != len(layer.blobs):
+                raise ShapeError(f"{source} has {len(lp.blobs)} param blobs for this layer, "
+                                 f"the net has {len(layer.blobs)}", layer=lp.name, file=source)
+            for i, bp in enumerate(lp.blobs):
+                self._load_blob(layer.blobs[i], bp, lp.name, i, source)
+        return ignored
+
+    def to_proto(self, write_diff=False):
+        out = pb.NetParameter()
+        out.name = self.param.name
+        for layer in self.layers:
+            lp = out.layer.add()
+            lp.CopyFrom(layer.layer_param)
+            del lp.blobs[:]
+            for blob in layer.blobs:
+                proto.blob_to_proto(blob.to_numpy(), lp.blobs.add(),
+                                    blob.to_numpy(diff=True) if write_diff else None)
+        return out
+
+    def save(self, path):
+        """Write the params as a binary .caffemodel (atomically)."""
+        proto.write_binary(self.to_proto(), path)
+
+    # ---- pycaffe conveniences -----------------------------------------------------------
+    def layer_need_backward(self, name):
+        return self._layer_need_backward[self._index(name, 0)]
+
+    def __repr__(self):
+        return f"<netdef.Net '{self.name}' {len(self.layers)} layers, phase {pb.Phase.Name(self.phase)}>"

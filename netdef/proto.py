@@ -1,0 +1,336 @@
+"""Reading and writing Caffe's files: prototxt text, binary .caffemodel / .solverstate,
+the upgrade of legacy formats, and NetState filtering.
+
+Data flows one way: text or bytes → NetParameter (the schema in protos/netdef.proto, with
+Caffe's field numbers) → Net. Every failure here is a ParseError naming the file and, for
+text, the line and column.
+"""
+import os
+import tempfile
+
+from google.protobuf import message as _pb_message
+from google.protobuf import text_format
+
+from . import netdef_pb2 as pb
+from .errors import NetdefError, ParseError
+
+# V1LayerParameter.LayerType value → V2 type string (Caffe's UpgradeV1LayerType).
+_V1_TYPE_NAMES = {
+    "NONE": "", "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
+    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
+    "DATA": "Data", "DECONVOLUTION": "Deconvolution", "DROPOUT": "Dropout",
+    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
+    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
+    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
+    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
+    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
+    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
+    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
+    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
+    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
+}
+
+
+def _is_text(source):
+    return "{" in source or "\n" in source or source.strip() == ""
+
+
+def parse_text(text, message, filename="<string>"):
+    """Parse protobuf text into `message` (cleared first); errors carry file:line:col."""
+    message.Clear()
+    try:
+        text_format.Parse(text, message)
+    except text_format.ParseError as e:
+        line, col = e.GetLine(), e.GetColumn()
+        msg = str(e)
+        # text_format prefixes "line:col : "; we report the position ourselves.
+        if line is not None and msg.startswith(f"{line}:{col} : "):
+            msg = msg[len(f"{line}:{col} : "):]
+        raise ParseError(msg.replace('"netdef.', '"'), file=filename, line=line, column=col) from None
+    return message
+
+
+def read_text(source, message_type):
+    """Read a prototxt given as a path or as text; returns (message, filename or None)."""
+    if isinstance(source, os.PathLike) or (isinstance(source, str) and not _is_text(source)):
+        path = os.fspath(source)
+        try:
+            with open(path, "r", encoding="utf-8") as f:
+                text = f.read()
+        except OSError as e:
+            raise ParseError(f"could not open file: {e.strerror}", file=path) from None
+        except UnicodeDecodeError:
+            raise ParseError("not a text file (is it a binary .caffemodel?)", file=path) from None
+        return parse_text(text, message_type(), path), path
+    if isinstance(source, str):
+        return parse_text(source, message_type()), None
+    raise TypeError(f"expected a path or prototxt text, got {type(source).__name__}")
+
+
+def write_text(message, path):
+    atomic_write(path, text_format.MessageToString(message).encode("utf-8"))
+
+
+def read_net_text(source):
+    """NetParameter from a .prototxt path or text, upgraded to the current format."""
+    net, path = read_text(source, pb.NetParameter)
+    return upgrade_net(net, path), path
+
+
+def read_binary(path, message_type, what):
+    """Parse a binary protobuf file (caffemodel, solverstate) with clear errors."""
+    path = os.fspath(path)
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ParseError(f"could not open {what}: {e.strerror}", file=path) from None
+    if not data:
+        raise ParseError(f"empty file, expected a binary {what}", file=path)
+    msg = message_type()
+    try:
+        msg.ParseFromString(data)
+    except _pb_message.DecodeError as e:
+        raise ParseError(f"not a valid binary {what} (truncated or corrupt: {e})", file=path) from None
+    except Exception as e:  # upb raises plain errors for some malformed inputs
+        raise ParseError(f"not a valid binary {what}: {e}", file=path) from None
+    return msg
+
+
+def read_caffemodel(path):
+    """NetParameter (with blobs) from a .caffemodel, legacy V1 layers upgraded."""
+    net = read_binary(path, pb.NetParameter, "caffemodel (NetParameter)")
+    if not net.layer and not net.layers:
+        raise ParseError("no layers found: not a caffemodel (binary NetParameter)", file=os.fspath(path))
+    return upgrade_net(net, os.fspath(path))
+
+
+def atomic_write(path, data):
+    """Write bytes to `path` through a temporary file and a rename, so that a crash or a full
+    disk never leaves a partial file under the final name."""
+    path = os.fspath(path)
+    directory = os.path.dirname(os.path.abspath(path))
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+    except OSError as e:
+        raise NetdefError(f"cannot write: {e.strerror}", file=path) from None
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        raise NetdefError(f"cannot write: {e.strerror}", file=path) from None
+
+
+def write_binary(message, path):
+    try:
+        data = message.SerializeToString()
+    except Exception as e:  # over 2 GiB the wire format cannot hold it
+        raise NetdefError(f"cannot serialize: {e}", file=os.fspath(path)) from None
+    atomic_write(path, data)
+
+
+# ---------------------------------------------------------------------------------------------
+# Upgrades of legacy formats
+
+
+def upgrade_net(net, filename=None):
+    """Bring a NetParameter to the current format in place: V1 `layers` become `layer`, and
+    the deprecated `input`/`input_shape`/`input_dim` fields become an Input layer."""
+    if net.layers:
+        if net.layer:
+            raise ParseError("both 'layer' and legacy 'layers' fields are used; use only 'layer'", file=filename)
+        for v1 in net.layers:
+            net.layer.add().CopyFrom(_upgrade_v1_layer(v1, filename))
+        del net.layers[:]
+    if net.input:
+        _upgrade_inputs(net, filename)
+    return net
+
+
+def _upgrade_v1_layer(v1, filename):
+    if v1.HasField("layer"):
+        raise ParseError(
+            f"layer '{v1.name or v1.layer.name}' uses the V0 format (layers {{ layer {{ ... }} }}), "
+            "which netdef does not read; upgrade it with Caffe's upgrade_net_proto_text", file=filename)
+    layer = pb.LayerParameter()
+    layer.name = v1.name
+    if v1.HasField("type"):
+        enum_name = pb.V1LayerParameter.LayerType.Name(v1.type)
+        layer.type = _V1_TYPE_NAMES[enum_name]
+    layer.bottom.extend(v1.bottom)
+    layer.top.extend(v1.top)
+    layer.include.extend(v1.include)
+    layer.exclude.extend(v1.exclude)
+    layer.blobs.extend(v1.blobs)
+    layer.loss_weight.extend(v1.loss_weight)
+    nparams = max(len(v1.param), len(v1.blob_share_mode), len(v1.blobs_lr), len(v1.weight_decay))
+    for i in range(nparams):
+        spec = layer.param.add()
+        if i < len(v1.param):
+            spec.name = v1.param[i]
+        if i < len(v1.blob_share_mode):
+            spec.share_mode = v1.blob_share_mode[i]
+        if i < len(v1.blobs_lr):
+            spec.lr_mult = v1.blobs_lr[i]
+        if i < len(v1.weight_decay):
+            spec.decay_mult = v1.weight_decay[i]
+    # Every other V1 *_param has the same message type and name as its V2 counterpart.
+    for field, value in v1.ListFields():
+        if field.name.endswith("_param"):
+            getattr(layer, field.name).CopyFrom(value)
+    return layer
+
+
+def _upgrade_inputs(net, filename):
+    n = len(net.input)
+    if net.input_dim and len(net.input_dim) != 4 * n:
+        raise ParseError(f"input_dim has {len(net.input_dim)} values; expected 4 per input ({4 * n})",
+                         file=filename)
+    if net.input_shape and len(net.input_shape) not in (1, n):
+        raise ParseError(f"{len(net.input_shape)} input_shape for {n} inputs", file=filename)
+    layer = pb.LayerParameter(name="input", type="Input")
+    layer.top.extend(net.input)
+    for i in range(n):
+        shape = layer.input_param.shape.add()
+        if net.input_shape:
+            shape.CopyFrom(net.input_shape[i if len(net.input_shape) == n else 0])
+        elif net.input_dim:
+            shape.dim.extend(net.input_dim[4 * i:4 * i + 4])
+        else:
+            raise ParseError(f"input '{net.input[i]}' has no input_shape or input_dim", file=filename)
+    layers = [layer] + list(net.layer)
+    del net.layer[:]
+    net.layer.extend(layers)
+    del net.input[:]
+    del net.input_shape[:]
+    del net.input_dim[:]
+
+
+# ---------------------------------------------------------------------------------------------
+# NetState filtering
+
+
+def state_meets_rule(state, rule):
+    if rule.HasField("phase") and rule.phase != state.phase:
+        return False
+    if rule.HasField("min_level") and state.level < rule.min_level:
+        return False
+    if rule.HasField("max_level") and state.level > rule.max_level:
+        return False
+    stages = set(state.stage)
+    if any(s not in stages for s in rule.stage):
+        return False
+    if any(s in stages for s in rule.not_stage):
+        return False
+    return True
+
+
+def filter_net(net, state, filename=None):
+    """A copy of `net` with only the layers whose include/exclude rules admit `state`."""
+    out = pb.NetParameter()
+    out.CopyFrom(net)
+    del out.layer[:]
+    for layer in net.layer:
+        if layer.include and layer.exclude:
+            raise ParseError("a layer may have include or exclude rules, not both",
+                             file=filename, layer=layer.name)
+        if layer.include:
+            keep = any(state_meets_rule(state, r) for r in layer.include)
+        else:
+            keep = not any(state_meets_rule(state, r) for r in layer.exclude)
+        if keep:
+            out.layer.add().CopyFrom(layer)
+    out.state.CopyFrom(state)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# BlobProto <-> arrays
+
+
+def _varint(n):
+    out = bytearray()
+    while True:
+        b = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(b | 0x80)
+        else:
+            out.append(b)
+            return bytes(out)
+
+
+def blob_to_proto(array, bp=None, diff=None):
+    """BlobProto holding `array` (float32 → `data`, float64 → `double_data`), with `shape`.
+
+    The packed payload is encoded from the array's bytes and parsed, which is far faster than
+    filling a repeated field element by element."""
+    import numpy as np
+
+    bp = bp if bp is not None else pb.BlobProto()
+    a = np.ascontiguousarray(array)
+    bp.shape.dim.extend(int(d) for d in a.shape)
+    double = a.dtype == np.float64
+    chunks = []
+    for field_no, values in ((8 if double else 5, a), (9 if double else 6, diff)):
+        if values is None:
+            continue
+        raw = np.ascontiguousarray(values, dtype="<f8" if double else "<f4").tobytes()
+        chunks.append(_varint((field_no << 3) | 2) + _varint(len(raw)) + raw)
+    bp.MergeFromString(b"".join(chunks))
+    return bp
+
+
+def proto_shape(bp):
+    """(shape, is_legacy) of a BlobProto: `shape` if present, else legacy num/channels/height/width."""
+    if bp.HasField("shape"):
+        return tuple(int(d) for d in bp.shape.dim), False
+    if any(bp.HasField(f) for f in ("num", "channels", "height", "width")):
+        return (bp.num, bp.channels, bp.height, bp.width), True
+    return (), False
+
+
+def proto_to_array(bp, dtype, where=""):
+    """The data of a BlobProto as a numpy array of its own shape, checked for consistency."""
+    import numpy as np
+
+    shape, _ = proto_shape(bp)
+    if any(d < 0 for d in shape):
+        raise ParseError(f"{where}blob has a negative dimension in shape {shape}")
+    count = 1
+    for d in shape:
+        count *= d
+    if len(bp.double_data):
+        values = np.array(bp.double_data, dtype=np.float64)
+    else:
+        values = np.array(bp.data, dtype=np.float32)
+    if values.size != count:
+        raise ParseError(f"{where}blob declares shape {shape} ({count} values) but holds {values.size} values")
+    return values.astype(dtype, copy=False).reshape(shape)
+
+
+def legacy_shape_matches(net_shape, proto_shape_4d):
+    """Caffe accepts a legacy 4-D blob for a net blob of <= 4 axes padded on the left with 1s."""
+    if len(net_shape) > 4:
+        return False
+    return (1,) * (4 - len(net_shape)) + tuple(net_shape) == tuple(proto_shape_4d)
+
+
+def find_layer_line(path, layer_name):
+    """1-based line of `name: "<layer_name>"` in a prototxt file, or None (for error messages)."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"""\bname\s*:\s*["']%s["']""" % re.escape(layer_name), text)
+    return text.count("\n", 0, m.start()) + 1 if m else None

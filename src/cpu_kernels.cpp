@@ -1,0 +1,77 @@
+// The CPU backend's extension: exposes every kernel of kernels/*.cu (compiled as C++ twice,
+// float and double, see CMakeLists.txt) as a callable taking Python ints (pointers, sizes)
+// and floats. Pointers come from numpy's array.ctypes.data; the Python side checks dtype
+// and contiguity, because a raw address carries neither.
+#include <pybind11/pybind11.h>
+
+#include <stdexcept>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "kernel_registry.h"
+
+namespace py = pybind11;
+
+namespace netdef {
+std::vector<KernelEntry>& kernel_table() {
+  static std::vector<KernelEntry> table;
+  return table;
+}
+}  // namespace netdef
+
+namespace {
+
+class Kernel {
+ public:
+  explicit Kernel(const netdef::KernelEntry* e) : entry_(e) {}
+
+  void call(py::args args) const {
+    const std::string& sig = entry_->signature;
+    if (args.size() != sig.size())
+      throw py::type_error(entry_->name + " takes " + std::to_string(sig.size()) +
+                           " arguments, got " + std::to_string(args.size()));
+    std::vector<netdef::KernelArg> converted(sig.size());
+    for (size_t k = 0; k < sig.size(); ++k) {
+      py::handle a = args[k];
+      netdef::KernelArg& c = converted[k];
+      if (sig[k] == 'f') {
+        if (!py::isinstance<py::float_>(a) && !py::isinstance<py::int_>(a) &&
+            !PyFloat_Check(a.ptr()) && !PyNumber_Check(a.ptr()))
+          throw py::type_error(entry_->name + ": argument " + std::to_string(k) + " must be a number");
+        c.is_float = true;
+        c.f = py::cast<double>(py::float_(py::reinterpret_borrow<py::object>(a)));
+      } else {
+        if (!PyIndex_Check(a.ptr()))
+          throw py::type_error(entry_->name + ": argument " + std::to_string(k) +
+                               (sig[k] == 'p' ? " must be an address (int)" : " must be an int"));
+        c.is_float = false;
+        c.i = py::cast<long long>(py::int_(py::reinterpret_borrow<py::object>(a)));
+        if (sig[k] == 'p' && c.i == 0)
+          throw py::value_error(entry_->name + ": argument " + std::to_string(k) + " is a null pointer");
+      }
+    }
+    py::gil_scoped_release release;
+    entry_->call(converted.data());
+  }
+
+  std::string signature() const { return entry_->signature; }
+  std::string name() const { return entry_->name; }
+
+ private:
+  const netdef::KernelEntry* entry_;
+};
+
+}  // namespace
+
+PYBIND11_MODULE(_cpu_kernels, m) {
+  m.doc() = "netdef CPU kernels: kernels/*.cu compiled as C++";
+  py::class_<Kernel>(m, "Kernel")
+      .def("__call__", &Kernel::call)
+      .def_property_readonly("signature", &Kernel::signature)
+      .def_property_readonly("name", &Kernel::name)
+      .def("__repr__", [](const Kernel& k) { return "<netdef CPU kernel " + k.name() + "(" + k.signature() + ")>"; });
+  py::dict kernels;
+  for (const auto& e : netdef::kernel_table()) kernels[py::str(e.name)] = Kernel(&e);
+  m.attr("kernels") = kernels;
+}
