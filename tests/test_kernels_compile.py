@@ -24,6 +24,45 @@ def test_nvcc_compiles(path, dtype, tmp_path):
     assert res.returncode == 0, res.stderr
 
 
+def _nvrtc():
+    import ctypes
+
+    try:
+        import nvidia.cu13
+    except ImportError:
+        pytest.skip("NVRTC not installed (pip package nvidia-cuda-nvrtc, part of the test extra)")
+    libs = glob.glob(os.path.join(list(nvidia.cu13.__path__)[0], "lib", "libnvrtc.so*"))
+    if not libs:
+        pytest.skip("libnvrtc not found in nvidia-cuda-nvrtc")
+    return ctypes.CDLL(sorted(libs)[0])
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("path", CU_FILES, ids=os.path.basename)
+def test_nvrtc_compiles_as_the_gpu_backend_does(path, dtype):
+    """The exact source and options CuPy gets (plus the flags CuPy adds itself), through NVRTC,
+    which is stricter than nvcc: no host headers, device code only."""
+    import ctypes
+
+    from netdef.backend.cuda import compile_options, kernel_source
+
+    lib = _nvrtc()
+    family = os.path.splitext(os.path.basename(path))[0]
+    src = kernel_source(family)
+    opts = list(compile_options(src, dtype)) + ["-ftz=true", "--device-as-default-execution-space",
+                                                "-arch=compute_90"]
+    prog = ctypes.c_void_p()
+    assert lib.nvrtcCreateProgram(ctypes.byref(prog), src.encode(), f"{family}.cu".encode(), 0, None, None) == 0
+    arr = (ctypes.c_char_p * len(opts))(*[o.encode() for o in opts])
+    status = lib.nvrtcCompileProgram(prog, len(opts), arr)
+    size = ctypes.c_size_t()
+    lib.nvrtcGetProgramLogSize(prog, ctypes.byref(size))
+    log = ctypes.create_string_buffer(size.value)
+    lib.nvrtcGetProgramLog(prog, log)
+    lib.nvrtcDestroyProgram(ctypes.byref(prog))
+    assert status == 0, log.value.decode(errors="replace")
+
+
 def test_kernel_files_include_only_common_header():
     for path in CU_FILES:
         includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', open(path).read(), re.M)

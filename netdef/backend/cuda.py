@@ -47,6 +47,13 @@ def kernel_source(family):
     return src.replace('#include "common.cuh"', header)
 
 
+def compile_options(src, dtype):
+    """NVRTC options for one (kernel file, dtype) module; the source hash keeps CuPy's disk
+    cache honest even if a future change includes headers by path."""
+    return ("--std=c++17", f"-DDtype={_CTYPE[np.dtype(dtype)]}",
+            "-DNETDEF_SRC_HASH=" + hashlib.sha1(src.encode()).hexdigest()[:12])
+
+
 class CUDABackend(Backend):
     name = "gpu"
 
@@ -71,9 +78,7 @@ class CUDABackend(Backend):
             mod = self._modules.get(mkey)
             if mod is None:
                 src = kernel_source(family)
-                opts = ("--std=c++17", f"-DDtype={_CTYPE[dtype]}",
-                        "-DNETDEF_SRC_HASH=" + hashlib.sha1(src.encode()).hexdigest()[:12])
-                mod = self._modules[mkey] = self.cupy.RawModule(code=src, options=opts)
+                mod = self._modules[mkey] = self.cupy.RawModule(code=src, options=compile_options(src, dtype))
             try:
                 fn = mod.get_function(name)
             except Exception as e:
