@@ -42,12 +42,25 @@ def _phase(name):
 def cmd_info(args):
     from .net import Net
 
+    from . import coord_map
+
     net = Net(args.net, _phase(args.phase))
+    maps = coord_map.compute(net.param)
+
+    def geometry(top):
+        m = maps.get(top)
+        if m is None:
+            return ["", "", ""]
+        fmt = lambda a, b: str(a) if a == b else f"{a}x{b}"
+        return [fmt(m[0].rf, m[1].rf), fmt(m[0].jump, m[1].jump), fmt(m[0].offset, m[1].offset)]
+
     rows = []
     for name, layer in net.layer_dict.items():
-        tops = ", ".join(f"{t} {'x'.join(map(str, net.blobs[t].shape))}" for t in net.top_names[name])
-        rows.append([name, layer.type, ", ".join(net.bottom_names[name]), tops, f"{_count_params(layer):,}"])
-    print(format_table(rows, ["layer", "type", "bottoms", "tops", "params"]))
+        tops = net.top_names[name]
+        shapes = ", ".join(f"{t} {'x'.join(map(str, net.blobs[t].shape))}" for t in tops)
+        rows.append([name, layer.type, ", ".join(net.bottom_names[name]), shapes, f"{_count_params(layer):,}"]
+                    + geometry(tops[0] if tops else None))
+    print(format_table(rows, ["layer", "type", "bottoms", "tops", "params", "rf", "stride", "offset"]))
     total = sum(b.count for b in net.learnable_params)
     print(f"\n{len(net.layers)} layers, {total:,} learnable parameters, phase {args.phase.upper()}")
 

@@ -19,9 +19,9 @@ def test_info_prints_layers_shapes_and_params(tmp_path, capsys):
     assert main(["info", str(p)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["layer", "type", "bottoms", "tops", "params"]
+    assert lines[0].split() == ["layer", "type", "bottoms", "tops", "params", "rf", "stride", "offset"]
     fc = [l for l in lines if l.startswith("fc ")][0]
-    assert "InnerProduct" in fc and "fc 2x3" in fc and fc.rstrip().endswith("27")
+    assert "InnerProduct" in fc and "fc 2x3" in fc and fc.split()[-1] == "27"
     assert "27 learnable parameters" in out
 
 
