@@ -100,6 +100,11 @@ class Layer:
     def backward(self, top, propagate_down, bottom):
         pass
 
+    def adapt_param(self, index, values):
+        """Offered a stored value (numpy) for self.blobs[index] whose shape differs from the
+        blob's, return it converted to the blob's layout, or None to refuse (the default)."""
+        return None
+
     #: Can backward reach bottom[i]? (Caffe's AllowForceBackward; False for labels.)
     def allow_backward(self, bottom_index):
         return True

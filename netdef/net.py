@@ -290,7 +290,7 @@ class Net:
             blob = layer.blobs[i]
             blob.name = f"{lp.name}[{i}]"
             if i < len(lp.blobs):
-                self._load_blob(blob, lp.blobs[i], lp.name, i)
+                self._load_blob(layer, blob, lp.blobs[i], i)
             layer.param_propagate_down.append(spec.lr_mult != 0)
             if spec.name and spec.name in self._param_owner:
                 owner, oname, oi = self._param_owner[spec.name]
@@ -393,15 +393,21 @@ class Net:
             blob.diff[...] = 0
 
     # ---- weights ------------------------------------------------------------------------
-    def _load_blob(self, blob, bp, layer_name, index, source=None):
+    def _load_blob(self, layer, blob, bp, index, source=None):
         shape, legacy = proto.proto_shape(bp)
-        ok = shape == blob.shape or (legacy and proto.legacy_shape_matches(blob.shape, shape))
-        if not ok:
-            raise ShapeError(f"param {index} has shape {blob.shape} in the net but {shape} in "
-                             f"{source or 'the prototxt'}", layer=layer_name, file=source)
-        where = f"layer '{layer_name}' param {index}: "
-        values = proto.proto_to_array(bp, self.dtype, where)
-        blob.data[...] = self.backend.asarray(values.reshape(blob.shape), dtype=self.dtype)
+        where = f"layer '{layer.name}' param {index}: "
+        if shape == blob.shape or (legacy and proto.legacy_shape_matches(blob.shape, shape)):
+            values = proto.proto_to_array(bp, self.dtype, where).reshape(blob.shape)
+        else:
+            # A layer may accept another layout of the same parameters (e.g. a published
+            # caffemodel's dense bilinear Deconvolution weights for a grouped layer).
+            values = None
+            if blob.check_bytes(shape) >= 0:
+                values = layer.adapt_param(index, proto.proto_to_array(bp, self.dtype, where))
+            if values is None or tuple(values.shape) != blob.shape:
+                raise ShapeError(f"param {index} has shape {blob.shape} in the net but {shape} in "
+                                 f"{source or 'the prototxt'}", layer=layer.name, file=source)
+        blob.data[...] = self.backend.asarray(values, dtype=self.dtype)
 
     def copy_from(self, weights):
         """Load params by layer name from a .caffemodel path (or NetParameter). Layers of the
@@ -425,7 +431,7 @@ class Net:
                 raise ShapeError(f"{source} has {len(lp.blobs)} param blobs for this layer, "
                                  f"the net has {len(layer.blobs)}", layer=lp.name, file=source)
             for i, bp in enumerate(lp.blobs):
-                self._load_blob(layer.blobs[i], bp, lp.name, i, source)
+                self._load_blob(layer, layer.blobs[i], bp, i, source)
         return ignored
 
     def to_proto(self, write_diff=False):
