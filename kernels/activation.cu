@@ -1,5 +1,17 @@
-// Elementwise activation layers, forward and backward side by side.
-// ReLU:  y = x > 0 ? x : slope * x          dx = dy * (x > 0 ? 1 : slope)
+// Elementwise activation ("neuron") layers, forward and backward side by side.
+//   ReLU:    y = x > 0 ? x : slope x                   dx = dy (x > 0 ? 1 : slope)
+//   Sigmoid: y = 1 / (1 + e^-x)                          dx = dy y (1 - y)
+//   TanH:    y = tanh x                                  dx = dy (1 - y^2)
+//   AbsVal:  y = |x|                                     dx = dy sign(x)       (sign(0) = 0)
+//   Power:   y = (shift + scale x)^p                     dx = dy p scale (shift + scale x)^(p-1)
+//   Exp:     y = outer e^(inner x)                       dx = dy y inner
+//   Log:     y = log(shift + scale x) * base_scale       dx = dy scale base_scale / (shift + scale x)
+//   BNLL:    y = log(1 + e^x)                            dx = dy sigmoid(x) = dy (1 - e^-y)
+//   ELU:     y = x > 0 ? x : alpha (e^x - 1)             dx = dy (x > 0 ? 1 : y + alpha)
+//   PReLU:   y = x > 0 ? x : a_c x                       dx = dy (x > 0 ? 1 : a_c)
+//                                                        da_c += sum dy x [x <= 0]
+// Backward passes read the forward output y where y determines the derivative, so that the
+// layer can run in place; the others read x (the layer keeps a copy of x when in place).
 #include "common.cuh"
 
 KERNEL(relu_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype slope)) {
@@ -10,4 +22,144 @@ KERNEL(relu_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype slo
 // gradient is right for in-place ReLU, where x has been overwritten.
 KERNEL(relu_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx, const Dtype slope)) {
   KERNEL_LOOP(i) { dx[i] = y[i] > Dtype(0) ? dy[i] : dy[i] * slope; }
+}
+
+// ---- Sigmoid: the tanh form is stable for large |x| in both directions ---------------------
+KERNEL(sigmoid_forward, (const index_t n, const Dtype* x, Dtype* y)) {
+  KERNEL_LOOP(i) { y[i] = Dtype(0.5) * tanh(Dtype(0.5) * x[i]) + Dtype(0.5); }
+}
+
+KERNEL(sigmoid_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx)) {
+  KERNEL_LOOP(i) { dx[i] = dy[i] * y[i] * (Dtype(1) - y[i]); }
+}
+
+// ---- TanH ------------------------------------------------------------------------------------
+KERNEL(tanh_forward, (const index_t n, const Dtype* x, Dtype* y)) {
+  KERNEL_LOOP(i) { y[i] = tanh(x[i]); }
+}
+
+KERNEL(tanh_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx)) {
+  KERNEL_LOOP(i) { dx[i] = dy[i] * (Dtype(1) - y[i] * y[i]); }
+}
+
+// ---- AbsVal ----------------------------------------------------------------------------------
+KERNEL(absval_forward, (const index_t n, const Dtype* x, Dtype* y)) {
+  KERNEL_LOOP(i) { y[i] = x[i] < Dtype(0) ? -x[i] : x[i]; }
+}
+
+KERNEL(absval_backward, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* dx)) {
+  KERNEL_LOOP(i) {
+    const Dtype s = Dtype((Dtype(0) < x[i]) - (x[i] < Dtype(0)));
+    dx[i] = dy[i] * s;
+  }
+}
+
+// ---- Power -----------------------------------------------------------------------------------
+// b^p with the common exponents exact (pow(b, 2) is not always b * b on every device).
+DEVICE_FN Dtype act_power_of(const Dtype b, const Dtype p) {
+  if (p == Dtype(1)) return b;
+  if (p == Dtype(2)) return b * b;
+  return pow(b, p);
+}
+
+KERNEL(power_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype power,
+                       const Dtype scale, const Dtype shift)) {
+  KERNEL_LOOP(i) { y[i] = act_power_of(shift + scale * x[i], power); }
+}
+
+// With power * scale == 0 the output is constant and dx = 0 (Caffe's rule); with power == 1
+// the derivative is the constant scale and x is not read.
+KERNEL(power_backward, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* dx,
+                        const Dtype power, const Dtype scale, const Dtype shift)) {
+  const Dtype diff_scale = power * scale;
+  KERNEL_LOOP(i) {
+    if (diff_scale == Dtype(0)) {
+      dx[i] = Dtype(0);
+    } else if (power == Dtype(1)) {
+      dx[i] = dy[i] * diff_scale;
+    } else {
+      dx[i] = dy[i] * diff_scale * act_power_of(shift + scale * x[i], power - Dtype(1));
+    }
+  }
+}
+
+// ---- Exp: y = base^(shift + scale x) = outer * e^(inner x), inner = scale ln(base),
+//      outer = base^shift -----------------------------------------------------------------------
+KERNEL(exp_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype inner, const Dtype outer)) {
+  KERNEL_LOOP(i) { y[i] = outer * exp(inner * x[i]); }
+}
+
+KERNEL(exp_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx, const Dtype inner)) {
+  KERNEL_LOOP(i) { dx[i] = dy[i] * y[i] * inner; }
+}
+
+// ---- Log: y = log_base(shift + scale x), base_scale = 1 / ln(base) ----------------------------
+KERNEL(log_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype base_scale,
+                     const Dtype scale, const Dtype shift)) {
+  KERNEL_LOOP(i) { y[i] = log(shift + scale * x[i]) * base_scale; }
+}
+
+KERNEL(log_backward, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* dx,
+                      const Dtype base_scale, const Dtype scale, const Dtype shift)) {
+  const Dtype num = scale * base_scale;
+  KERNEL_LOOP(i) { dx[i] = dy[i] * num / (shift + scale * x[i]); }
+}
+
+// ---- BNLL: softplus, computed without overflow on either side ---------------------------------
+KERNEL(bnll_forward, (const index_t n, const Dtype* x, Dtype* y)) {
+  KERNEL_LOOP(i) {
+    const Dtype v = x[i];
+    y[i] = v > Dtype(0) ? v + log1p(exp(-v)) : log1p(exp(v));
+  }
+}
+
+// sigmoid(x) = 1 - e^-y since e^y = 1 + e^x; expm1 keeps it exact for very negative x.
+KERNEL(bnll_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx)) {
+  KERNEL_LOOP(i) { dx[i] = -dy[i] * expm1(-y[i]); }
+}
+
+// ---- ELU -------------------------------------------------------------------------------------
+KERNEL(elu_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype alpha)) {
+  KERNEL_LOOP(i) { y[i] = x[i] > Dtype(0) ? x[i] : alpha * expm1(x[i]); }
+}
+
+// x only decides the branch: with alpha >= 0, y > 0 exactly where x > 0, so the caller may pass
+// y for x (in-place ELU).
+KERNEL(elu_backward, (const index_t n, const Dtype* dy, const Dtype* x, const Dtype* y, Dtype* dx,
+                      const Dtype alpha)) {
+  KERNEL_LOOP(i) { dx[i] = x[i] > Dtype(0) ? dy[i] : dy[i] * (y[i] + alpha); }
+}
+
+// ---- PReLU: channel c = (i / inner) % channels / div; div = channels when the slope is shared
+KERNEL(prelu_forward, (const index_t n, const Dtype* x, const Dtype* slope, Dtype* y,
+                       const index_t channels, const index_t inner, const index_t div)) {
+  KERNEL_LOOP(i) {
+    const index_t c = (i / inner) % channels / div;
+    y[i] = x[i] > Dtype(0) ? x[i] : x[i] * slope[c];
+  }
+}
+
+KERNEL(prelu_backward, (const index_t n, const Dtype* dy, const Dtype* x, const Dtype* slope,
+                        Dtype* dx, const index_t channels, const index_t inner, const index_t div)) {
+  KERNEL_LOOP(i) {
+    const index_t c = (i / inner) % channels / div;
+    dx[i] = x[i] > Dtype(0) ? dy[i] : dy[i] * slope[c];
+  }
+}
+
+// Slope gradient, first stage: the rows of dy and x seen as (rows, inner) arrays; thread i
+// sums row r = i / parts over the elements t = i % parts, t + parts, ... of the row (strided,
+// so that neighbouring GPU threads read neighbouring addresses). Finished by scale.cu's
+// reduce_partials.
+KERNEL(prelu_slope_partial, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* partial,
+                             const index_t inner, const index_t parts)) {
+  KERNEL_LOOP(i) {
+    const index_t r = i / parts;
+    const Dtype* dyr = dy + r * inner;
+    const Dtype* xr = x + r * inner;
+    Dtype s = Dtype(0);
+    for (index_t t = i % parts; t < inner; t += parts)
+      if (xr[t] <= Dtype(0)) s += dyr[t] * xr[t];
+    partial[i] = s;
+  }
 }
