@@ -1,0 +1,140 @@
+"""BatchNorm: normalizes each channel (axis 1) to zero mean and unit variance, as Caffe does
+(no learned scale or shift: ResNet follows it with a Scale layer with bias_term).
+
+batch_norm_param { use_global_stats (unset: false in TRAIN, true in TEST)
+                   moving_average_fraction maf (0.999)  eps (1e-5) }
+Params, exactly as Caffe stores them (all zero at first):
+   blob0 (C,)  running sum of batch means       blob1 (C,)  running sum of batch variances
+   blob2 (1,)  the scale factor: the sum of the weights of those sums
+They are statistics, not learned: the layer gives them lr_mult 0 itself (adding `param`
+entries with lr_mult 0, as Caffe does; three given `param` entries are zeroed as Caffe's
+upgrade of old nets does; a nonzero lr_mult on fewer is an error), and backward gives them no
+gradient.
+
+The bottom is seen as (N, C, S), S = the product of the axes after 1; m = N * S.
+batch statistics (use_global_stats false):
+   mu_c = mean of x over N and S,   var_c = mean of (x - mu_c)^2   (biased)
+   and forward updates the running sums:
+      blob2 = maf * blob2 + 1,  blob0 = maf * blob0 + mu,  blob1 = maf * blob1 + var * m / (m - 1)
+      (the factor is 1 when m = 1)
+global statistics (use_global_stats true):
+   f = 0 if blob2 == 0 else 1 / blob2,   mu = f * blob0,   var = f * blob1
+forward:  y = (x - mu_c) / sqrt(var_c + eps)
+backward, batch statistics:  dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var + eps)
+          (means per channel over N and S; y is a copy kept by forward, because a later
+          in-place layer may overwrite the top)
+backward, global statistics: dx = dy / sqrt(var + eps)
+shape:    top = bottom (may be computed in place)
+"""
+from .. import netdef_pb2 as pb
+from ..layer import TEST, Layer
+from . import register_layer
+from .scale import channel_reduce
+
+
+@register_layer("BatchNorm")
+class BatchNormLayer(Layer):
+    exact_num_bottom = 1
+    exact_num_top = 1
+    in_place_ok = True
+
+    def setup(self, bottom, top):
+        p = self.layer_param.batch_norm_param
+        self.use_global_stats = (p.use_global_stats if p.HasField("use_global_stats")
+                                 else self.phase == TEST)
+        self.maf = float(p.moving_average_fraction)
+        self.eps = float(p.eps)
+        shape = bottom[0].shape
+        if len(shape) < 1:
+            raise self.shape_error(f"bottom shape {shape} has no axes")
+        self.channels = 1 if len(shape) == 1 else shape[1]
+        self.blobs = [self.make_blob((self.channels,)), self.make_blob((self.channels,)),
+                      self.make_blob((1,))]
+        for b in self.blobs:
+            b.data[...] = 0
+        self._freeze_statistics()
+        self.x_norm = None
+
+    def _freeze_statistics(self):
+        """lr_mult 0 for the three statistics blobs, in the layer's own LayerParameter (which the
+        Net reads after setup to decide what the solver updates)."""
+        params = self.layer_param.param
+        if len(params) == 3:  # Caffe's UpgradeNetBatchNorm: old nets declared three params
+            for spec in params:
+                spec.lr_mult = 0
+                spec.decay_mult = 0
+            return
+        for i, spec in enumerate(params):
+            if spec.lr_mult != 0:
+                raise self.error(f"param {i} has lr_mult {spec.lr_mult}: the batch statistics "
+                                 "cannot be learned (give lr_mult: 0 or leave the param out)")
+        while len(params) < len(self.blobs):
+            params.add(lr_mult=0, decay_mult=0)
+
+    def adapt_param(self, index, values):
+        # the same number of values under another vector-like shape, e.g. (1, C, 1, 1)
+        shape = self.blobs[index].shape
+        if values.size == self.blobs[index].count and sum(d != 1 for d in values.shape) <= 1:
+            return values.reshape(shape)
+        return None
+
+    def reshape(self, bottom, top):
+        shape = bottom[0].shape
+        C = 1 if len(shape) == 1 else (shape[1] if len(shape) > 1 else -1)
+        if C != self.channels:
+            raise self.shape_error(f"bottom shape {shape} does not have the {self.channels} channels "
+                                   "(axis 1) the statistics were made for")
+        if top[0] is not bottom[0]:
+            top[0].reshape(shape)
+        self.N = shape[0]
+        self.S = bottom[0].count // max(self.N * self.channels, 1)
+        xp = self.xp
+        self.mean = xp.empty(self.channels, dtype=self.dtype)
+        self.var = xp.empty(self.channels, dtype=self.dtype)
+        self.std = xp.empty(self.channels, dtype=self.dtype)
+        if not self.use_global_stats and (self.x_norm is None or self.x_norm.shape != shape):
+            self.x_norm = xp.empty(shape, dtype=self.dtype)
+
+    def forward(self, bottom, top):
+        k = self.kernels("batch_norm")
+        sk = self.kernels("scale")
+        x = bottom[0].data
+        count, C, S, N = bottom[0].count, self.channels, self.S, self.N
+        b0, b1, b2 = (b.data for b in self.blobs)
+        if self.use_global_stats:
+            k.bn_global_stats(C, b0, b1, b2, self.mean, self.std, self.eps)
+            k.bn_normalize(count, x, self.mean, self.std, top[0].data, top[0].data, C, S)
+            return
+        m = N * S
+        if m == 0:
+            return
+        channel_reduce(self, lambda n, part, parts: sk.scale_partial_sum(n, x, part, S, parts),
+                       self.mean, N, C, S, alpha=1.0 / m)
+        channel_reduce(self, lambda n, part, parts: k.bn_partial_sqdev(n, x, self.mean, part, C, S, parts),
+                       self.var, N, C, S, alpha=1.0 / m)
+        correction = m / (m - 1.0) if m > 1 else 1.0
+        k.bn_finish_batch_stats(C, self.mean, self.var, self.std, b0, b1, b2, self.maf, correction,
+                                self.eps)
+        k.bn_normalize(count, x, self.mean, self.std, top[0].data, self.x_norm, C, S)
+
+    def backward(self, top, propagate_down, bottom):
+        if not propagate_down[0]:
+            return
+        k = self.kernels("batch_norm")
+        dy = top[0].diff
+        count, C, S, N = bottom[0].count, self.channels, self.S, self.N
+        if self.use_global_stats:
+            k.bn_backward_global(count, dy, self.std, bottom[0].diff, C, S)
+            return
+        m = N * S
+        if m == 0:
+            return
+        sk = self.kernels("scale")
+        mean_dy = self.xp.empty(C, dtype=self.dtype)
+        mean_dyx = self.xp.empty(C, dtype=self.dtype)
+        xn = self.x_norm
+        channel_reduce(self, lambda n, part, parts: sk.scale_partial_sum(n, dy, part, S, parts),
+                       mean_dy, N, C, S, alpha=1.0 / m)
+        channel_reduce(self, lambda n, part, parts: sk.scale_partial_dot(n, dy, xn, part, S, parts),
+                       mean_dyx, N, C, S, alpha=1.0 / m)
+        k.bn_backward(count, dy, xn, mean_dy, mean_dyx, self.std, bottom[0].diff, C, S)

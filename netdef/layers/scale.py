@@ -1,0 +1,134 @@
+"""Scale: multiplies the bottom by a blob s broadcast over it, optionally adds a bias b.
+
+scale_param { axis (1)  num_axes (1)  filler (constant 1)  bias_term (false)  bias_filler (constant 0) }
+One bottom:  s is a learned param of shape bottom.shape[axis : axis + num_axes]
+             (num_axes = -1: to the last axis; num_axes = 0: a scalar of shape ()).
+Two bottoms: s = bottom[1], whose shape must equal bottom[0].shape[axis : axis + bottom[1].num_axes];
+             num_axes is not used. With bias_term, b is a learned param of bottom[1]'s shape.
+Params: [s] (one bottom), then [b] with bias_term.
+
+Seeing the bottom as (outer, D, inner) with D = s.count (axis is taken as 0 when s is a scalar):
+forward:  y[o, d, t] = x[o, d, t] * s[d] (+ b[d])
+backward: dx = dy * s[d]
+          ds[d] = sum_{o, t} dy * x    (added to the param's diff; written to bottom[1].diff)
+          db[d] = sum_{o, t} dy
+shape:    top = bottom[0] (may be computed in place; x is then kept for ds)
+"""
+from ..fillers import fill
+from .. import netdef_pb2 as pb
+from ..layer import Layer
+from . import register_layer
+from .inner_product import canonical_axis
+
+
+def partial_count(backend, rows, inner):
+    """How many strided partial sums per row the first reduction stage makes: 1 on the CPU
+    (contiguous loops); on a GPU enough threads (~64k) to fill it, each summing >= 32 values."""
+    if backend.name != "gpu" or inner < 64:
+        return 1
+    return int(max(1, min(inner // 32, 65536 // max(rows, 1), 1024)))
+
+
+def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0):
+    """out[d] = alpha * sum_{o < outer, t < inner} f(o, d, t) + beta * out[d] (out not read when
+    beta = 0), for rows r = o * D + d of inner values each. partial_fn(n, partial, parts)
+    launches the first-stage kernel that writes the n = outer * D * parts partial sums."""
+    parts = partial_count(layer.backend, outer * D, inner)
+    partial = layer.xp.empty(outer * D * parts, dtype=layer.dtype)
+    partial_fn(outer * D * parts, partial, parts)
+    layer.kernels("scale").reduce_partials(D, partial, out, outer, parts, float(alpha), float(beta))
+
+
+def _prod(dims):
+    p = 1
+    for d in dims:
+        p *= d
+    return p
+
+
+def param_shape(layer, bottom_shape, axis, num_axes):
+    """bottom_shape[axis : axis + num_axes] for the one-bottom Scale / Bias param."""
+    axis = canonical_axis(axis, len(bottom_shape), layer)
+    if num_axes < -1:
+        raise layer.error(f"num_axes must be >= 0, or -1 to extend to the last axis; got {num_axes}")
+    if num_axes >= 0 and len(bottom_shape) < axis + num_axes:
+        raise layer.shape_error(f"bottom shape {bottom_shape} has no {num_axes} axes from axis {axis}")
+    return tuple(bottom_shape[axis:]) if num_axes == -1 else tuple(bottom_shape[axis:axis + num_axes])
+
+
+def broadcast_dims(layer, bottom_shape, operand_shape, axis_param, what):
+    """(outer, D, inner) of the bottom for an operand broadcast from axis (checked)."""
+    k = len(operand_shape)
+    axis = 0 if k == 0 else canonical_axis(axis_param, len(bottom_shape), layer)
+    if len(bottom_shape) < axis + k or tuple(bottom_shape[axis:axis + k]) != tuple(operand_shape):
+        raise layer.shape_error(f"{what} of shape {tuple(operand_shape)} does not match bottom[0] "
+                                f"shape {tuple(bottom_shape)} from axis {axis}")
+    return _prod(bottom_shape[:axis]), _prod(operand_shape), _prod(bottom_shape[axis + k:])
+
+
+@register_layer("Scale")
+class ScaleLayer(Layer):
+    min_bottom = 1
+    max_bottom = 2
+    exact_num_top = 1
+    in_place_ok = True
+
+    def setup(self, bottom, top):
+        p = self.layer_param.scale_param
+        self.blobs = []
+        if len(bottom) == 1:
+            s = self.make_blob(param_shape(self, bottom[0].shape, p.axis, p.num_axes))
+            filler = p.filler if p.HasField("filler") else pb.FillerParameter(type="constant", value=1)
+            fill(s, filler, self.name)
+            self.blobs.append(s)
+        self.bias_term = p.bias_term
+        if self.bias_term:
+            shape = bottom[1].shape if len(bottom) > 1 else self.blobs[0].shape
+            b = self.make_blob(shape)
+            fill(b, p.bias_filler, self.name)
+            self.blobs.append(b)
+        self.bias_index = len(self.blobs) - 1
+        self.x_copy = None
+
+    def _scale(self, bottom):
+        return bottom[1] if len(bottom) > 1 else self.blobs[0]
+
+    def reshape(self, bottom, top):
+        s = self._scale(bottom)
+        p = self.layer_param.scale_param
+        self.outer, self.D, self.inner = broadcast_dims(self, bottom[0].shape, s.shape, p.axis, "scale")
+        if self.bias_term and self.blobs[self.bias_index].shape != s.shape:
+            raise self.shape_error(f"bias param of shape {self.blobs[self.bias_index].shape} does not "
+                                   f"match the scale's shape {s.shape}")
+        if top[0] is not bottom[0]:
+            top[0].reshape(bottom[0].shape)
+
+    def forward(self, bottom, top):
+        x = bottom[0].data
+        if top[0] is bottom[0]:  # keep x: the scale's gradient needs it
+            if self.x_copy is None or self.x_copy.shape != x.shape:
+                self.x_copy = self.xp.empty_like(x)
+            self.x_copy[...] = x
+        k = self.kernels("scale")
+        s = self._scale(bottom).data
+        if self.bias_term:
+            k.scale_bias_forward(bottom[0].count, x, s, self.blobs[self.bias_index].data, top[0].data,
+                                 self.D, self.inner)
+        else:
+            k.scale_forward(bottom[0].count, x, s, top[0].data, self.D, self.inner)
+
+    def backward(self, top, propagate_down, bottom):
+        k = self.kernels("scale")
+        dy = top[0].diff
+        if self.bias_term and self.param_needs_grad(self.bias_index):
+            channel_reduce(self, lambda n, part, parts: k.scale_partial_sum(n, dy, part, self.inner, parts),
+                           self.blobs[self.bias_index].diff, self.outer, self.D, self.inner, beta=1.0)
+        two = len(bottom) > 1
+        if (two and propagate_down[1]) or (not two and self.param_needs_grad(0)):
+            x = self.x_copy if top[0] is bottom[0] else bottom[0].data
+            channel_reduce(self, lambda n, part, parts: k.scale_partial_dot(n, dy, x, part, self.inner, parts),
+                           self._scale(bottom).diff, self.outer, self.D, self.inner,
+                           beta=0.0 if two else 1.0)
+        if propagate_down[0]:
+            k.scale_forward(bottom[0].count, dy, self._scale(bottom).data, bottom[0].diff,
+                            self.D, self.inner)
