@@ -24,9 +24,9 @@ KERNEL(relu_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* 
   KERNEL_LOOP(i) { dx[i] = y[i] > Dtype(0) ? dy[i] : dy[i] * slope; }
 }
 
-// ---- Sigmoid: the tanh form is stable for large |x| in both directions ---------------------
+// ---- Sigmoid: exp(-x) overflowing to inf for very negative x gives the right limit 0 --------
 KERNEL(sigmoid_forward, (const index_t n, const Dtype* x, Dtype* y)) {
-  KERNEL_LOOP(i) { y[i] = Dtype(0.5) * tanh(Dtype(0.5) * x[i]) + Dtype(0.5); }
+  KERNEL_LOOP(i) { y[i] = Dtype(1) / (Dtype(1) + exp(-x[i])); }
 }
 
 KERNEL(sigmoid_backward, (const index_t n, const Dtype* dy, const Dtype* y, Dtype* dx)) {

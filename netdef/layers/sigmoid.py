@@ -1,6 +1,6 @@
 """Sigmoid: the logistic function.
 
-forward:  y = 1 / (1 + exp(-x))   (computed as 0.5 tanh(x / 2) + 0.5: no overflow for any x)
+forward:  y = 1 / (1 + exp(-x))   (exp(-x) = inf for very negative x gives the limit 0)
 backward: dx = dy * y * (1 - y)   (reads y only, so the layer may run in place)
 shape:    top = bottom (may be computed in place)
 """
