@@ -26,7 +26,6 @@ backward, batch statistics:  dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var 
 backward, global statistics: dx = dy / sqrt(var + eps)
 shape:    top = bottom (may be computed in place)
 """
-from .. import netdef_pb2 as pb
 from ..layer import TEST, Layer
 from . import register_layer
 from .scale import channel_reduce

@@ -10,6 +10,7 @@ forward:  y[o, d, t] = x[o, d, t] + b[d]
 backward: dx = dy;  db[d] = sum_{o, t} dy  (added to the param's diff; written to bottom[1].diff)
 shape:    top = bottom[0] (may be computed in place)
 """
+from ..fillers import fill
 from ..layer import Layer
 from . import register_layer
 from .scale import broadcast_dims, channel_reduce, param_shape
@@ -23,8 +24,6 @@ class BiasLayer(Layer):
     in_place_ok = True
 
     def setup(self, bottom, top):
-        from ..fillers import fill
-
         p = self.layer_param.bias_param
         self.blobs = []
         if len(bottom) == 1:

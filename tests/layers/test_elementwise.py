@@ -6,7 +6,6 @@ import pytest
 
 import netdef
 from gradcheck import build_layer, check_gradients, compare_devices, forward
-from netdef.blob import Blob
 from netdef.errors import NetdefError
 
 

@@ -191,3 +191,37 @@ def test_gpu_matches_cpu(shape, sshape, axis):
                     [x, s], rtol=2e-4, atol=2e-4)
     compare_devices(f"type: 'Scale' scale_param {{ axis: {axis} num_axes: {len(sshape)} bias_term: true "
                     "filler { type: 'gaussian' } }", [x], rtol=2e-4, atol=2e-4)
+
+
+@pytest.mark.parametrize("parts", [2, 7, 64])
+def test_strided_partial_sums_as_the_gpu_uses_them(monkeypatch, parts):
+    """On a GPU the first reduction stage splits every row into `parts` strided slices; run
+    that path on the CPU (parts > row length included) for Scale, Bias, BatchNorm and PReLU."""
+    import netdef.layers
+
+    netdef.layers.known_types()  # load every layer module before importing one directly
+    scale_mod = __import__("netdef.layers.scale", fromlist=["partial_count"])
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((3, 4, 5, 6))
+    dy = rng.standard_normal(x.shape)
+    texts = ["type: 'Scale' scale_param { bias_term: true filler { type: 'gaussian' } }",
+             "type: 'Scale' scale_param { axis: 0 num_axes: 0 filler { type: 'gaussian' } }",
+             "type: 'Bias' bias_param { axis: 2 num_axes: 1 }",
+             "type: 'BatchNorm'",
+             "type: 'PReLU' prelu_param { filler { type: 'gaussian' } }",
+             "type: 'PReLU' prelu_param { channel_shared: true }"]
+
+    def run(text):
+        layer, b, t = build_layer(text, [x])
+        y = forward(layer, b, t)[0]
+        t[0].diff[...] = dy
+        for p in layer.blobs:
+            p.diff[...] = 0
+        layer.backward(t, [True], b)
+        return [y, b[0].diff.copy()] + [p.data.copy() for p in layer.blobs] + [p.diff.copy() for p in layer.blobs]
+
+    want = [run(text) for text in texts]
+    monkeypatch.setattr(scale_mod, "partial_count", lambda backend, rows, inner: parts)
+    for text, w in zip(texts, want):
+        for got, ref in zip(run(text), w):
+            np.testing.assert_allclose(got, ref, rtol=1e-12, atol=1e-13, err_msg=text)
