@@ -6,6 +6,7 @@ import pkgutil
 from ..errors import LayerSetupError
 
 LAYERS = {}
+_loaded = False
 
 
 def register_layer(type_name):
@@ -20,13 +21,16 @@ def register_layer(type_name):
 
 
 def _load_all():
+    global _loaded
+    if _loaded:
+        return
+    _loaded = True
     for mod in pkgutil.iter_modules(__path__):
         importlib.import_module(f"{__name__}.{mod.name}")
 
 
 def layer_class(type_name, layer_name=None):
-    if not LAYERS:
-        _load_all()
+    _load_all()
     cls = LAYERS.get(type_name)
     if cls is None:
         if type_name == "":
@@ -46,6 +50,5 @@ def create_layer(layer_param, phase=None, backend=None, dtype=None):
 
 
 def known_types():
-    if not LAYERS:
-        _load_all()
+    _load_all()
     return sorted(LAYERS)
