@@ -1,0 +1,224 @@
+// im2col / col2im for 2-D convolution, and direct depthwise (group == channels) convolution.
+//
+// Geometry, per spatial axis: input size H, kernel kh, stride sh, pad ph, dilation dh,
+// output size OH = (H + 2 ph - (dh (kh - 1) + 1)) / sh + 1. Output position oh with kernel tap
+// ki reads input row  h = oh sh - ph + ki dh  (zero when h is outside [0, H)); likewise for w.
+//
+// im2col: col[img, c, ki, kj, ohr, ow] = x[img, c, (oh0 + ohr) sh - ph + ki dh, ow sw - pw + kj dw]
+//   for the output rows oh0 .. oh0 + rows - 1 (rows = OH for whole images), i.e. per image a
+//   (C kh kw) x (rows OW) matrix. One iteration fills `tile` consecutive ow of one col row:
+//   the caller passes tile = 1 on the GPU (neighbouring threads, neighbouring addresses) and a
+//   longer tile on the CPU (fewer index divisions per element).
+//
+// col2im (the adjoint of im2col, a gather so that it is deterministic and needs no atomics):
+//   x[img, c, h, w] (+)= sum over (ki, ohr, kj, ow) with (oh0 + ohr) sh - ph + ki dh = h and
+//                        ow sw - pw + kj dw = w of col[img, c, ki, kj, ohr, ow]
+//   for the input rows h0 .. h0 + hrows - 1. The taps ki that hit row h form an arithmetic
+//   progression with step steph = sh / gcd(sh, dh) (passed in by the caller), so each output
+//   element visits only its contributing taps, even for stride 32 and kernel 64.
+//   accumulate != 0 adds to x (used when an image's col is processed in row chunks).
+//
+// Depthwise (one filter per channel, w: (C, kh, kw)), with "in" the (N, C, H, W) side and
+// "out" the (N, C, OH, OW) side of the convolution above:
+//   dw_conv_forward:      out[n,c,oh,ow] = sum_{ki,kj} w[c,ki,kj] in[n,c,h(oh,ki),w(ow,kj)]
+//   dw_conv_backward:     in[n,c,h,w]    = sum over the taps hitting (h, w) of w[c,ki,kj] out[n,c,oh,ow]
+//                         (Convolution's backward-data, Deconvolution's forward: FCN's bilinear
+//                          upsampling with group = channels runs here, not as per-group GEMMs)
+//   dw_conv_weight_partial: partial[(c kh + ki) kw + kj, p] = sum over image rows r = p, p + parts, ...
+//                         of (n, oh) of sum_ow out[n,c,oh,ow] in[n,c,h,w]  (summed over p by the caller)
+#include "common.cuh"
+
+// floor(a / b) and ceil(a / b) for b > 0 and any sign of a.
+DEVICE_FN index_t ffloor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
+DEVICE_FN index_t fceil_div(index_t a, index_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+DEVICE_FN index_t imax(index_t a, index_t b) { return a > b ? a : b; }
+DEVICE_FN index_t imin(index_t a, index_t b) { return a < b ? a : b; }
+
+// The taps k in [0, K) of one axis that hit input position x through output positions o in
+// [o0, o0 + O): o s - p + k d = x. Returns the first such tap (or K when there is none) and the
+// output position `o` it uses; the following taps are k + step, with o decreasing by step d / s.
+DEVICE_FN index_t first_tap(index_t x, index_t K, index_t s, index_t p, index_t d, index_t step,
+                            index_t o0, index_t O, index_t* o) {
+  const index_t xp = x + p;
+  index_t lo = fceil_div(xp - (o0 + O - 1) * s, d);  // o <= o0 + O - 1
+  index_t hi = ffloor_div(xp - o0 * s, d);           // o >= o0
+  lo = imax(lo, 0);
+  hi = imin(hi, K - 1);
+  for (index_t k = lo; k <= hi && k < lo + step; ++k) {
+    const index_t t = xp - k * d;
+    if (t % s == 0) {
+      *o = t / s;
+      return k;
+    }
+  }
+  return K;
+}
+
+// The last tap usable from the range of first_tap (inclusive bound for the loop).
+DEVICE_FN index_t last_tap(index_t x, index_t K, index_t s, index_t p, index_t d, index_t o0) {
+  return imin(ffloor_div(x + p - o0 * s, d), K - 1);
+}
+
+KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t C, const index_t H,
+                const index_t W, const index_t kh, const index_t kw, const index_t sh,
+                const index_t sw, const index_t ph, const index_t pw, const index_t dh,
+                const index_t dw, const index_t OW, const index_t oh0, const index_t rows,
+                const index_t tile)) {
+  // n = images * C * kh * kw * rows * ntiles
+  const index_t ntiles = (OW + tile - 1) / tile;
+  KERNEL_LOOP(i) {
+    index_t r = i;
+    const index_t t = r % ntiles;
+    r /= ntiles;
+    const index_t ohr = r % rows;
+    r /= rows;
+    const index_t kj = r % kw;
+    r /= kw;
+    const index_t ki = r % kh;
+    r /= kh;  // r = img * C + c
+    const index_t ow0 = t * tile;
+    const index_t ow1 = imin(ow0 + tile, OW);
+    Dtype* out = col + (((r * kh + ki) * kw + kj) * rows + ohr) * OW;
+    const index_t h = (oh0 + ohr) * sh - ph + ki * dh;
+    if (h < 0 || h >= H) {
+      for (index_t ow = ow0; ow < ow1; ++ow) out[ow] = Dtype(0);
+    } else {
+      const index_t off = kj * dw - pw;  // w = ow sw + off
+      const index_t lo = imin(imax(fceil_div(-off, sw), ow0), ow1);
+      const index_t hi = imax(imin(ffloor_div(W - 1 - off, sw) + 1, ow1), lo);
+      const Dtype* in = x + (r * H + h) * W + off;
+      for (index_t ow = ow0; ow < lo; ++ow) out[ow] = Dtype(0);
+      if (sw == 1) {
+        for (index_t ow = lo; ow < hi; ++ow) out[ow] = in[ow];
+      } else {
+        for (index_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * sw];
+      }
+      for (index_t ow = hi; ow < ow1; ++ow) out[ow] = Dtype(0);
+    }
+  }
+}
+
+KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, const index_t H,
+                const index_t W, const index_t kh, const index_t kw, const index_t sh,
+                const index_t sw, const index_t ph, const index_t pw, const index_t dh,
+                const index_t dw, const index_t OW, const index_t oh0, const index_t rows,
+                const index_t h0, const index_t hrows, const index_t steph, const index_t stepw,
+                const index_t tile, const index_t accumulate)) {
+  // n = images * C * hrows * ntiles
+  const index_t ntiles = (W + tile - 1) / tile;
+  const index_t plane = rows * OW;         // one col row
+  const index_t dow = stepw * dw / sw;     // ow decrease per kj step
+  const index_t dohr = steph * dh / sh;    // oh decrease per ki step
+  KERNEL_LOOP(i) {
+    index_t r = i;
+    const index_t t = r % ntiles;
+    r /= ntiles;
+    const index_t h = h0 + r % hrows;
+    r /= hrows;  // r = img * C + c
+    const index_t w0 = t * tile;
+    const index_t w1 = imin(w0 + tile, W);
+    index_t oh = 0;
+    const index_t kif = first_tap(h, kh, sh, ph, dh, steph, oh0, rows, &oh);
+    const index_t kil = last_tap(h, kh, sh, ph, dh, oh0);
+    const Dtype* colc = col + r * kh * kw * plane;
+    Dtype* xr = x + (r * H + h) * W;
+    for (index_t w = w0; w < w1; ++w) {
+      Dtype acc = Dtype(0);
+      index_t ow = 0;
+      const index_t kjf = first_tap(w, kw, sw, pw, dw, stepw, 0, OW, &ow);
+      const index_t kjl = last_tap(w, kw, sw, pw, dw, 0);
+      index_t ohr = oh - oh0;
+      for (index_t ki = kif; ki <= kil; ki += steph, ohr -= dohr) {
+        const Dtype* crow = colc + ki * kw * plane + ohr * OW;
+        index_t owk = ow;
+        for (index_t kj = kjf; kj <= kjl; kj += stepw, owk -= dow) acc += crow[kj * plane + owk];
+      }
+      xr[w] = accumulate ? xr[w] + acc : acc;
+    }
+  }
+}
+
+KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtype* out,
+                         const index_t C, const index_t H, const index_t W, const index_t OH,
+                         const index_t OW, const index_t kh, const index_t kw, const index_t sh,
+                         const index_t sw, const index_t ph, const index_t pw, const index_t dh,
+                         const index_t dw)) {
+  // n = N * C * OH * OW
+  KERNEL_LOOP(i) {
+    const index_t ow = i % OW;
+    const index_t oh = (i / OW) % OH;
+    const index_t r = i / (OW * OH);  // img * C + c
+    const index_t c = r % C;
+    const index_t hb = oh * sh - ph, wb = ow * sw - pw;
+    const index_t ki0 = imax(fceil_div(-hb, dh), 0), ki1 = imin(ffloor_div(H - 1 - hb, dh), kh - 1);
+    const index_t kj0 = imax(fceil_div(-wb, dw), 0), kj1 = imin(ffloor_div(W - 1 - wb, dw), kw - 1);
+    const Dtype* inr = in + r * H * W;
+    const Dtype* wc = wt + c * kh * kw;
+    Dtype acc = Dtype(0);
+    for (index_t ki = ki0; ki <= ki1; ++ki) {
+      const Dtype* row = inr + (hb + ki * dh) * W + wb;
+      for (index_t kj = kj0; kj <= kj1; ++kj) acc += wc[ki * kw + kj] * row[kj * dw];
+    }
+    out[i] = acc;
+  }
+}
+
+KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dtype* in,
+                          const index_t C, const index_t H, const index_t W, const index_t OH,
+                          const index_t OW, const index_t kh, const index_t kw, const index_t sh,
+                          const index_t sw, const index_t ph, const index_t pw, const index_t dh,
+                          const index_t dw, const index_t steph, const index_t stepw)) {
+  // n = N * C * H * W
+  const index_t dow = stepw * dw / sw;
+  const index_t doh = steph * dh / sh;
+  KERNEL_LOOP(i) {
+    const index_t w = i % W;
+    const index_t h = (i / W) % H;
+    const index_t r = i / (W * H);  // img * C + c
+    const index_t c = r % C;
+    index_t oh = 0, ow = 0;
+    const index_t kif = first_tap(h, kh, sh, ph, dh, steph, 0, OH, &oh);
+    const index_t kil = last_tap(h, kh, sh, ph, dh, 0);
+    const index_t kjf = first_tap(w, kw, sw, pw, dw, stepw, 0, OW, &ow);
+    const index_t kjl = last_tap(w, kw, sw, pw, dw, 0);
+    const Dtype* outr = out + r * OH * OW;
+    const Dtype* wc = wt + c * kh * kw;
+    Dtype acc = Dtype(0);
+    for (index_t ki = kif; ki <= kil; ki += steph, oh -= doh) {
+      const Dtype* row = outr + oh * OW;
+      index_t owk = ow;
+      for (index_t kj = kjf; kj <= kjl; kj += stepw, owk -= dow) acc += wc[ki * kw + kj] * row[owk];
+    }
+    in[i] = acc;
+  }
+}
+
+KERNEL(dw_conv_weight_partial, (const index_t n, const Dtype* in, const Dtype* out,
+                                Dtype* partial, const index_t N, const index_t C, const index_t H,
+                                const index_t W, const index_t OH, const index_t OW,
+                                const index_t kh, const index_t kw, const index_t sh,
+                                const index_t sw, const index_t ph, const index_t pw,
+                                const index_t dh, const index_t dw, const index_t parts)) {
+  // n = C * kh * kw * parts; the rows (img, oh) of one channel are split over the parts
+  KERNEL_LOOP(i) {
+    const index_t p = i % parts;
+    const index_t tap = i / parts;
+    const index_t kj = tap % kw;
+    const index_t ki = (tap / kw) % kh;
+    const index_t c = tap / (kw * kh);
+    const index_t wb = kj * dw - pw;  // w = ow sw + wb
+    const index_t ow0 = imax(fceil_div(-wb, sw), 0);
+    const index_t ow1 = imin(ffloor_div(W - 1 - wb, sw), OW - 1);
+    Dtype acc = Dtype(0);
+    for (index_t q = p; q < N * OH; q += parts) {
+      const index_t oh = q % OH;
+      const index_t img = q / OH;
+      const index_t h = oh * sh - ph + ki * dh;
+      if (h < 0 || h >= H) continue;
+      const Dtype* orow = out + ((img * C + c) * OH + oh) * OW;
+      const Dtype* irow = in + ((img * C + c) * H + h) * W + wb;
+      for (index_t ow = ow0; ow <= ow1; ++ow) acc += orow[ow] * irow[ow * sw];
+    }
+    partial[i] = acc;
+  }
+}
