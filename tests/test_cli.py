@@ -38,7 +38,8 @@ def test_bad_input_is_one_line_without_traceback(tmp_path):
 
 
 def test_published_fcn_deploy_info(fcn_reference, capsys):
-    pytest.importorskip("netdef.layers.convolution")
+    for layer in ("convolution", "deconvolution", "pooling", "crop"):
+        pytest.importorskip(f"netdef.layers.{layer}")
     import os
 
     assert main(["info", os.path.join(fcn_reference, "voc-fcn8s", "deploy.prototxt")]) == 0
