@@ -17,11 +17,14 @@
 //   progression with step steph = sh / gcd(sh, dh) (passed in by the caller), so each output
 //   element visits only its contributing taps, even for stride 32 and kernel 64.
 //   accumulate != 0 adds to x (used when an image's col is processed in row chunks).
+//   With tile == 1 (GPU) one element sums its taps in a register; with a longer tile (CPU) the
+//   iteration adds each tap's contiguous col row segment into its row segment of x.
 //
 // Depthwise (one filter per channel, w: (C, kh, kw)), with "in" the (N, C, H, W) side and
 // "out" the (N, C, OH, OW) side of the convolution above:
 //   dw_conv_forward:      out[n,c,oh,ow] = sum_{ki,kj} w[c,ki,kj] in[n,c,h(oh,ki),w(ow,kj)]
 //   dw_conv_backward:     in[n,c,h,w]    = sum over the taps hitting (h, w) of w[c,ki,kj] out[n,c,oh,ow]
+//                         (tile columns per iteration, as col2im)
 //                         (Convolution's backward-data, Deconvolution's forward: FCN's bilinear
 //                          upsampling with group = channels runs here, not as per-group GEMMs)
 //   dw_conv_weight_partial: partial[(c kh + ki) kw + kj, p] = sum over image rows r = p, p + parts, ...
@@ -122,7 +125,9 @@ KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, co
     const index_t kil = last_tap(h, kh, sh, ph, dh, oh0);
     const Dtype* colc = col + r * kh * kw * plane;
     Dtype* xr = x + (r * H + h) * W;
-    for (index_t w = w0; w < w1; ++w) {
+    if (tile == 1) {
+      // one element: visit only the taps that reach it, summing in a register
+      const index_t w = w0;
       Dtype acc = Dtype(0);
       index_t ow = 0;
       const index_t kjf = first_tap(w, kw, sw, pw, dw, stepw, 0, OW, &ow);
@@ -134,6 +139,25 @@ KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, co
         for (index_t kj = kjf; kj <= kjl; kj += stepw, owk -= dow) acc += crow[kj * plane + owk];
       }
       xr[w] = accumulate ? xr[w] + acc : acc;
+    } else {
+      // a row segment: add each (ki, kj) col row into it (the same order of sums per element)
+      if (!accumulate)
+        for (index_t w = w0; w < w1; ++w) xr[w] = Dtype(0);
+      index_t ohr = oh - oh0;
+      for (index_t ki = kif; ki <= kil; ki += steph, ohr -= dohr) {
+        for (index_t kj = 0; kj < kw; ++kj) {
+          const index_t off = kj * dw - pw;  // w = ow sw + off
+          const index_t lo = imax(fceil_div(w0 - off, sw), 0);
+          const index_t hi = imin(ffloor_div(w1 - 1 - off, sw), OW - 1);
+          const Dtype* crow = colc + (ki * kw + kj) * plane + ohr * OW;
+          Dtype* xw = xr + off;
+          if (sw == 1) {
+            for (index_t ow = lo; ow <= hi; ++ow) xw[ow] += crow[ow];
+          } else {
+            for (index_t ow = lo; ow <= hi; ++ow) xw[ow * sw] += crow[ow];
+          }
+        }
+      }
     }
   }
 }
@@ -167,29 +191,51 @@ KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dt
                           const index_t C, const index_t H, const index_t W, const index_t OH,
                           const index_t OW, const index_t kh, const index_t kw, const index_t sh,
                           const index_t sw, const index_t ph, const index_t pw, const index_t dh,
-                          const index_t dw, const index_t steph, const index_t stepw)) {
-  // n = N * C * H * W
+                          const index_t dw, const index_t steph, const index_t stepw,
+                          const index_t tile)) {
+  // n = N * C * H * ntiles; tile as in col2im
+  const index_t ntiles = (W + tile - 1) / tile;
   const index_t dow = stepw * dw / sw;
   const index_t doh = steph * dh / sh;
   KERNEL_LOOP(i) {
-    const index_t w = i % W;
-    const index_t h = (i / W) % H;
-    const index_t r = i / (W * H);  // img * C + c
+    const index_t t = i % ntiles;
+    const index_t h = (i / ntiles) % H;
+    const index_t r = i / (ntiles * H);  // img * C + c
     const index_t c = r % C;
-    index_t oh = 0, ow = 0;
+    const index_t w0 = t * tile;
+    const index_t w1 = imin(w0 + tile, W);
+    index_t oh = 0;
     const index_t kif = first_tap(h, kh, sh, ph, dh, steph, 0, OH, &oh);
     const index_t kil = last_tap(h, kh, sh, ph, dh, 0);
-    const index_t kjf = first_tap(w, kw, sw, pw, dw, stepw, 0, OW, &ow);
-    const index_t kjl = last_tap(w, kw, sw, pw, dw, 0);
     const Dtype* outr = out + r * OH * OW;
     const Dtype* wc = wt + c * kh * kw;
-    Dtype acc = Dtype(0);
-    for (index_t ki = kif; ki <= kil; ki += steph, oh -= doh) {
-      const Dtype* row = outr + oh * OW;
-      index_t owk = ow;
-      for (index_t kj = kjf; kj <= kjl; kj += stepw, owk -= dow) acc += wc[ki * kw + kj] * row[owk];
+    Dtype* inr = in + (r * H + h) * W;
+    if (tile == 1) {
+      const index_t w = w0;
+      index_t ow = 0;
+      const index_t kjf = first_tap(w, kw, sw, pw, dw, stepw, 0, OW, &ow);
+      const index_t kjl = last_tap(w, kw, sw, pw, dw, 0);
+      Dtype acc = Dtype(0);
+      for (index_t ki = kif; ki <= kil; ki += steph, oh -= doh) {
+        const Dtype* row = outr + oh * OW;
+        index_t owk = ow;
+        for (index_t kj = kjf; kj <= kjl; kj += stepw, owk -= dow) acc += wc[ki * kw + kj] * row[owk];
+      }
+      inr[w] = acc;
+    } else {
+      for (index_t w = w0; w < w1; ++w) inr[w] = Dtype(0);
+      for (index_t ki = kif; ki <= kil; ki += steph, oh -= doh) {
+        const Dtype* row = outr + oh * OW;
+        for (index_t kj = 0; kj < kw; ++kj) {
+          const index_t off = kj * dw - pw;  // w = ow sw + off
+          const index_t lo = imax(fceil_div(w0 - off, sw), 0);
+          const index_t hi = imin(ffloor_div(w1 - 1 - off, sw), OW - 1);
+          const Dtype wv = wc[ki * kw + kj];
+          Dtype* iw = inr + off;
+          for (index_t ow = lo; ow <= hi; ++ow) iw[ow * sw] += wv * row[ow];
+        }
+      }
     }
-    in[i] = acc;
   }
 }
 

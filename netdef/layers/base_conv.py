@@ -215,11 +215,6 @@ class BaseConvolutionLayer(Layer):
         self.rows_per_chunk = self.OH
         if self.images_per_chunk == 0 and N:
             self.rows_per_chunk = max(1, min(self.OH, COL_BUDGET // max(self.K * self.OW, 1)))
-        # im2col/col2im iterate over `tile` consecutive columns: 1 on the GPU (coalescing),
-        # a row segment on the CPU (fewer index divisions)
-        gpu = self.backend.name == "gpu"
-        self.tile_out = 1 if gpu else min(self.OW, 32)
-        self.tile_in = 1 if gpu else min(self.IW, 32)
 
     def _chunks(self, N):
         """(first image, images, first output row, rows) of each piece of work."""
@@ -230,6 +225,20 @@ class BaseConvolutionLayer(Layer):
             for n0 in range(N):
                 for oh0 in range(0, self.OH, self.rows_per_chunk):
                     yield n0, 1, oh0, min(self.rows_per_chunk, self.OH - oh0)
+
+    #: Tests set a fixed tile to compare tilings.
+    tile = None
+
+    def _tile(self, width, rows, stride=1):
+        """Columns per iteration of im2col/col2im/dw_conv_backward over `rows` rows of `width`:
+        1 on the GPU (neighbouring threads touch neighbouring addresses). On the CPU a segment
+        long enough that its few index divisions per tap are small next to its ~tile/stride
+        elements, and shorter than a row only when that gives every OpenMP thread work."""
+        if self.tile is not None:
+            return self.tile
+        if self.backend.name == "gpu":
+            return 1
+        return max(1, min(width, max(64 * stride, width * rows // (1 << 16))))
 
     def _timed(self, phase):
         return _Timed(self.backend, phase) if PROFILE is not None else _NULL
@@ -244,12 +253,13 @@ class BaseConvolutionLayer(Layer):
         as a (nb, group, K / group, rows * OW) view of the workspace."""
         G = self.group
         col = workspace(self.backend, self.dtype, nb * self.K * rows * self.OW)
-        ntiles = -(-self.OW // self.tile_out)
+        tile = self._tile(self.OW, nb * self.K * rows)
+        ntiles = -(-self.OW // tile)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
                 nb * self.K * rows * ntiles, img[n0:n0 + nb], col, self.Ci, self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
-                oh0, rows, self.tile_out)
+                oh0, rows, tile)
         return col.reshape(nb, G, self.K // G, rows * self.OW)
 
     def _col2im(self, col, img, n0, nb, oh0, rows):
@@ -262,12 +272,13 @@ class BaseConvolutionLayer(Layer):
             hrows, acc = h1 - h0, 1
             if oh0 == 0:
                 img[n0:n0 + nb] = 0
-        ntiles = -(-self.IW // self.tile_in)
+        tile = self._tile(self.IW, nb * self.Ci * hrows, self.sw)
+        ntiles = -(-self.IW // tile)
         with self._timed("col2im"):
             self.kernels("im2col").col2im(
                 nb * self.Ci * hrows * ntiles, col, img[n0:n0 + nb], self.Ci, self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
-                oh0, rows, h0, hrows, self.steph, self.stepw, self.tile_in, acc)
+                oh0, rows, h0, hrows, self.steph, self.stepw, tile, acc)
 
     def _dw_args(self):
         return (self.Ci, self.IH, self.IW, self.OH, self.OW, self.kh, self.kw, self.sh, self.sw,
@@ -300,9 +311,11 @@ class BaseConvolutionLayer(Layer):
         xp, G, N = self.xp, self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
+            tile = self._tile(self.IW, N * self.Ci * self.IH, self.sw)
             with self._timed("depthwise"):
-                self.kernels("im2col").dw_conv_backward(img.size, cols, W, img, *self._dw_args(),
-                                                        self.steph, self.stepw)
+                self.kernels("im2col").dw_conv_backward(
+                    N * self.Ci * self.IH * -(-self.IW // tile), cols, W, img, *self._dw_args(),
+                    self.steph, self.stepw, tile)
             return
         WgT = self._weights_g(W).transpose(0, 2, 1)
         cols4 = cols.reshape(N, G, self.Co // G, self.L)

@@ -116,9 +116,12 @@ def _build(cfg, form=0, fast=True, dtype=np.float64, seed=0):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS + RANDOM, ids=IDS + [f"rand{i}" for i in range(len(RANDOM))])
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "im2col"])
-def test_convolution_forward_matches_reference(cfg, fast, chunking):
+@pytest.mark.parametrize("fast,tile", [(True, None), (True, 1), (False, None), (False, 1)],
+                         ids=["fast", "fast-tile1", "im2col", "im2col-tile1"])
+def test_convolution_forward_matches_reference(cfg, fast, tile, chunking):
+    """tile 1 is how the GPU runs the kernels: one element per iteration."""
     layer, bottom, top, x = _build(cfg, form=CONFIGS.index(cfg) % 3 if cfg in CONFIGS else 0, fast=fast)
+    layer.tile = tile
     chunking(layer, bottom, top)
     (y,) = forward(layer, bottom, top)
     N, C, H, Wd, m, k, s, p, d, g, bias = cfg
@@ -130,14 +133,15 @@ def test_convolution_forward_matches_reference(cfg, fast, chunking):
 
 
 @pytest.mark.parametrize("tile", [1, 2, 5])
-@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[4], RANDOM[2], RANDOM[7]], ids=["s3", "dil34", "r2", "r7"])
+@pytest.mark.parametrize("cfg", [CONFIGS[1], CONFIGS[4], CONFIGS[9], RANDOM[2], RANDOM[7]],
+                         ids=["s3", "dil34", "depthwise", "r2", "r7"])
 def test_column_tiles_give_the_same_results(cfg, tile):
     """im2col/col2im take `tile` columns per iteration (1 on the GPU): every tiling agrees."""
     runs = []
     for t in (None, tile):
-        layer, bottom, top, x = _build(cfg, fast=False)
+        layer, bottom, top, x = _build(cfg, fast=cfg is CONFIGS[9])
         if t:
-            layer.tile_in = layer.tile_out = t
+            layer.tile = t
         (y,) = forward(layer, bottom, top)
         top[0].diff[...] = np.random.default_rng(5).standard_normal(top[0].shape)
         for blob in layer.blobs:

@@ -60,12 +60,15 @@ def _build(cfg, fast=True, dtype=np.float64, seed=0):
 
 
 @pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-@pytest.mark.parametrize("fast", [True, False], ids=["fast", "im2col"])
+@pytest.mark.parametrize("fast,tile", [(True, None), (True, 1), (False, None), (False, 1)],
+                         ids=["fast", "fast-tile1", "im2col", "im2col-tile1"])
 @pytest.mark.parametrize("budget", ["whole", "rows"])
-def test_deconvolution_forward_matches_reference(cfg, fast, budget, monkeypatch):
+def test_deconvolution_forward_matches_reference(cfg, fast, tile, budget, monkeypatch):
+    """tile 1 is how the GPU runs the kernels: one element per iteration."""
     if budget == "rows":
         monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
     layer, bottom, top, x = _build(cfg, fast=fast)
+    layer.tile = tile
     (y,) = forward(layer, bottom, top)
     N, C, H, Wd, m, k, s, p, d, g, bias = cfg
     W = layer.blobs[0].data
