@@ -24,9 +24,10 @@ CONFIGS = [
     (2, 4, 3, 3, 4, (1, 1), (2, 2), (0, 1), (1, 1), 2, True),     # 1x1 with stride
     (2, 3, 4, 5, 3, (4, 4), (2, 2), (1, 1), (1, 1), 3, True),     # depthwise (bilinear shape)
     (1, 2, 3, 2, 2, (5, 3), (3, 2), (1, 0), (2, 3), 2, False),    # depthwise, stride 3 dilated
+    (2, 2, 2, 3, 2, (64, 64), (32, 32), (16, 0), (1, 1), 2, True),  # FCN-32s: stride 32, kernel 64
 ]
 IDS = ["odd", "up2", "gaps", "pad>=k", "dil2", "dil34", "group2", "group3", "1x1", "1x1s2",
-       "depthwise", "dw-dil"]
+       "depthwise", "dw-dil", "fcn32"]
 
 
 def reference_deconv(x, W, b, s, p, d, g):
