@@ -11,6 +11,11 @@ time spent in im2col/col2im, in GEMMs, and elsewhere (bias, depthwise kernels), 
 and PyTorch's conv2d forward + backward on the same shapes and threads when it is installed
 (a bench-only extra). The shares come from a separate run with base_conv.PROFILE set, which
 synchronises around every phase.
+
+On few cores, OpenBLAS's worker threads spin after each GEMM and OpenMP's after each kernel,
+each slowing the other: on 2 cores `OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4` took the
+VGG16 total from 835 to 688 ms (im2col/col2im share 22% -> 15%). Both must be set before the
+process starts (OpenBLAS reads its variable when numpy loads it).
 """
 import argparse
 import os
