@@ -45,28 +45,11 @@ class AxisMap:
         return f"AxisMap(jump={self.jump}, offset={self.offset}, rf={self.rf})"
 
 
-def _pair(repeated, h, w, has_h, default, name, layer):
-    if has_h:
-        return int(h), int(w)
-    vals = list(repeated)
-    if not vals:
-        return default, default
-    if len(vals) == 1:
-        return int(vals[0]), int(vals[0])
-    if len(vals) == 2:
-        return int(vals[0]), int(vals[1])
-    raise LayerSetupError(f"{name} has {len(vals)} values; netdef maps 2-D layers only", layer=layer)
-
-
 def conv_geometry(cp, layer=None):
     """((kh, kw), (sh, sw), (ph, pw), (dh, dw)) of a ConvolutionParameter."""
-    k = _pair(cp.kernel_size, cp.kernel_h, cp.kernel_w, cp.HasField("kernel_h"), None, "kernel_size", layer)
-    if k[0] is None:
-        raise LayerSetupError("convolution_param needs kernel_size or kernel_h/kernel_w", layer=layer)
-    s = _pair(cp.stride, cp.stride_h, cp.stride_w, cp.HasField("stride_h"), 1, "stride", layer)
-    p = _pair(cp.pad, cp.pad_h, cp.pad_w, cp.HasField("pad_h"), 0, "pad", layer)
-    d = _pair(cp.dilation, 0, 0, False, 1, "dilation", layer)
-    return k, s, p, d
+    from .layers.base_conv import conv_geometry as parse
+
+    return parse(cp, lambda msg: LayerSetupError(msg, layer=layer))
 
 
 def pool_geometry(pp, layer=None):

@@ -71,6 +71,39 @@ class _Timed:
         PROFILE[self.phase] = PROFILE.get(self.phase, 0.0) + time.perf_counter() - self.t0
 
 
+def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):
+    vals = list(getattr(p, name))
+    if h_name and (p.HasField(h_name) or p.HasField(w_name)):
+        if vals:
+            raise fail(f"give either {name} or {h_name}/{w_name}, not both")
+        if both_required and not (p.HasField(h_name) and p.HasField(w_name)):
+            raise fail(f"{h_name} and {w_name} must be given together")
+        return int(getattr(p, h_name)), int(getattr(p, w_name))
+    if not vals:
+        return default, default
+    if len(vals) == 1:
+        return int(vals[0]), int(vals[0])
+    if len(vals) == 2:
+        return int(vals[0]), int(vals[1])
+    raise fail(f"{name} has {len(vals)} values {vals}; netdef's {what} is 2-D (one "
+               "value, or two for h and w): N-D convolution is not supported")
+
+
+def conv_geometry(p, fail, what="convolution"):
+    """((kh, kw), (sh, sw), (ph, pw), (dh, dw)) of a ConvolutionParameter, validated; `fail(msg)`
+    returns the exception to raise. Shared by the layers and netdef.coord_map."""
+    if not p.kernel_size and not p.HasField("kernel_h") and not p.HasField("kernel_w"):
+        raise fail("convolution_param needs kernel_size or kernel_h and kernel_w")
+    k = _pair(p, "kernel_size", None, fail, "kernel_h", "kernel_w", what=what)
+    s = _pair(p, "stride", 1, fail, "stride_h", "stride_w", what=what)
+    pad = _pair(p, "pad", 0, fail, "pad_h", "pad_w", both_required=False, what=what)
+    d = _pair(p, "dilation", 1, fail, what=what)
+    for name, (a, b) in (("kernel size", k), ("stride", s), ("dilation", d)):
+        if a <= 0 or b <= 0:
+            raise fail(f"{name} must be > 0, got {a} x {b} (h x w)")
+    return k, s, pad, d
+
+
 class BaseConvolutionLayer(Layer):
     min_bottom = 1
     min_top = 1
@@ -80,23 +113,6 @@ class BaseConvolutionLayer(Layer):
     fast_paths = True
 
     # ---- parameters ---------------------------------------------------------------------
-    def _pair(self, p, name, default, h_name=None, w_name=None, both_required=True):
-        vals = list(getattr(p, name))
-        if h_name and (p.HasField(h_name) or p.HasField(w_name)):
-            if vals:
-                raise self.error(f"give either {name} or {h_name}/{w_name}, not both")
-            if both_required and not (p.HasField(h_name) and p.HasField(w_name)):
-                raise self.error(f"{h_name} and {w_name} must be given together")
-            return int(getattr(p, h_name)), int(getattr(p, w_name))
-        if not vals:
-            return default, default
-        if len(vals) == 1:
-            return int(vals[0]), int(vals[0])
-        if len(vals) == 2:
-            return int(vals[0]), int(vals[1])
-        raise self.error(f"{name} has {len(vals)} values {vals}; netdef's {self.type} is 2-D (one "
-                         "value, or two for h and w): N-D convolution is not supported")
-
     def _read_params(self):
         p = self.layer_param.convolution_param
         if not p.HasField("num_output") or p.num_output == 0:
@@ -106,16 +122,8 @@ class BaseConvolutionLayer(Layer):
         self.group = int(p.group)
         if self.group == 0:
             raise self.error("convolution_param.group must be > 0")
-        if not p.kernel_size and not p.HasField("kernel_h") and not p.HasField("kernel_w"):
-            raise self.error("convolution_param needs kernel_size or kernel_h and kernel_w")
-        self.kh, self.kw = self._pair(p, "kernel_size", None, "kernel_h", "kernel_w")
-        self.sh, self.sw = self._pair(p, "stride", 1, "stride_h", "stride_w")
-        self.ph, self.pw = self._pair(p, "pad", 0, "pad_h", "pad_w", both_required=False)
-        self.dh, self.dw = self._pair(p, "dilation", 1)
-        for what, (a, b) in (("kernel size", (self.kh, self.kw)), ("stride", (self.sh, self.sw)),
-                             ("dilation", (self.dh, self.dw))):
-            if a <= 0 or b <= 0:
-                raise self.error(f"{what} must be > 0, got {a} x {b} (h x w)")
+        (self.kh, self.kw), (self.sh, self.sw), (self.ph, self.pw), (self.dh, self.dw) = \
+            conv_geometry(p, lambda msg: self.error(msg), self.type)
         # steps between the kernel taps that reach one input position (see kernels/im2col.cu)
         self.steph = self.sh // math.gcd(self.sh, self.dh)
         self.stepw = self.sw // math.gcd(self.sw, self.dw)
