@@ -12,10 +12,12 @@ from .errors import NetdefError
 SUBCOMMANDS = {}
 
 
-def subcommand(name, help):
-    """Register `fn(args)` as a subcommand; `fn.configure(parser)` adds its arguments."""
+def subcommand(name, help, configure=None):
+    """Register `fn(args)` as a subcommand; `configure(parser)` adds its arguments."""
 
     def deco(fn):
+        if configure is not None:
+            fn.configure = configure
         SUBCOMMANDS[name] = (fn, help)
         return fn
 
@@ -38,7 +40,13 @@ def _phase(name):
     return {"train": TRAIN, "test": TEST}[name.lower()]
 
 
-@subcommand("info", "print every layer of a net: type, bottoms, tops with shapes, params")
+def _configure_info(p):
+    p.add_argument("net", help="net .prototxt")
+    p.add_argument("--phase", default="test", choices=["train", "test", "TRAIN", "TEST"])
+
+
+@subcommand("info", "print every layer of a net: type, bottoms, tops with shapes, params, "
+            "receptive field, stride and offset", _configure_info)
 def cmd_info(args):
     from .net import Net
 
@@ -64,13 +72,6 @@ def cmd_info(args):
     total = sum(b.count for b in net.learnable_params)
     print(f"\n{len(net.layers)} layers, {total:,} learnable parameters, phase {args.phase.upper()}")
 
-
-def _configure_info(p):
-    p.add_argument("net", help="net .prototxt")
-    p.add_argument("--phase", default="test", choices=["train", "test", "TRAIN", "TEST"])
-
-
-cmd_info.configure = _configure_info
 
 
 def build_parser():

@@ -9,6 +9,7 @@ import shutil
 import subprocess
 
 from . import netdef_pb2 as pb
+from .cli import subcommand
 from .errors import NetdefError
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
@@ -75,11 +76,6 @@ def draw(net_file, output, phase=None, rankdir="LR"):
     return output
 
 
-def _cmd_draw(args):
-    phase = {"train": pb.TRAIN, "test": pb.TEST, "all": None}[args.phase.lower()]
-    print(f"wrote {draw(args.net, args.output, phase, args.rankdir)}")
-
-
 def _configure(p):
     p.add_argument("net")
     p.add_argument("output", help="out.dot, or .svg/.png/.pdf with Graphviz installed")
@@ -87,11 +83,7 @@ def _configure(p):
     p.add_argument("--phase", default="all", choices=["train", "test", "all", "TRAIN", "TEST", "ALL"])
 
 
-def _register():
-    from .cli import subcommand
-
-    subcommand("draw", "draw the layer graph (DOT, or SVG/PNG/PDF through Graphviz)")(_cmd_draw)
-    _cmd_draw.configure = _configure
-
-
-_register()
+@subcommand("draw", "draw the layer graph (DOT, or SVG/PNG/PDF through Graphviz)", configure=_configure)
+def _cmd_draw(args):
+    phase = {"train": pb.TRAIN, "test": pb.TEST, "all": None}[args.phase.lower()]
+    print(f"wrote {draw(args.net, args.output, phase, args.rankdir)}")

@@ -347,16 +347,21 @@ class Net:
                 self.layers[li].backward(self._top_ids[li], self._bottom_need_backward[li],
                                          self._bottom_ids[li])
 
-    def forward(self, blobs=None, start=None, end=None, **kwargs):
-        """pycaffe's forward: inputs as keyword arrays; returns {output name: data} (plus `blobs`)."""
-        for name, value in kwargs.items():
-            if name not in self.inputs:
-                raise NetdefError(f"'{name}' is not an input of the net (inputs: {self.inputs})")
+    def _fill(self, arrays, allowed, kind, field):
+        """Copy keyword arrays into the data (inputs) or diff (outputs) of named blobs."""
+        for name, value in arrays.items():
+            if name not in allowed:
+                raise NetdefError(f"'{name}' is not an {kind} of the net ({kind}s: {allowed})")
             blob = self.blobs[name]
             if tuple(np.shape(value)) != blob.shape:
-                raise ShapeError(f"input '{name}' has shape {tuple(np.shape(value))}, the net expects "
-                                 f"{blob.shape}; reshape the blob and call net.reshape() first", blob=name)
-            blob.data[...] = self.backend.asarray(value, dtype=self.dtype)
+                raise ShapeError(f"{field} for {kind} '{name}' has shape {tuple(np.shape(value))}, the net "
+                                 f"expects {blob.shape}; reshape the blob and call net.reshape() first",
+                                 blob=name)
+            getattr(blob, field)[...] = self.backend.asarray(value, dtype=self.dtype)
+
+    def forward(self, blobs=None, start=None, end=None, **kwargs):
+        """pycaffe's forward: inputs as keyword arrays; returns {output name: data} (plus `blobs`)."""
+        self._fill(kwargs, self.inputs, "input", "data")
         self.last_loss = self.forward_range(self._index(start, 0), self._index(end, len(self.layers) - 1))
         names = list(self.top_names[self._layer_names[self._index(end, len(self.layers) - 1)]]) \
             if end is not None else list(self.outputs)
@@ -369,14 +374,7 @@ class Net:
     def backward(self, diffs=None, start=None, end=None, **kwargs):
         """pycaffe's backward: output diffs as keyword arrays; returns {input name: diff}."""
         self._set_loss_diffs()
-        for name, value in kwargs.items():
-            if name not in self.outputs:
-                raise NetdefError(f"'{name}' is not an output of the net (outputs: {self.outputs})")
-            blob = self.blobs[name]
-            if tuple(np.shape(value)) != blob.shape:
-                raise ShapeError(f"diff for '{name}' has shape {tuple(np.shape(value))}, "
-                                 f"expected {blob.shape}", blob=name)
-            blob.diff[...] = self.backend.asarray(value, dtype=self.dtype)
+        self._fill(kwargs, self.outputs, "output", "diff")
         self.backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
         names = list(self.inputs) + list(diffs or [])
         return {n: self.blobs[n].diff for n in names}

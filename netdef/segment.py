@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from .cli import subcommand
 from .errors import NetdefError
 
 VOC_MEAN_BGR = (104.00699, 116.66877, 122.67892)
@@ -85,6 +86,16 @@ def _images(paths):
             raise NetdefError("no such image or directory", file=p)
 
 
+def _configure(p):
+    p.add_argument("net", help="deploy .prototxt")
+    p.add_argument("images", nargs="+", help="image files or directories")
+    p.add_argument("--weights", required=True)
+    p.add_argument("-o", "--output", required=True, help="output directory")
+    p.add_argument("--mean", help="B,G,R mean to subtract (default: the VOC mean)")
+    p.add_argument("--blob", help="output blob holding the scores (default: the first output)")
+
+
+@subcommand("segment", "write label maps (VOC palette PNG) and overlays for images", configure=_configure)
 def _cmd_segment(args):
     from PIL import Image
 
@@ -106,22 +117,3 @@ def _cmd_segment(args):
         count += 1
     if not count:
         raise NetdefError("no images found", file=" ".join(args.images))
-
-
-def _configure(p):
-    p.add_argument("net", help="deploy .prototxt")
-    p.add_argument("images", nargs="+", help="image files or directories")
-    p.add_argument("--weights", required=True)
-    p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--mean", help="B,G,R mean to subtract (default: the VOC mean)")
-    p.add_argument("--blob", help="output blob holding the scores (default: the first output)")
-
-
-def _register():
-    from .cli import subcommand
-
-    subcommand("segment", "write label maps (VOC palette PNG) and overlays for images")(_cmd_segment)
-    _cmd_segment.configure = _configure
-
-
-_register()

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import netdef_pb2 as pb
 from .coord_map import conv_geometry, pool_geometry
+from .cli import subcommand
 from .errors import NetdefError
 from .fillers import filler_values
 
@@ -216,6 +217,20 @@ def bilinear(net, layers=None):
 # ---------------------------------------------------------------------------------------------
 # `netdef surgery ...`
 
+def _configure(p):
+    p.add_argument("operation", choices=["convolutionalize", "atrous", "transplant", "bilinear"])
+    p.add_argument("net", help="net .prototxt (the target net for transplant)")
+    p.add_argument("-o", "--output", required=True, help="output .prototxt (or .caffemodel for "
+                   "transplant/bilinear)")
+    p.add_argument("--weights", help="input .caffemodel")
+    p.add_argument("--weights-out", help="output .caffemodel (convolutionalize)")
+    p.add_argument("--layers", help="comma-separated layer names to operate on")
+    p.add_argument("--output-stride", type=int, default=8, help="atrous: 8 or 16")
+    p.add_argument("--source-net", help="transplant: the net the --weights belong to")
+    p.add_argument("--target-weights", help="transplant: start the target from these weights")
+
+
+@subcommand("surgery", "convolutionalize, atrous, transplant, bilinear", configure=_configure)
 def _cmd_surgery(args):
     from . import proto
     from .net import Net
@@ -244,26 +259,3 @@ def _cmd_surgery(args):
         done = bilinear(net, args.layers.split(",") if args.layers else None)
         net.save(args.weights_out or args.output)
         print(f"bilinear weights in {', '.join(done) or 'no layer'}")
-
-
-def _configure(p):
-    p.add_argument("operation", choices=["convolutionalize", "atrous", "transplant", "bilinear"])
-    p.add_argument("net", help="net .prototxt (the target net for transplant)")
-    p.add_argument("-o", "--output", required=True, help="output .prototxt (or .caffemodel for "
-                   "transplant/bilinear)")
-    p.add_argument("--weights", help="input .caffemodel")
-    p.add_argument("--weights-out", help="output .caffemodel (convolutionalize)")
-    p.add_argument("--layers", help="comma-separated layer names to operate on")
-    p.add_argument("--output-stride", type=int, default=8, help="atrous: 8 or 16")
-    p.add_argument("--source-net", help="transplant: the net the --weights belong to")
-    p.add_argument("--target-weights", help="transplant: start the target from these weights")
-
-
-def _register():
-    from .cli import subcommand
-
-    subcommand("surgery", "convolutionalize, atrous, transplant, bilinear")(_cmd_surgery)
-    _cmd_surgery.configure = _configure
-
-
-_register()
