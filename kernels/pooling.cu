@@ -1,0 +1,216 @@
+// Pooling (Caffe's PoolingLayer) over the H x W planes of an (N, C, H, W) bottom into
+// (N, C, PH, PW). Window (a, b) covers rows [a sh - ph, a sh - ph + kh) and columns
+// [b sw - pw, b sw - pw + kw) of the zero-padded plane, clipped to the image.
+//   MAX:  y = the window's maximum (first one in row-major order on ties); mask = h * W + w
+//         dx[h, w] = sum of dy over the windows whose mask is h * W + w
+//   AVE:  y = sum / size, size = the window clipped to the *padded* plane (Caffe's rule):
+//         (min(hs + kh, H + ph) - hs) * (min(ws + kw, W + pw) - ws) with hs = a sh - ph
+//         dx[h, w] = sum of dy / size over the windows containing (h, w)
+//   STOCHASTIC (no padding; meant for non-negative inputs):
+//     train: with u uniform in [0, 1), y = x at the first position of the window (row-major)
+//            whose running sum reaches u * (window sum); mask as for MAX, same backward
+//     test:  y = S2 / S1, S1 = FLT_MIN + sum x, S2 = sum x^2 over the window
+//            dx[h, w] = sum over windows containing (h, w) of dy (2 x - y) / S1
+// A window that lies entirely outside the image (Caffe's ceil rule allows this when there is
+// no padding and stride > kernel) gives y = 0 and mask = -1 and receives no gradient.
+// Backward passes gather: one thread per bottom element visits the windows that contain it.
+#include "common.cuh"
+
+#define ND_FLT_MIN Dtype(1.17549435082228750797e-38)
+
+DEVICE_FN index_t pool_min(const index_t a, const index_t b) { return a < b ? a : b; }
+DEVICE_FN index_t pool_max(const index_t a, const index_t b) { return a > b ? a : b; }
+
+// Range [first, last) of pooled indices along one axis whose windows contain position p.
+DEVICE_FN void pool_windows_of(const index_t p, const index_t pad, const index_t k,
+                               const index_t s, const index_t P, index_t* first, index_t* last) {
+  const index_t q = p + pad;
+  *first = q < k ? 0 : (q - k) / s + 1;
+  *last = pool_min(q / s + 1, P);
+}
+
+KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
+                          const index_t H, const index_t W, const index_t PH, const index_t PW,
+                          const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                          const index_t ph, const index_t pw)) {
+  KERNEL_LOOP(i) {
+    const index_t b = i % PW;
+    const index_t a = (i / PW) % PH;
+    const Dtype* plane = x + (i / (PW * PH)) * H * W;
+    const index_t hs = pool_max(a * sh - ph, 0), he = pool_min(a * sh - ph + kh, H);
+    const index_t ws = pool_max(b * sw - pw, 0), we = pool_min(b * sw - pw + kw, W);
+    if (hs >= he || ws >= we) {
+      y[i] = Dtype(0);
+      mask[i] = -1;
+      continue;
+    }
+    index_t best = hs * W + ws;
+    Dtype m = plane[best];
+    for (index_t h = hs; h < he; ++h)
+      for (index_t w = ws; w < we; ++w)
+        if (plane[h * W + w] > m) {
+          m = plane[h * W + w];
+          best = h * W + w;
+        }
+    y[i] = m;
+    mask[i] = best;
+  }
+}
+
+// Also the backward pass of STOCHASTIC pooling in TRAIN (the mask holds the sampled position).
+KERNEL(max_pool_backward, (const index_t n, const Dtype* dy, const index_t* mask, Dtype* dx,
+                           const index_t H, const index_t W, const index_t PH, const index_t PW,
+                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                           const index_t ph, const index_t pw)) {
+  KERNEL_LOOP(i) {
+    const index_t w = i % W;
+    const index_t h = (i / W) % H;
+    const index_t plane = (i / (H * W)) * PH * PW;
+    index_t a0, a1, b0, b1;
+    pool_windows_of(h, ph, kh, sh, PH, &a0, &a1);
+    pool_windows_of(w, pw, kw, sw, PW, &b0, &b1);
+    const index_t me = h * W + w;
+    Dtype acc = Dtype(0);
+    for (index_t a = a0; a < a1; ++a)
+      for (index_t b = b0; b < b1; ++b) {
+        const index_t q = plane + a * PW + b;
+        if (mask[q] == me) acc += dy[q];
+      }
+    dx[i] = acc;
+  }
+}
+
+KERNEL(ave_pool_forward, (const index_t n, const Dtype* x, Dtype* y,
+                          const index_t H, const index_t W, const index_t PH, const index_t PW,
+                          const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                          const index_t ph, const index_t pw)) {
+  KERNEL_LOOP(i) {
+    const index_t b = i % PW;
+    const index_t a = (i / PW) % PH;
+    const Dtype* plane = x + (i / (PW * PH)) * H * W;
+    const index_t h0 = a * sh - ph, w0 = b * sw - pw;
+    const index_t size = (pool_min(h0 + kh, H + ph) - h0) * (pool_min(w0 + kw, W + pw) - w0);
+    const index_t hs = pool_max(h0, 0), he = pool_min(h0 + kh, H);
+    const index_t ws = pool_max(w0, 0), we = pool_min(w0 + kw, W);
+    if (hs >= he || ws >= we) {
+      y[i] = Dtype(0);
+      continue;
+    }
+    Dtype sum = Dtype(0);
+    for (index_t h = hs; h < he; ++h)
+      for (index_t w = ws; w < we; ++w) sum += plane[h * W + w];
+    y[i] = sum / Dtype(size);
+  }
+}
+
+KERNEL(ave_pool_backward, (const index_t n, const Dtype* dy, Dtype* dx,
+                           const index_t H, const index_t W, const index_t PH, const index_t PW,
+                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                           const index_t ph, const index_t pw)) {
+  KERNEL_LOOP(i) {
+    const index_t w = i % W;
+    const index_t h = (i / W) % H;
+    const index_t plane = (i / (H * W)) * PH * PW;
+    index_t a0, a1, b0, b1;
+    pool_windows_of(h, ph, kh, sh, PH, &a0, &a1);
+    pool_windows_of(w, pw, kw, sw, PW, &b0, &b1);
+    Dtype acc = Dtype(0);
+    for (index_t a = a0; a < a1; ++a) {
+      const index_t h0 = a * sh - ph;
+      const index_t rows = pool_min(h0 + kh, H + ph) - h0;
+      for (index_t b = b0; b < b1; ++b) {
+        const index_t w0 = b * sw - pw;
+        const index_t size = rows * (pool_min(w0 + kw, W + pw) - w0);
+        acc += dy[plane + a * PW + b] / Dtype(size);
+      }
+    }
+    dx[i] = acc;
+  }
+}
+
+KERNEL(sto_pool_forward_train, (const index_t n, const Dtype* x, const Dtype* u, Dtype* y,
+                                index_t* mask, const index_t H, const index_t W, const index_t PH,
+                                const index_t PW, const index_t kh, const index_t kw,
+                                const index_t sh, const index_t sw)) {
+  KERNEL_LOOP(i) {
+    const index_t b = i % PW;
+    const index_t a = (i / PW) % PH;
+    const Dtype* plane = x + (i / (PW * PH)) * H * W;
+    const index_t hs = a * sh, he = pool_min(a * sh + kh, H);
+    const index_t ws = b * sw, we = pool_min(b * sw + kw, W);
+    if (hs >= he || ws >= we) {
+      y[i] = Dtype(0);
+      mask[i] = -1;
+      continue;
+    }
+    Dtype total = Dtype(0);
+    for (index_t h = hs; h < he; ++h)
+      for (index_t w = ws; w < we; ++w) total += plane[h * W + w];
+    const Dtype threshold = u[i] * total;
+    // The same summation order as above, so the running sum reaches `total` exactly and some
+    // position always qualifies (u < 1); the last position is the fallback all the same.
+    const index_t cols = we - ws, len = (he - hs) * cols;
+    index_t pick = (he - 1) * W + we - 1;
+    Dtype run = Dtype(0);
+    for (index_t k = 0; k < len; ++k) {
+      const index_t q = (hs + k / cols) * W + ws + k % cols;
+      run += plane[q];
+      if (run >= threshold) {
+        pick = q;
+        break;
+      }
+    }
+    y[i] = plane[pick];
+    mask[i] = pick;
+  }
+}
+
+KERNEL(sto_pool_forward_test, (const index_t n, const Dtype* x, Dtype* y,
+                               const index_t H, const index_t W, const index_t PH, const index_t PW,
+                               const index_t kh, const index_t kw, const index_t sh,
+                               const index_t sw)) {
+  KERNEL_LOOP(i) {
+    const index_t b = i % PW;
+    const index_t a = (i / PW) % PH;
+    const Dtype* plane = x + (i / (PW * PH)) * H * W;
+    const index_t he = pool_min(a * sh + kh, H), we = pool_min(b * sw + kw, W);
+    Dtype s1 = ND_FLT_MIN, s2 = Dtype(0);
+    for (index_t h = a * sh; h < he; ++h)
+      for (index_t w = b * sw; w < we; ++w) {
+        const Dtype v = plane[h * W + w];
+        s1 += v;
+        s2 += v * v;
+      }
+    y[i] = s2 / s1;
+  }
+}
+
+KERNEL(sto_pool_backward_test, (const index_t n, const Dtype* x, const Dtype* dy, Dtype* dx,
+                                const index_t H, const index_t W, const index_t PH,
+                                const index_t PW, const index_t kh, const index_t kw,
+                                const index_t sh, const index_t sw)) {
+  KERNEL_LOOP(i) {
+    const index_t w = i % W;
+    const index_t h = (i / W) % H;
+    const Dtype* plane = x + (i / (H * W)) * H * W;
+    const index_t top = (i / (H * W)) * PH * PW;
+    const Dtype v = plane[h * W + w];
+    index_t a0, a1, b0, b1;
+    pool_windows_of(h, 0, kh, sh, PH, &a0, &a1);
+    pool_windows_of(w, 0, kw, sw, PW, &b0, &b1);
+    Dtype acc = Dtype(0);
+    for (index_t a = a0; a < a1; ++a)
+      for (index_t b = b0; b < b1; ++b) {
+        const index_t he = pool_min(a * sh + kh, H), we = pool_min(b * sw + kw, W);
+        Dtype s1 = ND_FLT_MIN, s2 = Dtype(0);
+        for (index_t r = a * sh; r < he; ++r)
+          for (index_t c = b * sw; c < we; ++c) {
+            const Dtype t = plane[r * W + c];
+            s1 += t;
+            s2 += t * t;
+          }
+        acc += dy[top + a * PW + b] * (Dtype(2) * v - s2 / s1) / s1;
+      }
+    dx[i] = acc;
+  }
+}

@@ -1,0 +1,123 @@
+"""SoftmaxWithLoss: softmax over `axis`, then the multinomial logistic loss of the labels.
+
+softmax_param { axis (1) }   loss_param { ignore_label  normalization (VALID)  normalize }
+bottom[0]: scores, seen as (outer, C, inner) around axis (N x C x H x W: outer N, inner H W);
+bottom[1]: one label per (outer, inner) position (N x 1 x H x W, N x H x W, ...: its count must
+           be outer * inner). Labels are stored as floats and truncated to integers; a label that
+           is neither ignore_label nor in [0, C) is an error.
+forward:  p = softmax(x) over axis (written to top[1] when given)
+          L = sum over valid positions of -log(max(p[o, label, t], FLT_MIN)) / normalizer
+          normalizer: FULL = outer * inner, VALID = number of positions whose label is not
+          ignore_label, BATCH_SIZE = outer, NONE = 1; then max(normalizer, 1).
+          `normalization` wins when set; else the legacy `normalize: true` means VALID and
+          `normalize: false` BATCH_SIZE (FCN's setting); neither set: VALID.
+backward: dx[o, c, t] = (p[o, c, t] - [c == label]) * dL / normalizer, 0 at ignored positions,
+          where dL = top[0].diff (the loss weight: the Net writes it there before backward).
+          No gradient to the labels.
+shape:    top[0] = () (a scalar), top[1] = bottom[0]
+"""
+import numpy as np
+
+from .. import netdef_pb2 as pb
+from ..errors import NetdefError
+from ..layer import Layer
+from . import register_layer
+from .softmax import softmax_dims
+
+Norm = pb.LossParameter
+
+
+def loss_normalization(loss_param):
+    """The NormalizationMode in force: `normalization` if set, else the legacy `normalize`."""
+    if loss_param.HasField("normalization"):
+        return loss_param.normalization
+    if loss_param.HasField("normalize"):
+        return Norm.VALID if loss_param.normalize else Norm.BATCH_SIZE
+    return Norm.VALID
+
+
+def loss_normalizer(mode, outer, inner, valid):
+    n = {Norm.FULL: outer * inner, Norm.VALID: valid, Norm.BATCH_SIZE: outer, Norm.NONE: 1}[mode]
+    return max(float(n), 1.0)
+
+
+def first_bad_label(layer, flags, labels):
+    """Message naming the first label that is neither ignored nor a class (flags: 1 where bad)."""
+    xp = layer.xp
+    j = int(xp.argmax(flags))
+    where = tuple(int(v) for v in np.unravel_index(j, labels.shape))
+    value = float(labels.reshape(-1)[j])
+    return j, where, value
+
+
+@register_layer("SoftmaxWithLoss")
+class SoftmaxWithLossLayer(Layer):
+    exact_num_bottom = 2
+    min_top = 1
+    max_top = 2
+    is_loss = True
+
+    def setup(self, bottom, top):
+        lp = self.layer_param.loss_param
+        self.has_ignore = lp.HasField("ignore_label")
+        self.ignore_label = int(lp.ignore_label)
+        self.normalization = loss_normalization(lp)
+        if self.normalization not in (Norm.FULL, Norm.VALID, Norm.BATCH_SIZE, Norm.NONE):
+            raise self.error(f"unknown normalization mode {self.normalization}")
+        self.prob = None
+        self.pixels = None
+        self.normalizer = 1.0
+
+    def allow_backward(self, bottom_index):
+        return bottom_index == 0
+
+    def reshape(self, bottom, top):
+        self.outer, self.C, self.inner = softmax_dims(self, bottom[0].shape,
+                                                      self.layer_param.softmax_param.axis)
+        n = self.outer * self.inner
+        if bottom[1].count != n:
+            raise self.shape_error(
+                f"label shape {bottom[1].shape} ({bottom[1].count} labels) does not fit score shape "
+                f"{bottom[0].shape}: with softmax over axis {self.layer_param.softmax_param.axis} "
+                f"there must be one label per position, {n} labels "
+                f"(e.g. N x 1 x H x W labels for N x C x H x W scores)")
+        if self.C == 0:
+            raise self.shape_error(f"score shape {bottom[0].shape} has no classes on the softmax axis")
+        top[0].reshape(())
+        if len(top) > 1:
+            top[1].reshape(bottom[0].shape)
+            self.prob = None
+        elif self.prob is None or self.prob.shape != bottom[0].shape:
+            self.prob = self.xp.empty(bottom[0].shape, dtype=self.dtype)
+        if self.pixels is None or self.pixels.shape[1] != n:
+            self.pixels = self.xp.empty((3, n), dtype=self.dtype)  # loss, valid, bad per position
+
+    def _prob(self, top):
+        return top[1].data if len(top) > 1 else self.prob
+
+    def forward(self, bottom, top):
+        k = self.kernels("softmax")
+        prob, n = self._prob(top), self.outer * self.inner
+        labels = bottom[1].data
+        k.softmax_forward(n, bottom[0].data, prob, self.C, self.inner)
+        px = self.pixels
+        k.softmax_loss_forward(n, prob, labels, px[0], px[1], px[2], self.C, self.inner,
+                               int(self.has_ignore), self.ignore_label)
+        loss, valid, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))
+        if bad > 0:
+            j, where, value = first_bad_label(self, px[2], labels)
+            ign = f" and not the ignore_label {self.ignore_label}" if self.has_ignore else ""
+            raise self.error(f"{int(bad)} label(s) outside [0, {self.C}){ign}; the first is {value:g} "
+                             f"at index {where} of the label blob {bottom[1].shape} "
+                             f"(scores {bottom[0].shape})", NetdefError)
+        self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner, valid)
+        top[0].data[...] = loss / self.normalizer
+
+    def backward(self, top, propagate_down, bottom):
+        if len(propagate_down) > 1 and propagate_down[1]:
+            raise self.error("cannot backpropagate to the label input (bottom[1])")
+        if not propagate_down[0]:
+            return
+        self.kernels("softmax").softmax_loss_backward(
+            bottom[0].count, self._prob(top), bottom[1].data, top[0].diff, bottom[0].diff, self.C,
+            self.inner, int(self.has_ignore), self.ignore_label, 1.0 / self.normalizer)
