@@ -53,13 +53,11 @@ def conv_geometry(cp, layer=None):
 
 
 def pool_geometry(pp, layer=None):
-    """((kh, kw), (sh, sw), (ph, pw)) of a PoolingParameter (None kernel for global pooling)."""
-    if pp.global_pooling:
-        return None, (1, 1), (0, 0)
-    k = (pp.kernel_h, pp.kernel_w) if pp.HasField("kernel_h") else (pp.kernel_size, pp.kernel_size)
-    s = (pp.stride_h, pp.stride_w) if pp.HasField("stride_h") else (pp.stride, pp.stride)
-    p = (pp.pad_h, pp.pad_w) if pp.HasField("pad_h") else (pp.pad, pp.pad)
-    return k, s, p
+    """((kh, kw), (sh, sw), (ph, pw)) of a PoolingParameter (None kernel for global pooling),
+    validated by the Pooling layer's own parser."""
+    from .layers.pooling import pooling_geometry as parse
+
+    return parse(pp, lambda msg: LayerSetupError(msg, layer=layer))
 
 
 def _through_conv(m, k, s, p, d):

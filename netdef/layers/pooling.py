@@ -43,6 +43,50 @@ def pooled_size(size, kernel, stride, pad, ceil_mode=True, any_pad=None):
     return out
 
 
+def _pair(p, name, h, w, fail):
+    if p.HasField(h) or p.HasField(w):
+        if p.HasField(name) or not (p.HasField(h) and p.HasField(w)):
+            raise fail(f"give {name}, or both {h} and {w}")
+        return (int(getattr(p, h)), int(getattr(p, w)))
+    return (int(getattr(p, name)), int(getattr(p, name)))
+
+
+def pooling_geometry(p, fail):
+    """((kh, kw) or None for global pooling, (sh, sw), (ph, pw)) of a PoolingParameter, with
+    Caffe's checks (see the module docstring); `fail(msg)` returns the exception to raise.
+    Shared by the Pooling layer and netdef.coord_map."""
+    if p.pool not in (P.MAX, P.AVE, P.STOCHASTIC):
+        raise fail(f"unknown pooling method {p.pool}")
+    if p.round_mode not in (P.CEIL, P.FLOOR):
+        raise fail(f"unknown round_mode {p.round_mode}")
+    has = p.HasField
+    if p.global_pooling:
+        if has("kernel_size") or has("kernel_h") or has("kernel_w"):
+            raise fail("with global_pooling the kernel size cannot be given")
+        kernel = None
+    else:
+        if has("kernel_size") and (has("kernel_h") or has("kernel_w")):
+            raise fail("give kernel_size or kernel_h and kernel_w, not both")
+        if not has("kernel_size") and not (has("kernel_h") and has("kernel_w")):
+            raise fail("give kernel_size, or both kernel_h and kernel_w")
+        kernel = ((int(p.kernel_size),) * 2 if has("kernel_size") else (int(p.kernel_h), int(p.kernel_w)))
+        if min(kernel) <= 0:
+            raise fail(f"kernel size must be > 0, got {kernel[0]} x {kernel[1]}")
+    pad = _pair(p, "pad", "pad_h", "pad_w", fail)
+    stride = _pair(p, "stride", "stride_h", "stride_w", fail)
+    if min(stride) <= 0:
+        raise fail(f"stride must be > 0, got {stride[0]} x {stride[1]}")
+    if p.global_pooling and (pad != (0, 0) or stride != (1, 1)):
+        raise fail("with global_pooling only pad 0 and stride 1 are allowed")
+    if pad != (0, 0):
+        if p.pool not in (P.MAX, P.AVE):
+            raise fail("padding is implemented only for MAX and AVE pooling")
+        if kernel is not None and (pad[0] >= kernel[0] or pad[1] >= kernel[1]):
+            raise fail(f"pad {pad[0]} x {pad[1]} must be smaller than the kernel "
+                       f"{kernel[0]} x {kernel[1]}")
+    return kernel, stride, pad
+
+
 @register_layer("Pooling")
 class PoolingLayer(Layer):
     exact_num_bottom = 1
@@ -52,48 +96,13 @@ class PoolingLayer(Layer):
     def setup(self, bottom, top):
         p = self.layer_param.pooling_param
         self.method = p.pool
-        if self.method not in (P.MAX, P.AVE, P.STOCHASTIC):
-            raise self.error(f"unknown pooling method {self.method}")
+        self.kernel, self.stride, self.pad = pooling_geometry(p, lambda msg: self.error(msg))
         if len(top) > 1 and self.method != P.MAX:
             raise self.error(f"only MAX pooling has a second top (the mask); got {len(top)} tops "
                              f"with pool {P.PoolMethod.Name(self.method)}")
         self.global_pooling = p.global_pooling
-        has = p.HasField
-        if self.global_pooling:
-            if has("kernel_size") or has("kernel_h") or has("kernel_w"):
-                raise self.error("with global_pooling the kernel size cannot be given")
-            self.kernel = None
-        else:
-            if has("kernel_size") and (has("kernel_h") or has("kernel_w")):
-                raise self.error("give kernel_size or kernel_h and kernel_w, not both")
-            if not has("kernel_size") and not (has("kernel_h") and has("kernel_w")):
-                raise self.error("give kernel_size, or both kernel_h and kernel_w")
-            self.kernel = ((p.kernel_size, p.kernel_size) if has("kernel_size") else (p.kernel_h, p.kernel_w))
-            if min(self.kernel) <= 0:
-                raise self.error(f"kernel size must be > 0, got {self.kernel[0]} x {self.kernel[1]}")
-        self.pad = self._pair(p, "pad", "pad_h", "pad_w")
-        self.stride = self._pair(p, "stride", "stride_h", "stride_w")
-        if min(self.stride) <= 0:
-            raise self.error(f"stride must be > 0, got {self.stride[0]} x {self.stride[1]}")
-        if self.global_pooling and (self.pad != (0, 0) or self.stride != (1, 1)):
-            raise self.error("with global_pooling only pad 0 and stride 1 are allowed")
-        if self.pad != (0, 0):
-            if self.method not in (P.MAX, P.AVE):
-                raise self.error("padding is implemented only for MAX and AVE pooling")
-            if self.kernel is not None and (self.pad[0] >= self.kernel[0] or self.pad[1] >= self.kernel[1]):
-                raise self.error(f"pad {self.pad[0]} x {self.pad[1]} must be smaller than the kernel "
-                                 f"{self.kernel[0]} x {self.kernel[1]}")
         self.ceil_mode = p.round_mode == P.CEIL
-        if p.round_mode not in (P.CEIL, P.FLOOR):
-            raise self.error(f"unknown round_mode {p.round_mode}")
         self.mask = None
-
-    def _pair(self, p, name, h, w):
-        if p.HasField(h) or p.HasField(w):
-            if p.HasField(name) or not (p.HasField(h) and p.HasField(w)):
-                raise self.error(f"give {name}, or both {h} and {w}")
-            return (getattr(p, h), getattr(p, w))
-        return (getattr(p, name), getattr(p, name))
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape

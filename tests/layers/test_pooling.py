@@ -10,7 +10,10 @@ import pytest
 
 import netdef
 from gradcheck import build_layer, check_gradients, compare_devices, forward
-from netdef import proto
+from google.protobuf import text_format
+
+from netdef import coord_map, proto
+from netdef import netdef_pb2 as pb
 from netdef.errors import NetdefError
 from netdef.layers.pooling import pooled_size
 
@@ -396,3 +399,23 @@ def test_gpu_stochastic():
     mask = backend.to_numpy(layer.mask)
     planes = x.reshape(6, -1)
     np.testing.assert_array_equal(y.reshape(6, -1), np.take_along_axis(planes, mask.reshape(6, -1), 1))
+
+
+def _pool_param(text):
+    lp = pb.LayerParameter()
+    text_format.Parse(text, lp)
+    return lp
+
+
+def test_coord_map_uses_the_layers_parser():
+    lp = _pool_param("name: 'p' type: 'Pooling' pooling_param { pool: AVE kernel_h: 3 kernel_w: 2 "
+                     "stride_h: 2 stride_w: 1 pad_h: 1 pad_w: 0 }")
+    assert coord_map.pool_geometry(lp.pooling_param, "p") == ((3, 2), (2, 1), (1, 0))
+    layer, b, t = build_layer(lp, [np.zeros((1, 1, 7, 6))])
+    assert (layer.kernel, layer.stride, layer.pad) == ((3, 2), (2, 1), (1, 0))
+    lp = _pool_param("pooling_param { global_pooling: true }")
+    assert coord_map.pool_geometry(lp.pooling_param) == (None, (1, 1), (0, 0))
+    for params, message in ERRORS:  # the same checks, the same messages
+        lp = _pool_param(f"pooling_param {{ {params} }}")
+        with pytest.raises(NetdefError, match=message):
+            coord_map.pool_geometry(lp.pooling_param, "p")
