@@ -3,7 +3,7 @@
 softmax_param { axis (1) }   loss_param { ignore_label  normalization (VALID)  normalize }
 bottom[0]: scores, seen as (outer, C, inner) around axis (N x C x H x W: outer N, inner H W);
 bottom[1]: one label per (outer, inner) position (N x 1 x H x W, N x H x W, ...: its count must
-           be outer * inner). Labels are stored as floats and truncated to integers; a label that
+           be outer * inner, and its first axis the scores' first axis, as Caffe's LossLayer checks). Labels are stored as floats and truncated to integers; a label that
            is neither ignore_label nor in [0, C) is an error.
 forward:  p = softmax(x) over axis (written to top[1] when given)
           L = sum over valid positions of -log(max(p[o, label, t], FLT_MIN)) / normalizer
@@ -75,6 +75,9 @@ class SoftmaxWithLossLayer(Layer):
         self.outer, self.C, self.inner = softmax_dims(self, bottom[0].shape,
                                                       self.layer_param.softmax_param.axis)
         n = self.outer * self.inner
+        if not bottom[1].shape or bottom[1].shape[0] != bottom[0].shape[0]:
+            raise self.shape_error(f"label shape {bottom[1].shape} and score shape {bottom[0].shape} "
+                                   "must have the same first (batch) dimension")
         if bottom[1].count != n:
             raise self.shape_error(
                 f"label shape {bottom[1].shape} ({bottom[1].count} labels) does not fit score shape "

@@ -182,6 +182,13 @@ def test_label_count_mismatch_names_both_shapes():
         build_layer(proto(), [np.zeros((2, 5, 4, 4)), np.zeros((2, 1, 3, 4))])
 
 
+def test_label_batch_mismatch_is_an_error_even_with_the_right_count():
+    # Caffe's LossLayer checks the first dimension before SoftmaxWithLoss checks the count
+    with pytest.raises(NetdefError, match=r"label shape \(4, 1, 2, 4\) and score shape \(2, 3, 4, 4\) "
+                                          r"must have the same first"):
+        build_layer(proto(), [np.zeros((2, 3, 4, 4)), np.zeros((4, 1, 2, 4))])
+
+
 def test_no_gradient_to_labels():
     x, lab = data((1, 3, 2, 2), 3, 10)
     layer, b, t = build_layer(proto(), [x, lab])
