@@ -176,7 +176,7 @@ class Net:
 
     def _add_layer(self, lp, available, blob_need_backward, bottom_need_backward):
         lname = lp.name
-        layer = create_layer(lp, self.phase, self.backend, self.dtype)
+        layer = create_layer(lp, self.phase, self.backend, self.dtype, net_filename=self.filename)
         bottoms = []
         for b in lp.bottom:
             if b not in self.blobs:
@@ -319,7 +319,10 @@ class Net:
         return self._layer_names.index(name)
 
     def reshape(self):
-        for layer, bottoms, tops in zip(self.layers, self._bottom_ids, self._top_ids):
+        self._reshape_from(0)
+
+    def _reshape_from(self, start):
+        for layer, bottoms, tops in zip(self.layers[start:], self._bottom_ids[start:], self._top_ids[start:]):
             try:
                 layer.reshape(bottoms, tops)
             except NetdefError as e:
@@ -335,6 +338,9 @@ class Net:
         for li in range(start, end + 1):
             layer = self.layers[li]
             layer.forward(self._bottom_ids[li], self._top_ids[li])
+            if getattr(layer, "tops_reshaped", False):  # a data layer's batch changed shape
+                layer.tops_reshaped = False
+                self._reshape_from(li + 1)
             for blob, w in zip(self._top_ids[li], layer.loss_weights):
                 if w != 0:
                     loss += w * float(blob.data.sum())
@@ -449,6 +455,13 @@ class Net:
         proto.write_binary(self.to_proto(), path)
 
     # ---- pycaffe conveniences -----------------------------------------------------------
+    def set_input_arrays(self, data, labels, layer=None):
+        """pycaffe's: hand arrays to a MemoryData layer (the first one, or the one named)."""
+        mem = [l for n, l in self.layer_dict.items() if l.type == "MemoryData" and layer in (None, n)]
+        if not mem:
+            raise NetdefError(f"set_input_arrays: the net has no MemoryData layer{f' named {layer!r}' if layer else ''}")
+        mem[0].set_input_arrays(data, labels)
+
     def layer_need_backward(self, name):
         return self._layer_need_backward[self._index(name, 0)]
 
