@@ -398,8 +398,8 @@ class Net:
 
     # ---- weights ------------------------------------------------------------------------
     def _load_blob(self, layer, blob, bp, index, source=None):
-        shape, legacy = proto.proto_shape(bp)
         where = f"layer '{layer.name}' param {index}: "
+        shape, legacy = proto.proto_shape(bp, where)
         if shape == blob.shape or (legacy and proto.legacy_shape_matches(blob.shape, shape)):
             values = proto.proto_to_array(bp, self.dtype, where).reshape(blob.shape)
         else:

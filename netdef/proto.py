@@ -8,6 +8,7 @@ text, the line and column.
 import os
 import tempfile
 
+from google.protobuf import descriptor as _pb_descriptor
 from google.protobuf import message as _pb_message
 from google.protobuf import text_format
 
@@ -46,8 +47,22 @@ def parse_text(text, message, filename="<string>"):
         # text_format prefixes "line:col : "; we report the position ourselves.
         if line is not None and msg.startswith(f"{line}:{col} : "):
             msg = msg[len(f"{line}:{col} : "):]
-        raise ParseError(msg.replace('"netdef.', '"'), file=filename, line=line, column=col) from None
+        raise ParseError(_shorten(msg, text, line, col).replace('"netdef.', '"'),
+                         file=filename, line=line, column=col) from None
     return message
+
+
+def _shorten(msg, text, line, col, width=60):
+    """An error message of at most a few hundred characters: text_format quotes the whole
+    offending line, which may be megabytes long; keep `width` characters around the column."""
+    if line is not None and col is not None:
+        lines = text.split("\n")
+        src = lines[line - 1] if 0 < line <= len(lines) else None
+        if src is not None and len(src) > 2 * width and msg.startswith(f"'{src}'"):
+            lo = max(col - 1 - width, 0)
+            excerpt = ("..." if lo else "") + src[lo:col - 1 + width] + ("..." if col - 1 + width < len(src) else "")
+            msg = f"'{excerpt}'" + msg[len(src) + 2:]
+    return msg if len(msg) <= 500 else msg[:250] + " ... " + msg[-200:]
 
 
 def read_text(source, message_type):
@@ -94,7 +109,30 @@ def read_binary(path, message_type, what):
         raise ParseError(f"not a valid binary {what} (truncated or corrupt: {e})", file=path) from None
     except Exception as e:  # upb raises plain errors for some malformed inputs
         raise ParseError(f"not a valid binary {what}: {e}", file=path) from None
+    bad = _first_bad_string(msg)
+    if bad:
+        raise ParseError(f"not a valid binary {what}: string field {bad} is not UTF-8 (corrupt file?)",
+                         file=path)
     return msg
+
+
+def _first_bad_string(msg, prefix=""):
+    """The path of the first string field that is not valid UTF-8, or None. The binary parser
+    accepts any bytes in a proto2 string and Python then returns them as `bytes`, which fail
+    far from the file (UnicodeDecodeError on assignment, TypeError in formatting)."""
+    FD = _pb_descriptor.FieldDescriptor
+    for field, value in msg.ListFields():
+        if field.type == FD.TYPE_STRING:
+            values = value if field.is_repeated else (value,)
+            if any(isinstance(v, bytes) for v in values):
+                return prefix + field.name
+        elif field.type == FD.TYPE_MESSAGE:
+            items = value if field.is_repeated else (value,)
+            for k, item in enumerate(items):
+                bad = _first_bad_string(item, f"{prefix}{field.name}{f'[{k}]' if field.is_repeated else ''}.")
+                if bad:
+                    return bad
+    return None
 
 
 def read_caffemodel(path):
@@ -288,9 +326,15 @@ def blob_to_proto(array, bp=None, diff=None):
     return bp
 
 
-def proto_shape(bp):
+#: Most axes a stored blob may have (as Blob allows; Caffe's kMaxBlobAxes).
+MAX_AXES = 32
+
+
+def proto_shape(bp, where=""):
     """(shape, is_legacy) of a BlobProto: `shape` if present, else legacy num/channels/height/width."""
     if bp.HasField("shape"):
+        if len(bp.shape.dim) > MAX_AXES:
+            raise ParseError(f"{where}blob shape has {len(bp.shape.dim)} axes; at most {MAX_AXES} are supported")
         return tuple(int(d) for d in bp.shape.dim), False
     if any(bp.HasField(f) for f in ("num", "channels", "height", "width")):
         return (bp.num, bp.channels, bp.height, bp.width), True
@@ -301,7 +345,7 @@ def proto_to_array(bp, dtype, where=""):
     """The data of a BlobProto as a numpy array of its own shape, checked for consistency."""
     import numpy as np
 
-    shape, _ = proto_shape(bp)
+    shape, _ = proto_shape(bp, where)
     if any(d < 0 for d in shape):
         raise ParseError(f"{where}blob has a negative dimension in shape {shape}")
     count = 1
