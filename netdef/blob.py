@@ -4,12 +4,38 @@ As in Caffe, a blob keeps a capacity: reshaping to a count it already holds reus
 so nets that are reshaped per input (FCN on images of varying size) do not reallocate.
 `diff` is allocated on first use, so TEST-phase nets never pay for gradients.
 """
+import os
+
 import numpy as np
 
 from .backend import get_backend
-from .errors import ShapeError
+from .errors import NetdefError, ShapeError
 
 _MAX_AXES = 32
+_limit = {"bytes": None}
+
+
+def set_max_blob_bytes(nbytes):
+    """Refuse any single blob above `nbytes` (None: only the device's available memory limits
+    it). Also set by the environment variable NETDEF_MAX_BLOB_BYTES. Sizes are checked before
+    anything is allocated, so a file declaring a huge shape costs nothing."""
+    _limit["bytes"] = None if nbytes is None else int(nbytes)
+
+
+def max_blob_bytes(backend):
+    """(the most bytes one blob may take on `backend`, why): its available memory, or less if a
+    budget is configured."""
+    available = backend.available_memory()
+    budget = _limit["bytes"]
+    if budget is None and os.environ.get("NETDEF_MAX_BLOB_BYTES"):
+        try:
+            budget = int(float(os.environ["NETDEF_MAX_BLOB_BYTES"]))
+        except ValueError:
+            raise NetdefError("NETDEF_MAX_BLOB_BYTES must be a number of bytes, got "
+                              f"{os.environ['NETDEF_MAX_BLOB_BYTES']!r}") from None
+    if budget is not None and budget < available:
+        return budget, "allowed per blob (NETDEF_MAX_BLOB_BYTES)"
+    return available, "available"
 
 
 def _check_shape(shape, name):
@@ -18,7 +44,8 @@ def _check_shape(shape, name):
     except (TypeError, ValueError):
         raise ShapeError(f"shape {shape!r} is not a sequence of integers", blob=name) from None
     if len(shape) > _MAX_AXES:
-        raise ShapeError(f"shape {shape} has {len(shape)} axes; at most {_MAX_AXES} are supported", blob=name)
+        raise ShapeError(f"shape {shape[:4]}... has {len(shape)} axes; at most {_MAX_AXES} are supported",
+                         blob=name)
     if any(d < 0 for d in shape):
         raise ShapeError(f"shape {shape} has a negative dimension", blob=name)
     return shape
@@ -60,15 +87,19 @@ class Blob:
     width = property(lambda self: self._legacy(3))
 
     def check_bytes(self, shape):
+        """The element count of `shape`, after checking that a blob of it may be allocated
+        (no int64 overflow, not above max_blob_bytes); raises ShapeError otherwise."""
         count = 1
         for d in shape:
             count *= d
         nbytes = count * self.dtype.itemsize
         if count > np.iinfo(np.int64).max // max(self.dtype.itemsize, 1):
-            raise ShapeError(f"shape {shape} overflows: {count} elements", blob=self.name)
-        if nbytes > self._capacity_bytes() and nbytes > self.backend.available_memory():
-            raise ShapeError(f"shape {shape} needs {nbytes / 2**30:.2f} GiB, more than the "
-                             f"{self.backend.available_memory() / 2**30:.2f} GiB available", blob=self.name)
+            raise ShapeError(f"shape {shape} overflows: more than 2**63 bytes", blob=self.name)
+        if nbytes > self._capacity_bytes():
+            limit, what = max_blob_bytes(self.backend)
+            if nbytes > limit:
+                raise ShapeError(f"shape {shape} needs {nbytes / 2**30:.3g} GiB, more than the "
+                                 f"{limit / 2**30:.3g} GiB {what}", blob=self.name)
         return count
 
     def _capacity_bytes(self):
