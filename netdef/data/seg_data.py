@@ -35,6 +35,15 @@ crop_size / mirror (same as transform_param's), scale_range (lo, hi): resize eac
 by a factor drawn uniformly from [lo, hi], ignore_label (255: the label of padding),
 prefetch (batches read ahead; 0 reads synchronously).
 
+The schema's typed form, segmentation_data_param (also under the type name "SegmentationData"),
+sets the same options: root (a VOC directory; with source, the root of a list of ids), split,
+source (a list file), batch_size, shuffle, scale_min/scale_max (= scale_range), ignore_label,
+prefetch, seed, image_dir / label_dir / image_ext / label_ext (another directory layout; also
+param_str keys), synthetic: "shapes" (the built-in set) with synthetic_size, synthetic_train
+(= count), synthetic_val (= val_count), synthetic_classes. E.g.
+    segmentation_data_param { synthetic: "shapes" split: "train" batch_size: 4 scale_min: 0.75
+                              scale_max: 1.25 }
+
 Per image, in this order: read; resize to new_height x new_width; random scale (TRAIN);
 subtract the mean; if smaller than crop_size, pad (mean / ignore_label) to it; crop (random in
 TRAIN, centred in TEST); mirror (TRAIN, p = 1/2); times scale. A batch of images of different
@@ -58,8 +67,18 @@ PARAM_KEYS = {
     "source", "voc_dir", "sbdd_dir", "dataset", "split", "seed", "mean", "batch_size", "shuffle",
     "randomize", "new_height", "new_width", "is_color", "rand_skip", "root_folder", "crop_size",
     "mirror", "scale_range", "ignore_label", "prefetch", "size", "classes", "count", "val_count",
-    "data_seed",
+    "data_seed", "image_dir", "label_dir", "image_ext", "label_ext",
 }
+#: segmentation_data_param field -> the param_str key it stands for (root, scale_min/max and
+#: synthetic are mapped by hand)
+SEGMENTATION_FIELDS = {
+    "split": "split", "source": "source", "batch_size": "batch_size", "shuffle": "shuffle",
+    "ignore_label": "ignore_label", "prefetch": "prefetch", "seed": "seed", "image_dir": "image_dir",
+    "label_dir": "label_dir", "image_ext": "image_ext", "label_ext": "label_ext",
+    "synthetic_size": "size", "synthetic_train": "count", "synthetic_val": "val_count",
+    "synthetic_classes": "classes",
+}
+SYNTHETIC_NAMES = ("synthetic", "shapes")
 SYNTHETIC_KEYS = ("size", "classes", "count", "val_count", "data_seed")
 IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".ppm")
 
@@ -84,27 +103,36 @@ def _read_list(path, what="list file"):
     return [ln for ln in lines if ln and not ln.startswith("#")]
 
 
-def voc_samples(root, split, layout="voc"):
+def _layout(dirs):
+    dirs = dirs or {}
+    img_exts = (dirs["image_ext"],) if "image_ext" in dirs else IMAGE_EXTS
+    lbl_exts = (dirs["label_ext"],) if "label_ext" in dirs else (".png",)
+    return dirs.get("image_dir", "JPEGImages"), dirs.get("label_dir", "SegmentationClass"), img_exts, lbl_exts
+
+
+def voc_samples(root, split, layout="voc", dirs=None):
     """[(image path, label path)] of a VOC (or SBDD) directory's split."""
     if not os.path.isdir(root):
         raise NetdefError(f"{'SBDD' if layout == 'sbdd' else 'VOC'} data directory not found", file=root)
     if layout == "sbdd":
-        lst, img_dir, lbl_dir, lbl_exts = os.path.join(root, f"{split}.txt"), "img", "cls", (".png", ".mat")
+        lst = os.path.join(root, f"{split}.txt")
+        img_dir, lbl_dir, img_exts, lbl_exts = "img", "cls", IMAGE_EXTS, (".png", ".mat")
     else:
         lst = os.path.join(root, "ImageSets", "Segmentation", f"{split}.txt")
-        img_dir, lbl_dir, lbl_exts = "JPEGImages", "SegmentationClass", (".png",)
+        img_dir, lbl_dir, img_exts, lbl_exts = _layout(dirs)
     if not os.path.isfile(lst):
         avail = sorted(f[:-4] for f in os.listdir(os.path.dirname(lst)) if f.endswith(".txt")) \
             if os.path.isdir(os.path.dirname(lst)) else []
         hint = f" (splits there: {', '.join(avail)})" if avail else ""
         raise NetdefError(f"no list file for split '{split}'{hint}", file=lst)
     ids = [ln.split()[0] for ln in _read_list(lst)]
-    return [(_find_file(os.path.join(root, img_dir, i), IMAGE_EXTS),
+    return [(_find_file(os.path.join(root, img_dir, i), img_exts),
              _find_file(os.path.join(root, lbl_dir, i), lbl_exts)) for i in ids], lst
 
 
-def list_samples(path, root_folder=None):
+def list_samples(path, root_folder=None, dirs=None):
     """[(image path, label path)] from a list file of ids or of 'image label' pairs."""
+    img_dir, lbl_dir, img_exts, lbl_exts = _layout(dirs)
     lines = _read_list(path)
     here = os.path.dirname(path)
     out = []
@@ -118,8 +146,8 @@ def list_samples(path, root_folder=None):
                 root = os.path.dirname(os.path.dirname(here))
             else:
                 root = here
-            out.append((_find_file(os.path.join(root, "JPEGImages", parts[0]), IMAGE_EXTS),
-                        _find_file(os.path.join(root, "SegmentationClass", parts[0]), (".png",))))
+            out.append((_find_file(os.path.join(root, img_dir, parts[0]), img_exts),
+                        _find_file(os.path.join(root, lbl_dir, parts[0]), lbl_exts)))
         elif len(parts) == 2:
             root = root_folder or here
             out.append((os.path.join(root, parts[0]), os.path.join(root, parts[1])))
@@ -180,6 +208,35 @@ class SegDataLayer(PrefetchingDataLayer):
         """The param_str dict (FCN-style compatibility layers override this)."""
         return parse_param_str(self.layer_param.python_param.param_str, layer_error(self))
 
+    def merge_segmentation_param(self, p):
+        """segmentation_data_param's fields, as the param_str keys they stand for, added to p."""
+        if not self.layer_param.HasField("segmentation_data_param"):
+            return p
+        err = layer_error(self)
+        sp = self.layer_param.segmentation_data_param
+        p = dict(p)
+
+        def put(key, value, field):
+            if key in p:
+                raise err(f"'{key}' is given in param_str and as segmentation_data_param.{field}")
+            p[key] = value
+
+        for field, key in SEGMENTATION_FIELDS.items():
+            if sp.HasField(field):
+                put(key, getattr(sp, field), field)
+        if sp.HasField("root"):
+            put("source" if not sp.HasField("source") else "root_folder", sp.root, "root")
+        if sp.HasField("scale_min") or sp.HasField("scale_max"):
+            put("scale_range", (sp.scale_min, sp.scale_max), "scale_min/scale_max")
+        if sp.HasField("synthetic"):
+            if sp.synthetic not in SYNTHETIC_NAMES:
+                raise err(f"segmentation_data_param.synthetic: unknown set '{sp.synthetic}'; "
+                          f"the built-in set is 'shapes'")
+            if sp.HasField("root") or sp.HasField("source"):
+                raise err("segmentation_data_param: give root/source or synthetic, not both")
+            put("dataset", "synthetic", "synthetic")
+        return p
+
     def options(self):
         """Every option, merged from the proto messages and param_str (see the docstring)."""
         err = layer_error(self)
@@ -188,6 +245,7 @@ class SegDataLayer(PrefetchingDataLayer):
         if unknown:
             raise err(f"unknown param_str key(s) {', '.join(map(repr, unknown))}; known: "
                       f"{', '.join(sorted(PARAM_KEYS))}")
+        p = self.merge_segmentation_param(p)
         idp = self.layer_param.image_data_param
         tp = self.layer_param.transform_param
         for f in ("scale", "mean_file", "crop_size", "mirror"):
@@ -213,8 +271,13 @@ class SegDataLayer(PrefetchingDataLayer):
             raise err(f"param_str gives several sources: {', '.join(srcs)}")
         if srcs and idp.HasField("source"):
             raise err(f"'{srcs[0]}' is given in param_str and as image_data_param.source")
+        if "dataset" in p and p["dataset"] not in SYNTHETIC_NAMES:
+            raise err(f"dataset '{p['dataset']}' is unknown: the built-in set is 'synthetic' (for other "
+                      "data give a directory as 'source' or 'voc_dir')")
         if srcs:
             o["source"], o["layout"] = str(p[srcs[0]]), "sbdd" if srcs[0] == "sbdd_dir" else "voc"
+            if srcs[0] == "dataset":
+                o["source"] = "synthetic"
         elif idp.HasField("source"):
             o["source"], o["layout"] = idp.source, "voc"
         else:
@@ -253,13 +316,17 @@ class SegDataLayer(PrefetchingDataLayer):
         o["seed"] = p.get("seed")
         o["prefetch"] = p.get("prefetch")
         o["synthetic"] = {k: p[k] for k in SYNTHETIC_KEYS if k in p}
+        dirs = {k: str(p[k]) for k in ("image_dir", "label_dir", "image_ext", "label_ext") if k in p}
+        if dirs and o["layout"] != "voc":
+            raise err(f"{', '.join(dirs)} apply to the VOC layout only")
+        o["dirs"] = dirs
         return o
 
     def samples(self, o):
         """[(image, label)] for the options, and the file or directory they came from."""
         err = layer_error(self)
         src = o["source"]
-        if src == "synthetic":
+        if src in SYNTHETIC_NAMES:
             kw = dict(o["synthetic"])
             if "data_seed" in kw:
                 kw["seed"] = kw.pop("data_seed")
@@ -276,10 +343,10 @@ class SegDataLayer(PrefetchingDataLayer):
         if os.path.isdir(path):
             if o["root_folder"]:
                 raise err("root_folder applies to list files; the source is a directory")
-            return voc_samples(path, o["split"], o["layout"])
+            return voc_samples(path, o["split"], o["layout"], o["dirs"])
         if os.path.isfile(path) and o["layout"] == "voc":
             root = resolve_path(o["root_folder"], base_dir_of(self)) if o["root_folder"] else None
-            return list_samples(path, root), path
+            return list_samples(path, root, o["dirs"]), path
         what = "SBDD directory" if o["layout"] == "sbdd" else "data source (VOC directory or list file)"
         raise NetdefError(f"{what} not found", file=path)
 
@@ -304,3 +371,8 @@ class SegDataLayer(PrefetchingDataLayer):
         self.sources = samples
         self.config = o
         return SegReader(samples, o, EpochSampler(len(samples), o["shuffle"], seed), transform)
+
+
+@register_layer("SegmentationData")
+class SegmentationDataLayer(SegDataLayer):
+    """The same layer under the name the schema's segmentation_data_param documents."""
