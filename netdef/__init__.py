@@ -26,3 +26,17 @@ __all__ = [
     "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "get_backend",
     "NetdefError", "ParseError", "LayerSetupError", "ShapeError", "BackendError", "TrainingError",
 ]
+
+_SOLVER_NAMES = ("Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
+                 "AdaDeltaSolver", "AdamSolver", "get_solver")
+__all__ += list(_SOLVER_NAMES)
+
+
+def __getattr__(name):
+    """The solvers load on first use: netdef.solver registers CLI subcommands, and importing
+    netdef.cli with the package would upset `python -m netdef.cli`."""
+    if name in _SOLVER_NAMES:
+        from . import solver
+
+        return getattr(solver, name)
+    raise AttributeError(f"module 'netdef' has no attribute {name!r}")

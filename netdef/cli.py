@@ -117,4 +117,7 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run netdef.cli's main, not this copy's: subcommand modules register into netdef.cli.
+    from netdef.cli import main as _main
+
+    sys.exit(_main())
