@@ -16,6 +16,8 @@ from gradcheck import check_gradients
 LAYERS_PY = '''
 import ast
 
+import numpy as np
+
 import netdef
 
 
@@ -76,6 +78,21 @@ class SumLoss(netdef.Layer):
 
     def backward(self, top, propagate_down, bottom):
         bottom[0].diff[...] = top[0].diff[0]
+
+
+class ImageSource(netdef.Layer):
+    """FCN's style of data layer: the next sample is loaded in reshape, copied in forward."""
+
+    def setup(self, bottom, top):
+        self.k = 0
+
+    def reshape(self, bottom, top):
+        self.k += 1
+        self.sample = np.full((1, 1, 3 + self.k, 4 + self.k), float(self.k))
+        top[0].reshape(*self.sample.shape)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.sample
 
 
 class NotALayer:
@@ -156,6 +173,19 @@ def test_python_layer_learnable_blobs(tmp_path, module):
     net.save(str(tmp_path / "w.caffemodel"))
     again = netdef.Net(path, netdef.TEST, weights=str(tmp_path / "w.caffemodel"))
     np.testing.assert_array_equal(again.params["affine"][0].data, [1, 2, 3])
+
+
+def test_python_data_layer_reshaped_before_every_forward(tmp_path, module):
+    text = f"""
+layer {{ name: "src" type: "Python" top: "data" python_param {{ module: "{module}" layer: "ImageSource" }} }}
+layer {{ name: "conv" type: "Convolution" bottom: "data" top: "conv"
+  convolution_param {{ num_output: 2 kernel_size: 3 weight_filler {{ type: "constant" value: 1 }} }} }}"""
+    net = netdef.Net(write_net(tmp_path, text))
+    for k in (2, 3, 4):  # as in Caffe, the sample loaded at setup is replaced at the first forward
+        net.forward()
+        assert net.blobs["data"].shape == (1, 1, 3 + k, 4 + k) and (net.blobs["data"].data == k).all()
+        assert net.blobs["conv"].shape == (1, 2, 1 + k, 2 + k)
+        np.testing.assert_allclose(net.blobs["conv"].data, 9.0 * k)
 
 
 def test_python_layer_gradients(tmp_path, module, monkeypatch):

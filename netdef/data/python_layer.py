@@ -17,6 +17,10 @@
             if propagate_down[0]:
                 bottom[0].diff[...] = self.factor * top[0].diff
 
+As in Caffe, reshape runs before every forward (not only at setup), so a Python data layer
+may load its next sample in reshape, as FCN's do; when the tops change shape, the layers after
+it are reshaped too.
+
 The module is imported by name (logged as 'Importing Python layer module X') with the
 prototxt's directory appended to sys.path. The instance the net holds is the user's class
 itself (net.layers[i] / net.layer_dict[name]), so its methods and attributes can be reached
@@ -130,4 +134,22 @@ class PythonLayer(Layer):
             obj.blobs = BlobVec(obj)
         if not _overrides(klass, "in_place_ok"):
             obj.in_place_ok = True
+        _reshape_before_forward(obj)
         return obj
+
+
+def _reshape_before_forward(obj):
+    """As Caffe does for every layer, call reshape before each forward (FCN-style Python data
+    layers load the next image in reshape); if the tops change shape, the Net reshapes the
+    layers after this one."""
+    forward = obj.forward
+
+    def forward_with_reshape(bottom, top):
+        before = [t.shape for t in top]
+        obj.reshape(bottom, top)
+        if [t.shape for t in top] != before:
+            obj.tops_reshaped = True
+        forward(bottom, top)
+
+    forward_with_reshape.__doc__ = forward.__doc__
+    obj.forward = forward_with_reshape
