@@ -802,3 +802,34 @@ def test_hdf5_data(tmp_path):
     with pytest.raises(NetdefError, match="not found") as e:
         netdef.Net(text.replace("list.txt", "bad.txt").replace("SHUFFLE", ""))
     assert "missing.h5" in str(e.value)
+
+
+# ---- GPU --------------------------------------------------------------------------------------
+
+
+@pytest.mark.gpu
+def test_data_layers_fill_gpu_blobs(voc):
+    import cupy
+
+    root, _ = voc
+    ps = "{'split': 'train', 'seed': 2}"
+    tr = "crop_size: 16 mirror: true mean_value: 100"
+    mem = MEM
+    x = np.arange(12, dtype=np.float32).reshape(2, 1, 2, 3)
+    cpu_seg = seg_net(root, netdef.TRAIN, batch=2, param_str=ps, transform=tr)
+    cpu_mem = netdef.Net(mem, netdef.TRAIN)
+    netdef.set_mode_gpu()
+    try:
+        gpu_seg = seg_net(root, netdef.TRAIN, batch=2, param_str=ps, transform=tr)
+        gpu_mem = netdef.Net(mem, netdef.TRAIN)
+    finally:
+        netdef.set_mode_cpu()
+    for (d1, l1), (d2, l2) in zip(batches(cpu_seg, 3), batches(gpu_seg, 3)):
+        assert isinstance(d2, cupy.ndarray)
+        np.testing.assert_array_equal(d1, cupy.asnumpy(d2))
+        np.testing.assert_array_equal(l1, cupy.asnumpy(l2))
+    cpu_mem.set_input_arrays(x, np.arange(2))
+    gpu_mem.set_input_arrays(x, np.arange(2))
+    cpu_mem.forward()
+    gpu_mem.forward()
+    np.testing.assert_array_equal(cpu_mem.blobs["data"].data, cupy.asnumpy(gpu_mem.blobs["data"].data))
