@@ -314,3 +314,20 @@ def test_progress_bar_on_a_terminal(model):
     assert proc.returncode == 0
     assert "8/8" in text and "iter" in text  # the bar, finished
     assert re.search(r"^Iteration 4, loss = ", text.replace("\r", "\n"), re.M)  # logs on own lines
+
+
+def test_solver_mode_gpu_in_the_file_and_cpu_override(model):
+    path = model(max_iter=1, test_interval=0, snapshot=0)
+    with open(path, "a") as f:
+        f.write("solver_mode: GPU\ndevice_id: 0\n")
+    res = run_cli("train", path, "--cpu")
+    assert res.stdout.startswith("Use CPU.\n")
+    try:
+        import cupy
+
+        if cupy.cuda.runtime.getDeviceCount() > 0:
+            return
+    except Exception:
+        pass
+    res = run_cli("train", path, check=False)
+    assert res.returncode == 1 and "GPU" in res.stderr

@@ -644,3 +644,47 @@ def test_gpu_updates_match_cpu(tmp_path):
     for rc, rg in zip(*finals):
         for a, b in zip(rc, rg):
             np.testing.assert_allclose(b, a, rtol=1e-4, atol=1e-5)
+
+
+def test_average_loss_smooths_the_displayed_loss(tmp_path, caplog):
+    solver = make_solver(tmp_path, 'base_lr: 0.05 lr_policy: "fixed" display: 1 average_loss: 3',
+                         rows_net())
+    with caplog.at_level(logging.INFO, logger="netdef"):
+        solver.step(6)
+    shown = [float(m.group(1)) for m in re.finditer(r"Iteration \d+, loss = (\S+)", caplog.text)]
+    raw = solver.losses
+    expect = [np.mean(raw[max(0, k - 2):k + 1]) for k in range(6)]
+    np.testing.assert_allclose(shown, expect, rtol=1e-5)
+    train = [float(m.group(1)) for m in re.finditer(r"Train net output #0: loss = (\S+)", caplog.text)]
+    np.testing.assert_allclose(train, raw, rtol=1e-5)  # the outputs are not smoothed
+
+
+def test_inline_net_params_and_snapshot_after_train_off(tmp_path):
+    body = INPUT_NET.replace('name: "lin"\n', "")
+    text = f"""train_net_param {{ name: "inline" {body} }}
+        test_net_param {{ {body} }} test_iter: 1 test_interval: 2
+        base_lr: 0.1 lr_policy: "fixed" max_iter: 2 snapshot_after_train: false"""
+    (tmp_path / "s.prototxt").write_text(text)
+    solver = netdef.get_solver(str(tmp_path / "s.prototxt"))
+    assert solver.net.name == "inline" and len(solver.test_nets) == 1
+    solver.solve(progress=False)
+    assert solver.iter == 2
+    assert not [p for p in os.listdir(tmp_path) if p.endswith((".caffemodel", ".solverstate"))]
+
+
+@pytest.mark.gpu
+def test_gpu_resume_matches_an_uninterrupted_run(tmp_path):
+    netdef.set_mode_gpu()
+    try:
+        net = rows_net(name="noisy", dropout=True, hidden=True)
+        (tmp_path / "snap").mkdir()
+        full = make_solver(tmp_path, RESUME_SOLVER.format(rule="SGD"), net, dtype=np.float32)
+        assert full.backend.name == "gpu"
+        full.solve(progress=False)
+        resumed = make_solver(tmp_path, RESUME_SOLVER.format(rule="SGD"), net, dtype=np.float32)
+        resumed.solve(str(tmp_path / "snap" / "run_iter_4.solverstate"), progress=False)
+        for a, b in zip(params_of(full.net), params_of(resumed.net)):
+            np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)
+        np.testing.assert_allclose(resumed.losses, full.losses[4:], rtol=1e-6)
+    finally:
+        netdef.set_mode_cpu()
