@@ -63,21 +63,6 @@ def parse_param_str(text, error):
 # ---- reading ----------------------------------------------------------------------------------
 
 
-def read_image(path, color=True):
-    """An image file as float32 (H, W, 3) BGR, or (H, W, 1) gray when color is False."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as im:
-            im = im.convert("RGB" if color else "L")
-            arr = np.asarray(im, dtype=np.float32)
-    except FileNotFoundError:
-        raise NetdefError("image file not found", file=path) from None
-    except (OSError, UnidentifiedImageError, ValueError, SyntaxError) as e:
-        raise NetdefError(f"cannot read image (corrupt or not an image): {e}", file=path) from None
-    return arr[:, :, ::-1].copy() if color else arr[:, :, None]
-
-
 def open_image(path, mode="RGB"):
     """A fully decoded PIL image in `mode` (errors name the file)."""
     from PIL import Image, UnidentifiedImageError
