@@ -269,7 +269,7 @@ class Net:
             layer.setup(bottoms, tops)
             self._attach_params(layer, lp)
             layer.reshape(bottoms, tops)
-        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError) as e:
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
             if lp.type == "Python":
                 raise
             shapes = ", ".join(str(b.shape) for b in bottoms)

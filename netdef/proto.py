@@ -74,6 +74,8 @@ def read_text(source, message_type):
                 text = f.read()
         except OSError as e:
             raise ParseError(f"could not open file: {e.strerror}", file=path) from None
+        except ValueError as e:  # a NUL character in the path
+            raise ParseError(f"could not open file: {e}", file=repr(path)) from None
         except UnicodeDecodeError:
             raise ParseError("not a text file (is it a binary .caffemodel?)", file=path) from None
         return parse_text(text, message_type(), path), path
@@ -100,6 +102,8 @@ def read_binary(path, message_type, what):
             data = f.read()
     except OSError as e:
         raise ParseError(f"could not open {what}: {e.strerror}", file=path) from None
+    except ValueError as e:  # a NUL character in the path
+        raise ParseError(f"could not open {what}: {e}", file=repr(path)) from None
     if not data:
         raise ParseError(f"empty file, expected a binary {what}", file=path)
     msg = message_type()
