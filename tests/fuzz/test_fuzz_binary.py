@@ -1,0 +1,270 @@
+"""Fuzzing the binary path: damaged .caffemodel and .solverstate bytes must load or raise a
+NetdefError, and a declared shape must never be allocated before it is checked.
+
+Seeds are written by netdef itself (the MLP example, a small conv/deconv/crop net, the shrunk
+FCN-8s when ../shared/data/fcn-reference is present), one written field by field in Caffe's
+legacy V1 format (tests/wire.py), and a SolverState with history blobs. Three mutators:
+blind bytes (truncation, bit flips, spliced bytes), wire-aware (a field's varint, length prefix,
+wire type or number changed) and message-level (blob shapes huge / negative / wrong length,
+data moved between float and double, legacy 4-D shapes, layers renamed or duplicated).
+"""
+import os
+
+import numpy as np
+import pytest
+
+import fuzzlib
+import netdef
+import wire
+from netdef import proto
+from netdef import netdef_pb2 as pb
+from netdef.blob import set_max_blob_bytes
+from test_fuzz_prototxt import FCN_REFERENCE, ROOT, TINY_WITH_WEIGHTS
+
+MLP = os.path.join(ROOT, "examples", "mlp.prototxt")
+
+
+@pytest.fixture(autouse=True)
+def _budget():
+    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
+    netdef.set_random_seed(0)
+    yield
+    set_max_blob_bytes(None)
+
+
+def _v1_tiny():
+    """The tiny net's conv layer as a legacy V1 caffemodel, byte by byte (4-D legacy blobs)."""
+    weights = np.arange(54, dtype=np.float32) / 54
+    blob_w = (wire.v(1, 2) + wire.v(2, 3) + wire.v(3, 3) + wire.v(4, 3) + wire.packed_f32(5, weights))
+    blob_b = wire.v(1, 1) + wire.v(2, 1) + wire.v(3, 1) + wire.v(4, 2) + wire.packed_f32(5, [0.5, -0.5])
+    layer = (wire.ld(4, "conv") + wire.v(5, 4) + wire.ld(2, "x") + wire.ld(3, "c")  # 4 = CONVOLUTION
+             + wire.ld(6, blob_w) + wire.ld(6, blob_b))
+    return wire.ld(1, "tiny") + wire.ld(2, layer)
+
+
+def _solverstate(net):
+    st = pb.SolverState(iter=1000, current_step=2, learned_net="snap_iter_1000.caffemodel")
+    for blob in net.learnable_params:
+        proto.blob_to_proto(blob.to_numpy() * 0.5, st.history.add())
+    return st.SerializeToString()
+
+
+class Seed:
+    def __init__(self, name, prototxt, data=None, kind="caffemodel"):
+        self.name, self.prototxt, self.kind = name, prototxt, kind
+        self.net = netdef.Net(prototxt, netdef.TEST)
+        self.data = data if data is not None else self.net.to_proto().SerializeToString()
+
+
+def _seeds():
+    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
+    try:
+        seeds = [Seed("mlp", MLP), Seed("tiny", TINY_WITH_WEIGHTS), Seed("tiny-v1", TINY_WITH_WEIGHTS, _v1_tiny())]
+        seeds.append(Seed("tiny-solverstate", TINY_WITH_WEIGHTS, _solverstate(seeds[1].net), "solverstate"))
+        fcn = os.path.join(FCN_REFERENCE, "voc-fcn8s", "deploy.prototxt")
+        if os.path.exists(fcn):
+            seeds.append(Seed("fcn8s-shrunk", fuzzlib.shrink_fcn(open(fcn).read())))
+        return {s.name: s for s in seeds}
+    finally:
+        set_max_blob_bytes(None)
+
+
+_SEEDS = {}
+
+
+def seed(name):
+    if not _SEEDS:
+        _SEEDS.update(_seeds())
+    if name not in _SEEDS:
+        pytest.skip(f"seed {name} needs ../shared/data/fcn-reference")
+    return _SEEDS[name]
+
+
+SEED_NAMES = ["mlp", "tiny", "tiny-v1", "tiny-solverstate", "fcn8s-shrunk"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Message-level mutations of a NetParameter / SolverState
+
+
+def _blob_protos(msg):
+    if isinstance(msg, pb.SolverState):
+        return list(msg.history)
+    return [b for lp in list(msg.layer) + list(msg.layers) for b in lp.blobs]
+
+
+HUGE_DIMS = [2**31 - 1, 2**31, 2**32, 2**40, 2**62, 2**63 - 1, -1, -(2**63), 0, 1 << 20]
+
+
+def mutate_message(data, kind, rng):
+    msg = pb.SolverState() if kind == "solverstate" else pb.NetParameter()
+    msg.ParseFromString(data)
+    blobs = _blob_protos(msg)
+    ops = ["dims", "dims", "ndims", "data", "double", "legacy", "diff", "blobcount", "rename", "duplayer", "type"]
+    op = rng.choice(ops if kind == "caffemodel" else ops[:7])
+    if not blobs:
+        op = "rename"
+    b = rng.choice(blobs) if blobs else None
+    desc = op
+    if op == "dims":
+        dims = list(b.shape.dim) or [1]
+        k = rng.randrange(len(dims))
+        dims[k] = rng.choice(HUGE_DIMS)
+        b.shape.ClearField("dim")
+        b.shape.dim.extend(dims)
+        desc = f"shape -> {dims}"
+    elif op == "ndims":
+        n = rng.choice([0, 1, 5, 33, 100, 100000])
+        fill = rng.choice([0, 1, 2])
+        b.shape.ClearField("dim")
+        b.shape.dim.extend([fill] * n)
+        desc = f"shape -> [{fill}] * {n}"
+    elif op == "data":
+        vals = list(b.data)
+        cut = rng.choice([0, 1, len(vals) - 1, len(vals) + 1, 2 * len(vals)])
+        vals = (vals * 3)[:max(cut, 0)]
+        b.ClearField("data")
+        b.data.extend(vals)
+        desc = f"data length -> {len(vals)}"
+    elif op == "double":
+        vals = list(b.data) or list(b.double_data)
+        if rng.random() < 0.5:
+            b.ClearField("data")
+        b.double_data.extend(vals[:rng.choice([len(vals), max(len(vals) - 1, 0)])])
+        desc = "data -> double_data"
+    elif op == "legacy":
+        shape = list(b.shape.dim)
+        if rng.random() < 0.7:
+            b.ClearField("shape")
+        shape = ([1] * 4 + shape)[-4:]
+        k = rng.randrange(4)
+        shape[k] = rng.choice([2**31 - 1, -1, 0, 1, shape[k] + 1, -(2**31)])
+        b.num, b.channels, b.height, b.width = shape
+        desc = f"legacy shape {shape}"
+    elif op == "diff":
+        b.diff.extend([1.0] * rng.choice([1, len(b.data)]))
+        desc = "diff added"
+    elif op in ("blobcount", "rename", "duplayer", "type"):
+        layers = [lp for lp in msg.layer] or [lp for lp in msg.layers]
+        lp = rng.choice(layers)
+        if op == "blobcount":
+            if lp.blobs and rng.random() < 0.5:
+                del lp.blobs[rng.randrange(len(lp.blobs))]
+            else:
+                lp.blobs.add().CopyFrom(rng.choice(blobs))
+        elif op == "rename":
+            lp.name = rng.choice([l.name for l in layers] + ["", "nope"])
+        elif op == "duplayer":
+            (msg.layer if msg.layer else msg.layers).add().CopyFrom(lp)
+        else:
+            if msg.layer:
+                lp.type = rng.choice(["Convolution", "InnerProduct", "Nope", ""])
+            else:
+                lp.type = rng.choice([0, 4, 14, 39])
+        desc = f"{op} layer {lp.name!r}"
+    return msg.SerializeToString(), desc
+
+
+def mutate(data, kind, rng):
+    descs = []
+    for _ in range(rng.choice([1, 1, 2])):
+        r = rng.random()
+        if r < 0.3:
+            data, d = fuzzlib.mutate_bytes(data, rng)
+        elif r < 0.65:
+            data, d = fuzzlib.mutate_wire(data, rng)
+        else:
+            try:
+                data, d = mutate_message(data, kind, rng)
+            except Exception:  # the bytes no longer parse: damage them blindly instead
+                data, d = fuzzlib.mutate_bytes(data, rng)
+        descs.append(d)
+    return data, descs
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def load(s, path):
+    if s.kind == "solverstate":
+        st = proto.read_binary(path, pb.SolverState, "solverstate")
+        for b in st.history:
+            proto.proto_to_array(b, np.float32)
+    else:
+        proto.read_caffemodel(path)
+        s.net.copy_from(path)
+
+
+@pytest.mark.parametrize("name", SEED_NAMES)
+def test_mutated_binary_loads_or_raises_netdef_error(name, tmp_path):
+    s = seed(name)
+    out = fuzzlib.Outcome(f"{s.kind} {name}")
+    path = tmp_path / f"fuzz.{s.kind}"
+    for i in range(fuzzlib.cases(200)):
+        rng = fuzzlib.rng_for("binary", name, i)
+        data, descs = mutate(s.data, s.kind, rng)
+        path.write_bytes(data)
+        out.run(f"{s.kind} {name} case {i}: {'; '.join(descs)}", load, s, str(path))
+    out.finish()
+
+
+def test_unmutated_seeds_load(tmp_path):
+    for name in SEED_NAMES:
+        if name == "fcn8s-shrunk" and not os.path.isdir(FCN_REFERENCE):
+            continue
+        s = seed(name)
+        path = tmp_path / name
+        path.write_bytes(s.data)
+        load(s, str(path))
+
+
+@pytest.mark.parametrize("payload, what", [
+    (fuzzlib.deep_groups(10000), "groups"),
+    (fuzzlib.deep_messages(10000), "messages"),
+    (wire.ld(1, "x") + wire.key(100, 2) + wire.varint(2**62), "huge length"),
+    (wire.ld(100, wire.key(1, 2) + wire.varint(2**31)), "nested huge length"),
+    (wire.ld(2, wire.key(1, 7)), "wire type 7"),
+    (wire.key(0, 0) + wire.varint(1), "field 0"),
+    (b"\xff" * 20, "varint too long"),
+])
+def test_hostile_wire_bytes(tmp_path, payload, what):
+    path = tmp_path / "hostile.caffemodel"
+    path.write_bytes(payload)
+    net = netdef.Net(MLP, netdef.TEST)
+    try:
+        net.copy_from(str(path))
+    except netdef.NetdefError as e:
+        assert len(str(e)) < 600
+    for kind in (pb.SolverState, pb.NetParameter):
+        try:
+            proto.read_binary(str(path), kind, "file")
+        except netdef.NetdefError:
+            pass
+
+
+@pytest.mark.parametrize("dims", [[2**20, 2**20, 2**20], [2**62, 4], [2**31] * 3, [1 << 40], [3] * 40])
+def test_huge_declared_shapes_are_refused_before_allocating(tmp_path, dims, monkeypatch):
+    """A blob declaring a huge shape next to little data: refused without allocating anything
+    of the declared size (np.zeros / np.empty would fail or overcommit first)."""
+    calls = []
+    real_zeros, real_empty = np.zeros, np.empty
+
+    def guarded(real):
+        def alloc(shape, *a, **k):
+            n = int(np.prod(shape, dtype=object)) if np.ndim(shape) else int(shape)
+            calls.append(n)
+            assert n < 1 << 24, f"allocation of {n} elements from a declared shape"
+            return real(shape, *a, **k)
+        return alloc
+
+    net = netdef.Net(TINY_WITH_WEIGHTS, netdef.TEST)
+    msg = net.to_proto()
+    bp = next(lp for lp in msg.layer if lp.name == "conv").blobs[0]
+    bp.shape.ClearField("dim")
+    bp.shape.dim.extend(dims)
+    path = tmp_path / "huge.caffemodel"
+    path.write_bytes(msg.SerializeToString())
+    monkeypatch.setattr(np, "zeros", guarded(real_zeros))
+    monkeypatch.setattr(np, "empty", guarded(real_empty))
+    with pytest.raises(netdef.NetdefError, match="conv"):
+        net.copy_from(str(path))
