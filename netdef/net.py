@@ -270,8 +270,8 @@ class Net:
             self._attach_params(layer, lp)
             layer.reshape(bottoms, tops)
         except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
-            if lp.type == "Python":
-                raise
+            if lp.type == "Python" and not type(layer).__module__.startswith("netdef."):
+                raise  # the user's own layer code: its traceback is what they need
             shapes = ", ".join(str(b.shape) for b in bottoms)
             raise self._error(f"{lp.type} failed to set up with bottom shapes [{shapes}]: "
                               f"{type(e).__name__}: {e}", lp.name, ShapeError) from e
