@@ -51,12 +51,14 @@ def parse_param_str(text, error):
     text = (text or "").strip()
     if not text:
         return {}
+    shown = repr(text) if len(text) <= 200 else repr(text[:200]) + f"... ({len(text)} characters)"
     try:
         value = ast.literal_eval(text)
-    except (ValueError, SyntaxError) as e:
-        raise error(f"param_str is not a Python literal dict ({type(e).__name__}: {e}): {text!r}") from None
+    except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError) as e:
+        # Deeply nested or very long expressions exhaust the parser (MemoryError, RecursionError).
+        raise error(f"param_str is not a Python literal dict ({type(e).__name__}: {str(e)[:200]}): {shown}") from None
     if not isinstance(value, dict):
-        raise error(f"param_str must be a dict literal such as \"{{'split': 'train'}}\", got {text!r}")
+        raise error(f"param_str must be a dict literal such as \"{{'split': 'train'}}\", got {shown}")
     return value
 
 
