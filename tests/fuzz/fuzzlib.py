@@ -186,6 +186,10 @@ def _op_string(text, rng):
     old = toks[i][1]
     if field == "type":
         new = '"%s"' % rng.choice(LAYER_TYPES)
+    elif field == "param_str":
+        new = '"%s"' % rng.choice(["{'split': 'train'", "[1, 2]", "1" + "+1" * 100000, "-" * 100000 + "1",
+                                   "not" + " not" * 100000 + " 1", "[" * 100000, "__import__('os').getcwd()",
+                                   "{'voc_dir': 1, 'split': None, 'mean': 'x'}", "{'mean': (1, 2)}" * 5000])
     elif field in ("bottom", "top"):
         names = [t for k, t in toks if k == "str"]
         new = rng.choice(names + ['""', '"nowhere"'])
