@@ -188,8 +188,8 @@ def read_solverstate(path):
     if state.HasField("netdef_state"):
         try:
             extra = json.loads(state.netdef_state.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError) as e:
-            raise ParseError(f"corrupt netdef_state in the solverstate: {e}", file=os.fspath(path)) from None
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ParseError(f"corrupt netdef_state in the solverstate: {str(e)[:200]}", file=os.fspath(path)) from None
         if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
             raise ParseError(f"netdef_state of an unknown format: {str(extra)[:80]}", file=os.fspath(path))
     return state, extra
@@ -666,6 +666,9 @@ class Solver:
         snapshots) the random generators and data readers' positions."""
         path = os.fspath(path)
         state, extra = read_solverstate(path)
+        if state.iter < 0 or state.current_step < 0:
+            raise ParseError(f"negative iteration ({state.iter}) or lr step ({state.current_step}) in the "
+                             "solverstate (corrupt file?)", file=path)
         self.iter = state.iter
         if state.learned_net:
             self.net.copy_from(self._find_learned_net(state.learned_net, path))
@@ -685,13 +688,18 @@ class Solver:
             log.info("%s has no netdef state (a Caffe snapshot?): random generators and data "
                      "readers start afresh", path)
             return
-        self._restore_rng(extra.get("rng") or {})
-        layers = extra.get("layers") or {}
-        for key, net in self._nets():
-            saved = layers.get(key, {})
-            for name, layer in net.layer_dict.items():
-                if callable(getattr(layer, "set_state", None)) and name in saved:
-                    layer.set_state(saved[name])
+        try:
+            self._restore_rng(extra.get("rng") or {})
+            layers = extra.get("layers") or {}
+            for key, net in self._nets():
+                saved = layers.get(key, {})
+                for name, layer in net.layer_dict.items():
+                    if callable(getattr(layer, "set_state", None)) and name in saved:
+                        layer.set_state(saved[name])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+            # netdef_state is JSON of the expected shape unless the file was damaged or edited
+            raise ParseError(f"corrupt netdef_state in the solverstate: {type(e).__name__}: {str(e)[:200]}",
+                             file=path) from None
         self._last_snapshot_iter = self.iter
         self.last_snapshot = path
 
