@@ -614,7 +614,9 @@ class Solver:
             raise TrainingError(f"cannot write snapshots: directory '{d}' is not writable")
 
     def snapshot(self):
-        """Write <prefix>_iter_<N>.caffemodel and .solverstate (each atomically)."""
+        """Write <prefix>_iter_<N>.caffemodel and .solverstate (each atomically). Non-finite
+        weights are never written: they stop training and the last snapshot stays the last."""
+        self._check_finite_params()
         model = self.snapshot_filename(".caffemodel")
         log.info("Snapshotting to binary proto file %s", model)
         try:
@@ -628,6 +630,21 @@ class Solver:
         self._last_snapshot_iter = self.iter
         self.last_snapshot = state_file
         return state_file
+
+    def _check_finite_params(self):
+        """An update can diverge while the loss it came from was finite (an infinite gradient);
+        the loss check would only see it at the next forward, after a snapshot had saved it."""
+        xp = self.backend.xp
+        for name, layer in self.net.layer_dict.items():
+            for k, blob in enumerate(layer.blobs):
+                if not bool(xp.isfinite(blob.data).all()):
+                    kept = (f"the last snapshot ({self.last_snapshot}) is intact" if self.last_snapshot
+                            else "no snapshot was written")
+                    raise TrainingError(
+                        f"iteration {self.iter}: param {k} of layer '{name}' ({layer.type}) is "
+                        f"non-finite after the update of iteration {self.iter - 1} (the loss was "
+                        f"finite, a gradient was not); not snapshotting it: {kept}. Try a lower "
+                        "base_lr or clip_gradients.")
 
     def _solver_state(self, model):
         state = pb.SolverState(iter=self.iter, learned_net=model, current_step=self.current_step)

@@ -539,6 +539,30 @@ def test_non_finite_loss_stops_and_names_the_layer(tmp_path):
     netdef.Net(str(tmp_path / "net.prototxt"), weights=str(tmp_path / "solver_iter_2.caffemodel"))
 
 
+SQRT_NET = """name: "sqrt"
+layer { name: "data" type: "DummyData" top: "x" top: "t"
+  dummy_data_param { shape { dim: 1 dim: 2 } shape { dim: 1 dim: 1 }
+    data_filler { type: "constant" value: 1 } data_filler { type: "constant" value: 1 } } }
+layer { name: "fc" type: "InnerProduct" bottom: "x" top: "y"
+  inner_product_param { num_output: 1 weight_filler { type: "constant" value: 0 } } }
+layer { name: "sqrt" type: "Power" bottom: "y" top: "z" power_param { power: 0.5 } }
+layer { name: "loss" type: "EuclideanLoss" bottom: "z" bottom: "t" top: "loss" }
+"""
+
+
+def test_diverged_update_with_a_finite_loss_is_never_snapshotted(tmp_path):
+    # sqrt at 0: the loss is finite but its gradient is infinite, so the first update makes
+    # the weights infinite; the snapshot due right after must refuse them.
+    solver = make_solver(tmp_path, 'base_lr: 0.1 lr_policy: "fixed" snapshot: 1 max_iter: 5',
+                         SQRT_NET, dtype=np.float32)
+    with pytest.raises(netdef.TrainingError) as e:
+        solver.solve(progress=False)
+    msg = str(e.value)
+    assert "iteration 1" in msg and "layer 'fc'" in msg and "non-finite" in msg
+    assert "no snapshot was written" in msg
+    assert not [p for p in os.listdir(tmp_path) if p.endswith((".caffemodel", ".solverstate"))]
+
+
 # ---------------------------------------------------------------------------------------------
 # Solver file errors
 
