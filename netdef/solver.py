@@ -963,12 +963,38 @@ def select_device(args, solver_param=None):
         log.info("Using GPU %d%s", gpu, name)
 
 
+class GlogFormatter(logging.Formatter):
+    """Caffe's (glog's) line prefix, `I1123 01:02:03.456789 12345 solver.py:412] message`:
+    tools/extra/parse_log.py reads the time from it, and parse_log.sh finds '] Solving ' and
+    the values by their column ($9 of ', loss = ' lines)."""
+
+    def format(self, record):
+        t = time.localtime(record.created)
+        micros = int((record.created % 1) * 1e6)
+        prefix = (f"{record.levelname[:1]}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} "
+                  f"{record.process:5d} {record.filename}:{record.lineno}] ")
+        return prefix + super().format(record)
+
+
+def add_log_format_argument(p):
+    p.add_argument("--log-format", choices=["plain", "glog"], default="plain",
+                   help="glog: prefix every line as Caffe does (level, date, time, pid, "
+                        "file:line), for Caffe's parse_log.py / parse_log.sh")
+
+
+def set_log_format(args):
+    if getattr(args, "log_format", "plain") == "glog":
+        for h in logging.getLogger().handlers:
+            h.setFormatter(GlogFormatter("%(message)s"))
+
+
 def _configure_train(p):
     p.add_argument("solver", help="solver .prototxt")
     p.add_argument("--weights", help="caffemodel(s) to fine-tune from, comma-separated")
     p.add_argument("--snapshot", help=".solverstate to resume from")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
                    help="progress bar with ETA (auto: when stdout is a terminal)")
+    add_log_format_argument(p)
     add_device_arguments(p)
 
 
@@ -976,6 +1002,7 @@ def _configure_train(p):
 def cmd_train(args):
     if args.snapshot and args.weights:
         raise NetdefError("give --snapshot to resume or --weights to fine-tune, not both")
+    set_log_format(args)
     param, filename = read_solver(args.solver)
     select_device(args, param)
     log.info("Starting Optimization")
@@ -994,6 +1021,7 @@ def _configure_test(p):
     p.add_argument("net", help="net .prototxt (built in phase TEST)")
     p.add_argument("--weights", required=True, help="caffemodel(s), comma-separated")
     p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50)")
+    add_log_format_argument(p)
     add_device_arguments(p)
 
 
@@ -1002,6 +1030,7 @@ def _configure_test(p):
 def cmd_test(args):
     if args.iterations < 1:
         raise NetdefError(f"--iterations must be >= 1, got {args.iterations}")
+    set_log_format(args)
     select_device(args)
     net = Net(args.net, TEST)
     for w in args.weights.split(","):

@@ -331,3 +331,18 @@ def test_solver_mode_gpu_in_the_file_and_cpu_override(model):
         pass
     res = run_cli("train", path, check=False)
     assert res.returncode == 1 and "GPU" in res.stderr
+
+
+def test_glog_log_format_for_caffe_log_parsers(model):
+    # --log-format glog: every line carries glog's prefix, so Caffe's tools/extra/parse_log.sh
+    # (grep '] Solving ', awk $9 of ', loss = ' / ', lr = ' lines) and parse_log.py (the time
+    # from the prefix) read netdef's logs.
+    res = run_cli("train", model(), "--log-format", "glog")
+    prefix = r"I(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) +\d+ \S+:\d+\] "
+    lines = res.stdout.splitlines()
+    bad = [l for l in lines if not any(re.fullmatch(prefix + p, l) for p in CAFFE_LINES)]
+    assert not bad, "lines without glog prefix or in no Caffe format:\n" + "\n".join(bad)
+    assert sum("] Solving " in l for l in lines) == 1
+    column = lambda key, k: [l.split()[k - 1] for l in lines if key in l]
+    assert [float(v) for v in column(", loss = ", 9)]  # the values, where parse_log.sh looks
+    assert [float(v) for v in column(", lr = ", 9)] == [0.05, 0.05, 0.05, 0.025]
