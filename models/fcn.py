@@ -1,0 +1,140 @@
+#!/usr/bin/env python3
+"""Writes the FCN model prototxts (train, val, deploy) with netdef's NetSpec.
+
+    python models/fcn.py                      # regenerate every model directory
+    python models/fcn.py --classes 4 --only fcn8s
+
+FCN-32s/16s/8s are the paper's VGG16 nets, with the layer names, parameter shapes and crop
+offsets of the published prototxts (conv1_1 pad 100; fc6 a 7x7 conv, fc7 1x1; score_fr; fixed
+bilinear Deconvolution upsampling; score_pool4/score_pool3 skips aligned by Crop and fused by
+Eltwise SUM; SoftmaxWithLoss ignoring 255). fcn8s-mini is FCN-8s at 1/8 width for CPUs.
+The crop offsets are not typed in: netdef.coord_map computes them from the layer geometry.
+"""
+import argparse
+import os
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+
+# skips: pooling stages fused into the score; width: channel divisor; fc: fc6/fc7 width
+VARIANTS = {
+    "fcn32s": dict(skips=(), width=1, fc=4096),
+    "fcn16s": dict(skips=("pool4",), width=1, fc=4096),
+    "fcn8s": dict(skips=("pool4", "pool3"), width=1, fc=4096),
+    "fcn8s-mini": dict(skips=("pool4", "pool3"), width=8, fc=256),
+}
+VGG16 = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+
+
+def _conv(L, bottom, nout, ks=3, pad=1, fill="msra"):
+    return L.Convolution(bottom, num_output=nout, kernel_size=ks, pad=pad,
+                         param=[dict(lr_mult=1, decay_mult=1), dict(lr_mult=2, decay_mult=0)],
+                         weight_filler=dict(type=fill), bias_filler=dict(type="constant"))
+
+
+def _upscore(L, bottom, classes, factor):
+    """Fixed bilinear upsampling by `factor`: kernel 2f, stride f, one group per class (the
+    depthwise layout the bilinear filler fills correctly; see models/README.md)."""
+    return L.Deconvolution(bottom, param=[dict(lr_mult=0)], convolution_param=dict(
+        num_output=classes, group=classes, bias_term=False, kernel_size=2 * factor, stride=factor,
+        weight_filler=dict(type="bilinear")))
+
+
+def fcn(variant, classes, data_layer, phase):
+    """NetSpec of one FCN; `data_layer(n)` sets n.data (and n.label unless deploy)."""
+    from netdef.net_spec import L, NetSpec, P
+
+    cfg = VARIANTS[variant]
+    n = NetSpec()
+    data_layer(n)
+    bottom = n.data
+    for stage, (width, convs) in enumerate(VGG16, 1):
+        for k in range(1, convs + 1):
+            pad = 100 if (stage, k) == (1, 1) else 1
+            setattr(n, f"conv{stage}_{k}", _conv(L, bottom, width // cfg["width"], pad=pad))
+            bottom = getattr(n, f"conv{stage}_{k}")
+            setattr(n, f"relu{stage}_{k}", L.ReLU(bottom, in_place=True))
+        setattr(n, f"pool{stage}", L.Pooling(bottom, pool=P.Pooling.MAX, kernel_size=2, stride=2))
+        bottom = getattr(n, f"pool{stage}")
+    n.fc6 = _conv(L, n.pool5, cfg["fc"], ks=7, pad=0)
+    n.relu6 = L.ReLU(n.fc6, in_place=True)
+    if phase != "deploy":  # as in the published deploy net, which has no Dropout
+        n.drop6 = L.Dropout(n.relu6, dropout_ratio=0.5, in_place=True)
+    n.fc7 = _conv(L, n.relu6, cfg["fc"], ks=1, pad=0)
+    n.relu7 = L.ReLU(n.fc7, in_place=True)
+    if phase != "deploy":
+        n.drop7 = L.Dropout(n.relu7, dropout_ratio=0.5, in_place=True)
+    n.score_fr = _conv(L, n.relu7, classes, ks=1, pad=0)
+    skips = cfg["skips"]
+    if not skips:
+        n.upscore = _upscore(L, n.score_fr, classes, 32)
+        n.score = L.Crop(n.upscore, n.data, axis=2)
+    else:
+        n.upscore2 = _upscore(L, n.score_fr, classes, 2)
+        n.score_pool4 = _conv(L, n.pool4, classes, ks=1, pad=0)
+        n.score_pool4c = L.Crop(n.score_pool4, n.upscore2, axis=2)
+        n.fuse_pool4 = L.Eltwise(n.upscore2, n.score_pool4c, operation=P.Eltwise.SUM)
+        if len(skips) == 1:
+            n.upscore16 = _upscore(L, n.fuse_pool4, classes, 16)
+            n.score = L.Crop(n.upscore16, n.data, axis=2)
+        else:
+            n.upscore_pool4 = _upscore(L, n.fuse_pool4, classes, 2)
+            n.score_pool3 = _conv(L, n.pool3, classes, ks=1, pad=0)
+            n.score_pool3c = L.Crop(n.score_pool3, n.upscore_pool4, axis=2)
+            n.fuse_pool3 = L.Eltwise(n.upscore_pool4, n.score_pool3c, operation=P.Eltwise.SUM)
+            n.upscore8 = _upscore(L, n.fuse_pool3, classes, 8)
+            n.score = L.Crop(n.upscore8, n.data, axis=2)
+    if phase != "deploy":
+        n.loss = L.SoftmaxWithLoss(n.score, n.label, loss_param=dict(ignore_label=255, normalization=P.Loss.VALID))
+    return n
+
+
+def write_model(variant, classes, out_dir, size, batch):
+    from google.protobuf import text_format
+
+    from netdef.coord_map import fill_crop_offsets
+    from netdef.net_spec import L
+
+    def deploy_data(n):
+        n.data = L.Input(shape=dict(dim=[1, 3, size, size]))
+
+    os.makedirs(out_dir, exist_ok=True)
+    nets = {"deploy": fcn(variant, classes, deploy_data, "deploy")}
+    for phase, split in (("train", "train"), ("val", "val")):
+        def seg_data(n, split=split, phase=phase):
+            n.data, n.label = _segmentation_data(L, split, phase, classes, size, batch)
+        nets[phase] = fcn(variant, classes, seg_data, phase)
+    for phase, spec in nets.items():
+        proto = fill_crop_offsets(spec.to_proto(variant))
+        header = (f"# {variant} ({phase}), {classes} classes: written by models/fcn.py "
+                  "(edit that, not this file)\n")
+        with open(os.path.join(out_dir, f"{phase}.prototxt"), "w") as f:
+            f.write(header + text_format.MessageToString(proto))
+
+
+def _segmentation_data(L, split, phase, classes, size, batch):
+    """SegData on the built-in synthetic set; point image_data_param.source at a PASCAL VOC
+    directory (and drop the synthetic keys of param_str) to train on VOC instead."""
+    train = phase == "train"
+    return L.SegData(
+        ntop=2,
+        image_data_param=dict(source="synthetic", batch_size=batch if train else 1, shuffle=train),
+        transform_param=dict(mean_value=[104.00699, 116.66877, 122.67892], mirror=train),
+        python_param=dict(param_str=f"{{'split': '{split}', 'size': {size}, 'classes': {classes}, "
+                                    f"'count': 400}}"))
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--classes", type=int, default=None, help="number of classes (default per model)")
+    ap.add_argument("--only", choices=sorted(VARIANTS), help="write one model")
+    ap.add_argument("--size", type=int, default=128, help="synthetic image size (and the deploy input)")
+    ap.add_argument("--batch", type=int, default=4, help="training batch size")
+    args = ap.parse_args()
+    for variant in [args.only] if args.only else VARIANTS:
+        classes = args.classes or 4
+        write_model(variant, classes, os.path.join(HERE, variant), args.size, args.batch)
+        print(f"wrote models/{variant}/{{train,val,deploy}}.prototxt")
+
+
+if __name__ == "__main__":
+    main()
