@@ -284,14 +284,18 @@ TEXT_OPS = [_op_delete_line, _op_duplicate_line, _op_swap_lines, _op_brace, _op_
             _op_duplicate_block, _op_truncate, _op_garbage, _op_deep_nesting]
 
 
+DATA_LAYER_TYPES = ("Python", "SegData", "SegmentationData", "ImageData", "Data", "HDF5Data")
+
+
 def shrink_fcn(text):
     """The same net at a size that builds in milliseconds: every num_output of 64 or more
-    divided by 32, Python data layers replaced by an Input layer of 1x3x64x64 (+ label), and
-    deploy inputs reduced to 64x64. The graph, kernels, strides, pads and crops are unchanged."""
+    divided by 32, data layers (Python, SegData, ...) replaced by an Input layer of 1x3x64x64
+    (+ label), and input dims above 64 reduced to 64. The graph, kernels, strides, pads and
+    crops are unchanged."""
     text = re.sub(r"num_output:\s*(\d+)", lambda m: "num_output: %d" % (int(m.group(1)) // 32
                                                                           if int(m.group(1)) >= 64 else int(m.group(1))), text)
-    text = re.sub(r"dim:\s*500", "dim: 64", text)
-
+    text = re.sub(r"dim:\s*(\d+)", lambda m: "dim: %d" % min(int(m.group(1)), 64), text)
+    data_type = re.compile(r'type:\s*"(%s)"' % "|".join(DATA_LAYER_TYPES))
     toks = tokenize(text)
     out, i = [], 0
     while i < len(toks):
@@ -299,7 +303,7 @@ def shrink_fcn(text):
             j = next(k for k in range(i + 1, len(toks)) if toks[k][0] not in ("ws", "comment"))
             span = _block_span(toks, j) if toks[j][1] == "{" else None
             block = join(toks[i:span[1]]) if span else ""
-            if span and re.search(r'type:\s*"Python"', block):
+            if span and data_type.search(block):
                 tops = re.findall(r'top:\s*"([^"]+)"', block)
                 shapes = " ".join("shape { dim: 1 dim: %d dim: 64 dim: 64 }" % (3 if k == 0 else 1)
                                   for k in range(len(tops)))

@@ -101,9 +101,9 @@ def mutate_message(data, kind, rng):
     msg.ParseFromString(data)
     blobs = _blob_protos(msg)
     ops = ["dims", "dims", "ndims", "data", "double", "legacy", "diff", "blobcount", "rename", "duplayer", "type"]
-    op = rng.choice(ops if kind == "caffemodel" else ops[:7])
-    if not blobs:
-        op = "rename"
+    op = rng.choice(ops if kind == "caffemodel" else ops[:7] + ["json"] * 4)
+    if not blobs and op != "json":
+        op = "rename" if kind == "caffemodel" else "json"
     b = rng.choice(blobs) if blobs else None
     desc = op
     if op == "dims":
@@ -144,6 +144,10 @@ def mutate_message(data, kind, rng):
     elif op == "diff":
         b.diff.extend([1.0] * rng.choice([1, len(b.data)]))
         desc = "diff added"
+    elif op == "json":
+        state = _mutate_json(msg.netdef_state, rng)
+        msg.netdef_state = state
+        desc = f"netdef_state -> {state[:60]!r}"
     elif op in ("blobcount", "rename", "duplayer", "type"):
         layers = [lp for lp in msg.layer] or [lp for lp in msg.layers]
         lp = rng.choice(layers)
@@ -163,6 +167,44 @@ def mutate_message(data, kind, rng):
                 lp.type = rng.choice([0, 4, 14, 39])
         desc = f"{op} layer {lp.name!r}"
     return msg.SerializeToString(), desc
+
+
+JSON_VALUES = [None, -1, 0, 2**70, -(2**70), 1.5, float("nan"), "x", "", [], {}, [1, 2], {"epoch": 0},
+               True, "PCG64", "MT19937"]
+
+
+def _mutate_json(raw, rng):
+    """netdef_state (JSON) with one value replaced, a key dropped, or broken syntax."""
+    import json
+
+    r = rng.random()
+    if r < 0.15 or not raw:
+        return rng.choice([b"", b"{", b"[" * 100000, b"\xff\xfe", b"null", b"[]", b'{"format": 1}',
+                           b'{"format": 1, "rng": 5, "layers": 7}', b'{"format": 1, "layers": {"train": 3}}',
+                           b'{"format": "1"}' + b" " * 10, raw[: len(raw) // 2]])
+    doc = json.loads(raw)
+    paths = []
+
+    def walk(node, path):
+        if isinstance(node, dict):
+            for k, v in node.items():
+                paths.append(path + (k,))
+                walk(v, path + (k,))
+        elif isinstance(node, list):
+            for i, v in enumerate(node):
+                paths.append(path + (i,))
+                walk(v, path + (i,))
+
+    walk(doc, ())
+    path = rng.choice(paths)
+    parent = doc
+    for k in path[:-1]:
+        parent = parent[k]
+    if r < 0.3:
+        del parent[path[-1]]
+    else:
+        parent[path[-1]] = rng.choice(JSON_VALUES)
+    return json.dumps(doc).encode()
 
 
 def mutate(data, kind, rng):
@@ -268,3 +310,61 @@ def test_huge_declared_shapes_are_refused_before_allocating(tmp_path, dims, monk
     monkeypatch.setattr(np, "empty", guarded(real_empty))
     with pytest.raises(netdef.NetdefError, match="conv"):
         net.copy_from(str(path))
+
+
+# ---------------------------------------------------------------------------------------------
+# A real snapshot restored into a real solver (netdef_state JSON: generator and data-reader
+# states), then one training step to use what was restored.
+
+SOLVER_NET = """name: "seg"
+layer { name: "data" type: "SegmentationData" top: "data" top: "label"
+  segmentation_data_param { synthetic: "shapes" split: "train" batch_size: 2 synthetic_size: 16
+                            synthetic_train: 6 synthetic_val: 2 synthetic_classes: 3 } }
+layer { name: "conv" type: "Convolution" bottom: "data" top: "score"
+  convolution_param { num_output: 3 kernel_size: 3 pad: 1 weight_filler { type: "msra" } } }
+layer { name: "drop" type: "Dropout" bottom: "score" top: "score" }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "score" bottom: "label" top: "loss"
+  loss_param { ignore_label: 255 } }
+"""
+
+
+@pytest.fixture(scope="module")
+def solver_snapshot(tmp_path_factory):
+    import netdef.solver
+
+    d = tmp_path_factory.mktemp("solver")
+    old = os.environ.get("NETDEF_DATA_DIR")
+    os.environ["NETDEF_DATA_DIR"] = str(d / "data")
+    (d / "train.prototxt").write_text(SOLVER_NET)
+    (d / "solver.prototxt").write_text('net: "train.prototxt" base_lr: 0.01 momentum: 0.9 max_iter: 100 '
+                                       'lr_policy: "step" stepsize: 3 gamma: 0.5 snapshot_prefix: "snap" '
+                                       'random_seed: 1 type: "Adam"')
+    try:
+        solver = netdef.solver.get_solver(str(d / "solver.prototxt"))
+        solver.step(3)
+        path = solver.snapshot()
+        yield solver, open(path, "rb").read(), d
+    finally:
+        for layer in solver.net.layers:
+            getattr(layer, "close", lambda: None)()
+        if old is None:
+            os.environ.pop("NETDEF_DATA_DIR", None)
+        else:
+            os.environ["NETDEF_DATA_DIR"] = old
+
+
+def test_mutated_solverstate_restores_or_raises_netdef_error(solver_snapshot):
+    solver, data, d = solver_snapshot
+    out = fuzzlib.Outcome("solverstate restore")
+    path = d / "fuzz.solverstate"
+
+    def restore_and_step():
+        solver.restore(str(path))
+        solver.step(1)
+
+    for i in range(fuzzlib.cases(150)):
+        rng = fuzzlib.rng_for("restore", "adam", i)
+        mutated, descs = mutate(data, "solverstate", rng)
+        path.write_bytes(mutated)
+        out.run(f"solverstate restore case {i}: {'; '.join(descs)}", restore_and_step)
+    out.finish()
