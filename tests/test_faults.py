@@ -223,23 +223,24 @@ def test_sigkill_in_the_middle_of_a_snapshot(model, reference, victim):
 
 
 def test_sigkill_at_many_moments_always_leaves_a_resumable_snapshot(model, reference):
-    """Snapshot every iteration; kill the process right after a (random) snapshot appears, so
-    that the kill lands anywhere in the next iteration or snapshot; resume from the newest
-    snapshot; repeat. Every file under a final name loads each time, and the run ends where
-    the uninterrupted one does."""
+    """Snapshot every iteration; kill the process at a random moment of the iteration after a
+    (random) snapshot appeared, so that the kill lands anywhere in the next iteration or its
+    snapshot; resume from the newest snapshot; repeat. Every file under a final name loads each
+    time, and the run ends where the uninterrupted one does."""
     solver = model.write(max_iter=20, snapshot=1)
     rng = np.random.default_rng(int(os.environ.get("NETDEF_FAULT_SEED", "1")))
     latest = None
     kills = 0
     while kills < 4:
-        target = (int(re.search(r"_iter_(\d+)", latest).group(1)) if latest else 0) + int(rng.integers(1, 4))
-        if target >= 20:
+        target = (int(re.search(r"_iter_(\d+)", latest).group(1)) if latest else 0) + int(rng.integers(1, 3))
+        if target >= 18:
             break
         args = ["train", solver] + (["--snapshot", latest] if latest else [])
-        proc = model.popen(*args)
+        # 30 ms per iteration, so that the kill lands within about one iteration of the target
+        proc = model.popen(*args, hook="slow-iterations", hook_arg="0.03", marker=model.root / "x")
         try:
             wait_for(model.root / "snapshots" / f"m_iter_{target}.solverstate", proc)
-            time.sleep(float(rng.uniform(0, 0.03)))
+            time.sleep(float(rng.uniform(0, 0.045)))
             proc.kill()
             proc.wait(30)
         finally:
