@@ -155,25 +155,38 @@ def check_supported(param, filename=None):
 def learning_rate(param, it, current_step=0):
     """(rate, current_step) of the lr policy at iteration `it` (Caffe's GetLearningRate;
     multistep advances current_step by at most one per call, as Caffe does)."""
+    rate, current_step = _policy_rate(param, it, current_step)
+    if isinstance(rate, complex):  # a negative number to a fractional power
+        raise NetdefError(f"lr_policy '{param.lr_policy}' gives a complex rate at iteration {it}; check "
+                          "gamma and power")
+    return rate, current_step
+
+
+def _policy_rate(param, it, current_step):
     policy, base = param.lr_policy, param.base_lr
-    if policy == "fixed":
-        return base, current_step
-    if policy == "step":
-        current_step = it // param.stepsize
-        return base * param.gamma ** current_step, current_step
-    if policy == "exp":
-        return base * param.gamma ** it, current_step
-    if policy == "inv":
-        return base * (1.0 + param.gamma * it) ** (-param.power), current_step
-    if policy == "multistep":
-        if current_step < len(param.stepvalue) and it >= param.stepvalue[current_step]:
-            current_step += 1
-            log.info("MultiStep Status: Iteration %d, step = %d", it, current_step)
-        return base * param.gamma ** current_step, current_step
-    if policy == "poly":
-        return base * (1.0 - it / param.max_iter) ** param.power, current_step
-    if policy == "sigmoid":
-        return base * (1.0 / (1.0 + math.exp(-param.gamma * (it - param.stepsize)))), current_step
+    try:
+        if policy == "fixed":
+            return base, current_step
+        if policy == "step":
+            current_step = it // param.stepsize
+            return base * param.gamma ** current_step, current_step
+        if policy == "exp":
+            return base * param.gamma ** it, current_step
+        if policy == "inv":
+            return base * (1.0 + param.gamma * it) ** (-param.power), current_step
+        if policy == "multistep":
+            if current_step < len(param.stepvalue) and it >= param.stepvalue[current_step]:
+                current_step += 1
+                log.info("MultiStep Status: Iteration %d, step = %d", it, current_step)
+            return base * param.gamma ** current_step, current_step
+        if policy == "poly":
+            # past max_iter (step() may go on) the rate stays 0 instead of turning complex
+            return base * max(0.0, 1.0 - it / param.max_iter) ** param.power, current_step
+        if policy == "sigmoid":
+            return base * (1.0 / (1.0 + math.exp(-param.gamma * (it - param.stepsize)))), current_step
+    except (ArithmeticError, ValueError, TypeError) as e:
+        raise NetdefError(f"lr_policy '{policy}' cannot be computed at iteration {it} ({type(e).__name__}: "
+                          f"{e}); check base_lr, gamma, power, stepsize and max_iter") from None
     raise NetdefError(f"unknown lr_policy '{policy}'")
 
 
@@ -909,6 +922,12 @@ class AdamSolver(Solver):
     sqrt(1 - beta2^t) / (1 - beta1^t), t = iter + 1, folded into the rate."""
 
     history_per_param = 2
+
+    def check_rule(self):
+        for f in ("momentum", "momentum2"):
+            if not 0 <= getattr(self.param, f) < 1:
+                raise self._error(f"{f} (Adam's beta{1 if f == 'momentum' else 2}) must lie in [0, 1), "
+                                  f"got {getattr(self.param, f)}")
 
     def update_param(self, i, blob, rate, scale, decay, l1):
         b1, b2 = float(self.param.momentum), float(self.param.momentum2)
