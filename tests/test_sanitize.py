@@ -4,7 +4,8 @@ A second copy of the extension is built with CMake's NETDEF_SANITIZE=ON into
 build/sanitize-<python>/ (kept between runs, so a rebuild is incremental), put next to a copy
 of the netdef package in a temporary directory, and the layer tests (every kernel's random
 configurations, gradient checks and error cases) run on it in a subprocess with libasan
-preloaded. Any out-of-bounds read or write, use after free, or undefined behaviour (signed
+preloaded (and the fuzzed small nets of tests/fuzz, run forward and backward). Any
+out-of-bounds read or write, use after free, or undefined behaviour (signed
 overflow, misaligned access, bad shift, ...) aborts that run, and this test fails with the
 sanitizer's report.
 
@@ -24,7 +25,11 @@ import sysconfig
 import pytest
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
-DEFAULT_TESTS = ["tests/layers"]
+# Every layer's random configurations and gradient checks, plus mutated small nets run forward
+# and backward (kernels at odd geometries the layer tests do not choose).
+DEFAULT_TESTS = ["tests/layers",
+                 "tests/fuzz/test_fuzz_prototxt.py::test_mutated_prototxt_builds_or_raises_netdef_error[tiny]",
+                 "tests/fuzz/test_fuzz_prototxt.py::test_mutated_prototxt_builds_or_raises_netdef_error[mlp]"]
 
 pytestmark = pytest.mark.sanitize
 
