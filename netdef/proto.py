@@ -162,12 +162,14 @@ def atomic_write(path, data):
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except OSError as e:
+    except BaseException as e:  # also KeyboardInterrupt: no temporary file is left behind
         try:
             os.unlink(tmp)
         except OSError:
             pass
-        raise NetdefError(f"cannot write: {e.strerror}", file=path) from None
+        if isinstance(e, OSError):
+            raise NetdefError(f"cannot write: {e.strerror}", file=path) from None
+        raise
 
 
 def write_binary(message, path):
