@@ -436,3 +436,22 @@ def test_ctrl_c_during_a_snapshot_finishes_it_then_stops(model):
     assert model.snaps() == ["m_iter_10.caffemodel", "m_iter_10.solverstate", "m_iter_11.caffemodel",
                              "m_iter_11.solverstate", "m_iter_5.caffemodel", "m_iter_5.solverstate"]
     assert_every_final_file_loads(model)
+
+
+def test_second_ctrl_c_during_a_snapshot_aborts_without_leaving_a_file(model):
+    solver = model.write(max_iter=20, snapshot=5)
+    marker = model.root / "in-snapshot"
+    proc = model.popen("train", solver, hook="pause-in-fsync", hook_arg="m_iter_10.caffemodel", marker=marker)
+    try:
+        wait_for(marker, proc)
+        proc.send_signal(signal.SIGINT)  # stop after this iteration ...
+        time.sleep(0.3)
+        proc.send_signal(signal.SIGINT)  # ... no, now
+        out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 130, err.decode()
+    assert "interrupted" in err.decode() and "Traceback" not in err.decode()
+    assert model.snaps() == ["m_iter_5.caffemodel", "m_iter_5.solverstate"]  # no .tmp either
+    assert_every_final_file_loads(model)
