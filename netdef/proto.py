@@ -94,11 +94,18 @@ def read_net_text(source):
     return upgrade_net(net, path), path
 
 
+_MAX_MESSAGE_BYTES = 2**31 - 1
+
+
 def read_binary(path, message_type, what):
     """Parse a binary protobuf file (caffemodel, solverstate) with clear errors."""
     path = os.fspath(path)
     try:
         with open(path, "rb") as f:
+            size = os.fstat(f.fileno()).st_size
+            if size > _MAX_MESSAGE_BYTES:  # not read into memory: no protobuf file is this large
+                raise ParseError(f"{size / 2**30:.1f} GiB is more than a binary {what} can hold "
+                                 "(protobuf messages are limited to 2 GiB)", file=path)
             data = f.read()
     except OSError as e:
         raise ParseError(f"could not open {what}: {e.strerror}", file=path) from None
