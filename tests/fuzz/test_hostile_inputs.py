@@ -102,3 +102,11 @@ def test_mutators_are_deterministic():
     assert a == b
     data = netdef.Net(MLP).to_proto().SerializeToString()
     assert fuzzlib.encode_fields(fuzzlib.parse_fields(data)) == data
+
+
+def test_a_file_beyond_protobufs_2_gib_is_refused_unread(tmp_path):
+    path = tmp_path / "huge.caffemodel"
+    with open(path, "wb") as f:  # sparse: takes no disk space
+        f.truncate(2**31 + 10)
+    with pytest.raises(netdef.ParseError, match="2 GiB"):
+        netdef.Net(MLP).copy_from(str(path))
