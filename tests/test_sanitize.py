@@ -15,6 +15,7 @@ sanitizer's report.
 A self-test first calls a kernel with a too-short array and expects ASan to report it, so a
 sanitizer that silently does nothing cannot pass.
 """
+import fcntl
 import glob
 import os
 import shutil
@@ -63,10 +64,13 @@ def _build(build_dir):
             f"-DCMAKE_LIBRARY_OUTPUT_DIRECTORY_RELEASE={out_dir}", f"-DPython_EXECUTABLE={sys.executable}",
             f"-Dpybind11_DIR={pybind11.get_cmake_dir()}"]
     jobs = os.environ.get("CMAKE_BUILD_PARALLEL_LEVEL", str(os.cpu_count() or 2))
-    for cmd in (args, [cmake, "--build", build_dir, "--parallel", jobs]):
-        r = subprocess.run(cmd, capture_output=True, text=True)
-        if r.returncode:
-            pytest.fail(f"sanitized build failed: {' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
+    os.makedirs(build_dir, exist_ok=True)
+    with open(os.path.join(build_dir, ".lock"), "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # two test runs at once share one build directory
+        for cmd in (args, [cmake, "--build", build_dir, "--parallel", jobs]):
+            r = subprocess.run(cmd, capture_output=True, text=True)
+            if r.returncode:
+                pytest.fail(f"sanitized build failed: {' '.join(cmd)}\n{r.stdout[-3000:]}\n{r.stderr[-5000:]}")
     libs = glob.glob(os.path.join(out_dir, "_cpu_kernels*" + sysconfig.get_config_var("EXT_SUFFIX")))
     assert libs, f"no _cpu_kernels module in {out_dir}"
     return libs[0]
