@@ -17,6 +17,10 @@ def _load_extension():
         raise BackendError(
             f"the CPU kernel extension netdef._cpu_kernels is not built ({e}); "
             "install netdef with `pip install .` so that CMake builds it") from None
+    # BLAS on the kernels' OpenMP threads, not a second spinning pool (see backend/blas.py)
+    from . import blas
+
+    blas.share_threads(_cpu_kernels.__file__)
     return _cpu_kernels.kernels
 
 
