@@ -1,21 +1,44 @@
-"""Shared helpers of the benchmarks: timing with device synchronisation, peak memory, tables."""
+"""Shared helpers of the benchmarks: timing with device synchronisation, peak memory, tables,
+and a check that no other process was using the CPUs while we timed (Load)."""
+import os
 import resource
 import statistics
 import time
 
 
-def timeit(fn, sync, warmup=2, iters=5):
-    """Median wall time of fn() in seconds, after `warmup` untimed calls; sync() before each clock."""
+def timeit(fn, sync, warmup=2, iters=5, clean=True, max_extra=None):
+    """Median wall time of fn() in seconds, after `warmup` untimed calls; sync() before each clock.
+
+    With clean=True an iteration during which other processes took CPU time (more than a tick or
+    two, from /proc) is repeated, up to `max_extra` (default 2 x iters) extra iterations, so that
+    helpers running tests on a shared 2-core machine do not end up in the figures; STATS counts
+    the iterations dropped and those kept despite contention."""
     for _ in range(warmup):
         fn()
     sync()
-    times = []
-    for _ in range(iters):
+    times, dirty = [], []
+    extra = 2 * iters if max_extra is None else max_extra
+    hz = os.sysconf("SC_CLK_TCK") if clean else 1
+    while len(times) < iters:
+        j0 = _cpu_jiffies() if clean else None
         t0 = time.perf_counter()
         fn()
         sync()
-        times.append(time.perf_counter() - t0)
+        dt = time.perf_counter() - t0
+        j1 = _cpu_jiffies() if clean else None
+        if j0 is not None and j1 is not None:
+            other = (j1[0] - j0[0]) - (j1[1] - j0[1])
+            if other > 2 + 0.02 * dt * hz * (os.cpu_count() or 1):
+                STATS["dropped"] += 1
+                dirty.append(dt)
+                if len(dirty) <= extra:
+                    continue
+                STATS["kept_dirty"] += 1
+        times.append(dt)
     return statistics.median(times)
+
+
+STATS = {"dropped": 0, "kept_dirty": 0}
 
 
 def peak_rss_gib():
@@ -34,3 +57,48 @@ def try_torch():
     except ImportError:
         return None
     return torch
+
+
+def _cpu_jiffies():
+    """(jiffies all CPUs were busy, jiffies of this process) from /proc, or None."""
+    try:
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        with open("/proc/self/stat") as f:
+            own = f.read().rsplit(")", 1)[1].split()
+        return sum(v) - v[3] - v[4], int(own[11]) + int(own[12])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+class Load:
+    """Share of the machine's CPUs that *other* processes used between start() and stop():
+    timings taken while it is above a few percent are not worth comparing."""
+
+    def __init__(self):
+        self.start()
+
+    def start(self):
+        self.t0, self.j0 = time.perf_counter(), _cpu_jiffies()
+
+    def stop(self):
+        j1 = _cpu_jiffies()
+        if self.j0 is None or j1 is None:
+            return None
+        hz = os.sysconf("SC_CLK_TCK")
+        wall = (time.perf_counter() - self.t0) * hz * (os.cpu_count() or 1)
+        return max(0.0, ((j1[0] - self.j0[0]) - (j1[1] - self.j0[1])) / max(wall, 1e-9))
+
+    def wait_quiet(self, below=0.03, timeout=900.0):
+        """Wait (up to `timeout` s) until other processes use < `below` of the CPUs over 2 s."""
+        t_end = time.perf_counter() + timeout
+        while time.perf_counter() < t_end:
+            self.start()
+            time.sleep(2.0)
+            if (self.stop() or 0.0) < below:
+                break
+        self.start()
+
+    def note(self):
+        other = self.stop()
+        return "" if other is None else f"other processes used {100 * other:.0f}% of the CPUs meanwhile"
