@@ -4,8 +4,9 @@
     python bench/fcn8s.py                 # CPU, 1x3x128x128, 21 classes
     python bench/fcn8s.py --gpu --size 500
 
-A train step is forward + backward + an SGD-with-momentum update; inference is a TEST-phase
-forward. Times are medians after warm-up, with the device synchronised. PyTorch (a bench-only
+A train step is forward + backward + an SGD-with-momentum update (netdef: SGDSolver.step(1),
+what `netdef train` runs; PyTorch: zero_grad, forward, backward, SGD.step); inference is a
+TEST-phase forward. Times are medians after warm-up, with the device synchronised. PyTorch (a bench-only
 extra, never a dependency of netdef) runs the same network: convolutions with pad 100 on
 conv1_1, ceil-mode max pooling, fixed bilinear grouped transposed convolutions, crops and a
 per-pixel cross-entropy ignoring 255.
@@ -38,37 +39,37 @@ def netdef_nets(variant, classes, batch, size, dtype):
 
     train = fill_crop_offsets(fcn_models.fcn(variant, classes, inputs, "train").to_proto(variant))
     test = fill_crop_offsets(fcn_models.fcn(variant, classes, deploy_input, "deploy").to_proto(variant))
-    return netdef.Net(train, netdef.TRAIN, dtype=dtype), netdef.Net(test, netdef.TEST, dtype=dtype)
+    return train, netdef.Net(test, netdef.TEST, dtype=dtype)
 
 
 def bench_netdef(args, rng):
     import netdef
+    from netdef import netdef_pb2 as pb
+    from netdef.solver import SGDSolver
 
     if args.gpu:
         netdef.set_mode_gpu()
     netdef.set_random_seed(1)
-    train, test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
+    train_param, test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
+    # the train step is what `netdef train` runs: Solver.step (clear diffs, forward, backward,
+    # the fused SGD-with-momentum kernel), as PyTorch's zero_grad, forward, backward, SGD.step
+    sp = pb.SolverParameter(base_lr=1e-3, momentum=0.9, lr_policy="fixed", weight_decay=0.0,
+                            display=0, max_iter=1 << 30, type="SGD")
+    sp.net_param.CopyFrom(train_param)
+    solver = SGDSolver(sp)
+    train = solver.net
     be = train.backend
     x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     y = rng.integers(0, args.classes, (args.batch, 1, args.size, args.size)).astype(np.float32)
     train.blobs["data"].data[...] = be.asarray(x)
     train.blobs["label"].data[...] = be.asarray(y)
     test.blobs["data"].data[...] = be.asarray(x)
-    history = [be.xp.zeros_like(p.data) for p in train.learnable_params]
-
-    def step():
-        train.clear_param_diffs()
-        train.forward_backward()
-        for p, h, lr in zip(train.learnable_params, history, train.params_lr):
-            h *= 0.9
-            h += (1e-3 * lr) * p.diff
-            p.data[...] -= h
 
     if args.gpu:
         import cupy
 
         pool = cupy.get_default_memory_pool()
-    t_train = timeit(step, be.synchronize, args.warmup, args.iters)
+    t_train = timeit(lambda: solver.step(1), be.synchronize, args.warmup, args.iters)
     mem_train = pool.total_bytes() / 2**30 if args.gpu else peak_rss_gib()
     t_infer = timeit(lambda: test.forward_range(), be.synchronize, args.warmup, args.iters)
     mem_infer = pool.total_bytes() / 2**30 if args.gpu else peak_rss_gib()

@@ -34,6 +34,7 @@ import time
 
 import numpy as np
 
+from ..backend import blas
 from ..fillers import fill
 from ..layer import Layer
 
@@ -45,6 +46,7 @@ PROFILE = None
 
 _NULL = contextlib.nullcontext()
 _workspaces = {}
+_ones = {}
 
 
 def workspace(backend, dtype, size):
@@ -56,6 +58,37 @@ def workspace(backend, dtype, size):
         _workspaces.pop(key, None)
         buf = _workspaces[key] = backend.xp.empty(max(size, 1), dtype=dtype)
     return buf[:size]
+
+
+def ones(backend, dtype, size):
+    """A read-only vector of `size` ones (bias gradients as a GEMV), shared like workspace()."""
+    key = (id(backend), np.dtype(dtype).str)
+    buf = _ones.get(key)
+    if buf is None or buf.size < size:
+        buf = _ones[key] = backend.xp.ones(max(size, 1), dtype=dtype)
+    return buf[:size]
+
+
+def matmul_into(backend, a, b, out, accumulate=False):
+    """out = a @ b, or out += a @ b, over the leading (batch) axes of out; `a` and `b` may have
+    fewer leading axes (broadcast). Nothing the size of out is allocated on the CPU: the products
+    go to BLAS's GEMM with beta = 1 for accumulation and write strided outputs in place."""
+    xp = backend.xp
+    if backend.name == "cpu":
+        beta = 1.0 if accumulate else 0.0
+        lead = out.shape[:-2]
+        na, nb = a.ndim - 2, b.ndim - 2
+        for idx in np.ndindex(*lead):
+            blas.gemm(a[idx[len(idx) - na:]] if na else a, b[idx[len(idx) - nb:]] if nb else b,
+                      out[idx], beta=beta)
+        return out
+    if accumulate:
+        out += xp.matmul(a, b)
+    elif out.flags.c_contiguous:
+        xp.matmul(a, b, out=out)
+    else:
+        out[...] = xp.matmul(a, b)
+    return out
 
 
 class _Timed:
@@ -309,10 +342,7 @@ class BaseConvolutionLayer(Layer):
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
-                if rows == self.OH:
-                    xp.matmul(Wg, col, out=out4[n0:n0 + nb])
-                else:
-                    out4[n0, :, :, oh0 * self.OW:(oh0 + rows) * self.OW] = xp.matmul(Wg, col[0])
+                matmul_into(self.backend, Wg, col, out4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW])
 
     def correlate_adjoint(self, cols, img):
         """img (N, Ci, IH, IW) = col2im(W^T cols), cols (N, Co, OH, OW): written, not added."""
@@ -359,22 +389,38 @@ class BaseConvolutionLayer(Layer):
         if self.path == "1x1":
             with self._timed("gemm"):
                 img4 = img.reshape(N, G, self.K // G, self.L)
-                dWg += xp.matmul(cols4, img4.transpose(0, 1, 3, 2)).sum(axis=0)
+                self._accumulate_over_images(cols4, img4.transpose(0, 1, 3, 2), dWg)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
-                if nb == 1:
-                    c = cols4[n0, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
-                    dWg += xp.matmul(c, col[0].transpose(0, 2, 1))
-                else:
-                    dWg += xp.matmul(cols4[n0:n0 + nb], col.transpose(0, 1, 3, 2)).sum(axis=0)
+                c = cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
+                self._accumulate_over_images(c, col.transpose(0, 1, 3, 2), dWg)
+
+    def _accumulate_over_images(self, a, b, out):
+        """out (G, m, n) += sum over the images i of a[i] @ b[i] (a: (nb, G, m, k))."""
+        if self.backend.name == "cpu" or a.shape[0] == 1:
+            for i in range(a.shape[0]):
+                matmul_into(self.backend, a[i], b[i], out, accumulate=True)
+        else:
+            out += self.xp.matmul(a, b).sum(axis=0)
 
     # ---- forward / backward -------------------------------------------------------------
     def _add_bias(self, y):
         if self.bias_term:
             with self._timed("bias"):
                 y += self.blobs[1].data.reshape(1, -1, 1, 1)
+
+    def _bias_grad(self, dy, db):
+        """db += sum over images and pixels of dy (N, C, H, W): on the CPU one GEMV per image."""
+        if self.backend.name != "cpu":
+            db += dy.sum(axis=(0, 2, 3))
+            return
+        n, c = dy.shape[:2]
+        hw = dy.size // max(n * c, 1)
+        one = ones(self.backend, self.dtype, hw).reshape(hw, 1)
+        for i in range(n):
+            blas.gemm(dy[i].reshape(c, hw), one, db.reshape(c, 1), beta=1.0)
 
     def forward(self, bottom, top):
         for b, t in zip(bottom, top):
@@ -391,7 +437,7 @@ class BaseConvolutionLayer(Layer):
             dy = t.diff
             if need_b:
                 with self._timed("bias"):
-                    self.blobs[1].diff += dy.sum(axis=(0, 2, 3))
+                    self._bias_grad(dy, self.blobs[1].diff)
             if need_w:
                 if self.transposed:
                     self.weight_grad(dy, b.data, self.blobs[0].diff)
