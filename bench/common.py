@@ -41,8 +41,27 @@ def timeit(fn, sync, warmup=2, iters=5, clean=True, max_extra=None):
 STATS = {"dropped": 0, "kept_dirty": 0}
 
 
+def _status_gib(field):
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 2**20
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_gib():
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+    """This process's peak resident memory (VmHWM: unlike ru_maxrss it does not carry over the
+    parent's peak into a subprocess)."""
+    v = _status_gib("VmHWM")
+    return v if v is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
+
+
+def rss_gib():
+    """This process's resident memory now (VmRSS), or None."""
+    return _status_gib("VmRSS")
 
 
 def table(rows, header):

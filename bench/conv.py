@@ -12,10 +12,12 @@ and PyTorch's conv2d forward + backward on the same shapes and threads when it i
 (a bench-only extra). The shares come from a separate run with base_conv.PROFILE set, which
 synchronises around every phase.
 
-On few cores, OpenBLAS's worker threads spin after each GEMM and OpenMP's after each kernel,
-each slowing the other: on 2 cores `OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4` took the
-VGG16 total from 835 to 688 ms (im2col/col2im share 22% -> 15%). Both must be set before the
-process starts (OpenBLAS reads its variable when numpy loads it).
+On few cores, OpenBLAS's worker threads used to spin after each GEMM and OpenMP's after each
+kernel, each slowing the other (on 2 cores VGG16's total went 835 -> 688 ms with
+`OMP_WAIT_POLICY=PASSIVE OPENBLAS_THREAD_TIMEOUT=4`). netdef's CPU backend now runs OpenBLAS's
+jobs on its own OpenMP team (netdef/backend/blas.py); NETDEF_BLAS_THREADS=openblas restores the
+old behaviour for comparison. Timed iterations during which other processes used the CPUs are
+repeated (bench/common.py).
 """
 import argparse
 import os
@@ -25,7 +27,7 @@ import numpy as np
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
-from common import table, timeit, try_torch  # noqa: E402
+from common import STATS, Load, table, timeit, try_torch  # noqa: E402
 
 # name, in channels, out channels, input size at 224 (all 3x3, pad 1, stride 1)
 VGG16 = [("conv1_1", 3, 64, 224), ("conv1_2", 64, 64, 224),
@@ -121,6 +123,7 @@ def main():
     dtype = np.float64 if args.double else np.float32
     torch = None if args.no_torch else try_torch()
     rows, totals = [], np.zeros(4)
+    load = Load()
     for spec in layer_specs(args.size, args.fcn):
         layer, x, y = build(spec, args.batch, backend, dtype)
         prop = [spec[0] != "conv1_1"]
@@ -152,6 +155,8 @@ def main():
           f"{np.dtype(dtype).name}; ms are medians of {args.iters} after {args.warmup} warm-up")
     print(table(rows, ["layer", "bottom", "path", "fwd ms", "bwd ms", "f+b ms", "im2col", "gemm",
                        "other", "GEMM GFLOP/s", "torch f+b ms"]))
+    print(f"{load.note()}; iterations repeated because of it: {STATS['dropped']}, "
+          f"kept anyway: {STATS['kept_dirty']}")
 
 
 if __name__ == "__main__":

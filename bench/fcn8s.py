@@ -20,7 +20,11 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
-from common import peak_rss_gib, table, timeit, try_torch  # noqa: E402
+from common import STATS, Load, peak_rss_gib, rss_gib, table, timeit, try_torch  # noqa: E402
+
+
+#: resident memory (GiB) right after each phase's timed runs, while its objects are alive
+RSS = {}
 
 
 def netdef_nets(variant, classes, batch, size, dtype):
@@ -39,10 +43,12 @@ def netdef_nets(variant, classes, batch, size, dtype):
 
     train = fill_crop_offsets(fcn_models.fcn(variant, classes, inputs, "train").to_proto(variant))
     test = fill_crop_offsets(fcn_models.fcn(variant, classes, deploy_input, "deploy").to_proto(variant))
-    return train, netdef.Net(test, netdef.TEST, dtype=dtype)
+    return train, lambda: netdef.Net(test, netdef.TEST, dtype=dtype)
 
 
-def bench_netdef(args, rng):
+def bench_netdef(args, rng, phases=("train", "infer")):
+    """(train step s, inference s, memory after train GiB, after inference GiB); None for a
+    phase not run. Memory: the CuPy pool's bytes on a GPU, the process's peak RSS on the CPU."""
     import netdef
     from netdef import netdef_pb2 as pb
     from netdef.solver import SGDSolver
@@ -50,30 +56,35 @@ def bench_netdef(args, rng):
     if args.gpu:
         netdef.set_mode_gpu()
     netdef.set_random_seed(1)
-    train_param, test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
-    # the train step is what `netdef train` runs: Solver.step (clear diffs, forward, backward,
-    # the fused SGD-with-momentum kernel), as PyTorch's zero_grad, forward, backward, SGD.step
-    sp = pb.SolverParameter(base_lr=1e-3, momentum=0.9, lr_policy="fixed", weight_decay=0.0,
-                            display=0, max_iter=1 << 30, type="SGD")
-    sp.net_param.CopyFrom(train_param)
-    solver = SGDSolver(sp)
-    train = solver.net
-    be = train.backend
+    train_param, make_test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
+    be = netdef.get_backend()
     x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     y = rng.integers(0, args.classes, (args.batch, 1, args.size, args.size)).astype(np.float32)
-    train.blobs["data"].data[...] = be.asarray(x)
-    train.blobs["label"].data[...] = be.asarray(y)
-    test.blobs["data"].data[...] = be.asarray(x)
-
     if args.gpu:
         import cupy
 
         pool = cupy.get_default_memory_pool()
-    t_train = timeit(lambda: solver.step(1), be.synchronize, args.warmup, args.iters)
-    mem_train = pool.total_bytes() / 2**30 if args.gpu else peak_rss_gib()
-    t_infer = timeit(lambda: test.forward_range(), be.synchronize, args.warmup, args.iters)
-    mem_infer = pool.total_bytes() / 2**30 if args.gpu else peak_rss_gib()
-    return t_train, t_infer, mem_train, mem_infer
+    memory = (lambda: pool.total_bytes() / 2**30) if args.gpu else peak_rss_gib
+    out = [None] * 4
+    if "train" in phases:
+        # the train step is what `netdef train` runs: Solver.step (clear diffs, forward, backward,
+        # the fused SGD-with-momentum kernel), as PyTorch's zero_grad, forward, backward, SGD.step
+        sp = pb.SolverParameter(base_lr=1e-3, momentum=0.9, lr_policy="fixed", weight_decay=0.0,
+                                display=0, max_iter=1 << 30, type="SGD")
+        sp.net_param.CopyFrom(train_param)
+        solver = SGDSolver(sp)
+        solver.net.blobs["data"].data[...] = be.asarray(x)
+        solver.net.blobs["label"].data[...] = be.asarray(y)
+        out[0] = timeit(lambda: solver.step(1), be.synchronize, args.warmup, args.iters)
+        out[2] = memory()
+        RSS["train"] = rss_gib()
+    if "infer" in phases:
+        test = make_test()
+        test.blobs["data"].data[...] = be.asarray(x)
+        out[1] = timeit(lambda: test.forward_range(), be.synchronize, args.warmup, args.iters)
+        out[3] = memory()
+        RSS["infer"] = rss_gib()
+    return out
 
 
 def torch_fcn(torch, classes, widths=(64, 128, 256, 512, 512), fc=4096):
@@ -121,7 +132,7 @@ def torch_fcn(torch, classes, widths=(64, 128, 256, 512, 512), fc=4096):
     return FCN8s()
 
 
-def bench_torch(torch, args, rng):
+def bench_torch(torch, args, rng, phases=("train", "infer")):
     dev = "cuda" if args.gpu else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
@@ -137,18 +148,60 @@ def bench_torch(torch, args, rng):
         loss.backward()
         opt.step()
 
-    model.train()
-    if args.gpu:
-        torch.cuda.reset_peak_memory_stats()
-    t_train = timeit(step, sync, args.warmup, args.iters)
-    mem_train = torch.cuda.max_memory_allocated() / 2**30 if args.gpu else peak_rss_gib()
-    model.eval()
-    if args.gpu:
-        torch.cuda.reset_peak_memory_stats()
-    with torch.no_grad():
-        t_infer = timeit(lambda: model(x), sync, args.warmup, args.iters)
-    mem_infer = torch.cuda.max_memory_allocated() / 2**30 if args.gpu else peak_rss_gib()
-    return t_train, t_infer, mem_train, mem_infer
+    memory = (lambda: torch.cuda.max_memory_allocated() / 2**30) if args.gpu else peak_rss_gib
+    out = [None] * 4
+    if "train" in phases:
+        model.train()
+        if args.gpu:
+            torch.cuda.reset_peak_memory_stats()
+        out[0] = timeit(step, sync, args.warmup, args.iters)
+        out[2] = memory()
+        RSS["train"] = rss_gib()
+    if "infer" in phases:
+        model.eval()
+        if args.gpu:
+            torch.cuda.reset_peak_memory_stats()
+        with torch.no_grad():
+            out[1] = timeit(lambda: model(x), sync, args.warmup, args.iters)
+        out[3] = memory()
+        RSS["infer"] = rss_gib()
+    return out
+
+
+def separate_memory(args):
+    """Peak memory of each framework and phase, each in a fresh process (--memory): the
+    in-run figures of the CPU are peak RSS of one process holding both frameworks."""
+    import json
+    import subprocess
+
+    res = {}
+    for who in ("netdef", "torch"):
+        for phase in ("train", "infer"):
+            cmd = [sys.executable, os.path.abspath(__file__), "--only", f"{who}-{phase}", "--iters", "1",
+                   "--warmup", "1", "--size", str(args.size), "--batch", str(args.batch)]
+            if args.gpu:
+                cmd.append("--gpu")
+            outp = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+            line = [ln for ln in outp.splitlines() if ln.startswith("RESULT ")][-1]
+            res[(who, phase)] = json.loads(line[7:])
+    return res
+
+
+def only(args):
+    import json
+
+    who, phase = args.only.split("-")
+    __import__("netdef" if who == "netdef" else "torch")
+    base = peak_rss_gib()
+    rng = np.random.default_rng(0)
+    if who == "netdef":
+        r = bench_netdef(args, rng, (phase,))
+    else:
+        torch = try_torch()
+        r = bench_torch(torch, args, rng, (phase,))
+    k = 0 if phase == "train" else 1
+    print("RESULT " + json.dumps({"time": r[k], "memory": r[k + 2], "baseline": base,
+                                  "rss": None if args.gpu else RSS[phase]}))
 
 
 def main():
@@ -161,13 +214,20 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
+    ap.add_argument("--memory", action="store_true",
+                    help="also measure each framework's peak memory per phase in its own process")
+    ap.add_argument("--only", choices=["netdef-train", "netdef-infer", "torch-train", "torch-infer"],
+                    help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both frameworks")
     args = ap.parse_args()
     if args.threads:
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
+    if args.only:
+        return only(args)
     rng = np.random.default_rng(0)
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, fp32, {device}")
+    load = Load()
     rows = []
     nd = bench_netdef(args, rng)
     rows.append(["netdef"] + [f"{nd[0] * 1e3:.1f}", f"{nd[1] * 1e3:.1f}", f"{nd[2]:.2f}", f"{nd[3]:.2f}"])
@@ -181,8 +241,23 @@ def main():
         rows.append(["netdef / PyTorch", f"{nd[0] / th[0]:.2f}x", f"{nd[1] / th[1]:.2f}x", "", ""])
     mem = "peak GPU GiB" if args.gpu else "peak RSS GiB"
     print(table(rows, ["", "train step ms", "inference ms", f"{mem} train", f"{mem} infer"]))
+    print(f"{load.note()}; timed iterations repeated because of it: {STATS['dropped']}, "
+          f"kept anyway: {STATS['kept_dirty']}")
     if not args.gpu:
-        print("(CPU memory is the process's peak RSS: the PyTorch row includes netdef's run before it)")
+        print("(CPU memory above is one process's peak RSS: the PyTorch row includes netdef's run)")
+    if args.memory:
+        res = separate_memory(args)
+        mrows = []
+        for who in ("netdef", "torch"):
+            t, i = res[(who, "train")], res[(who, "infer")]
+            if args.gpu:
+                mrows.append([who, f"{t['memory']:.2f}", f"{i['memory']:.2f}"])
+            else:
+                mrows.append([who] + [f"{d['memory']:.2f} / {d['rss']:.2f} / {d['baseline']:.2f}" for d in (t, i)])
+        kind = ("peak GPU memory GiB" if args.gpu else
+                "CPU GiB: peak RSS (set-up included) / RSS after the timed runs / RSS after imports")
+        print(f"\nmemory, each framework and phase in its own process; {kind}")
+        print(table(mrows, ["", "train", "inference"]))
 
 
 if __name__ == "__main__":

@@ -1,0 +1,103 @@
+"""The CPU-only shortcuts of base_conv.py against the reference im2col + GEMM path: gradient
+accumulation through GEMM's beta, the GEMV-like backward-data product taken transposed, bias
+gradients as GEMVs, and the matmul_into helper."""
+import numpy as np
+import pytest
+
+import netdef
+from gradcheck import build_layer
+from netdef.layers import base_conv
+
+from test_convolution import conv_param
+
+
+def run(kind, cfg, threshold=None, dtype=np.float64):
+    N, C, H, W, m, k, s, p, g = cfg
+    x = np.random.default_rng(0).standard_normal((N, C, H, W))
+    layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, (1, 1), g, True), [x], dtype=dtype)
+    if threshold is not None:
+        layer.transposed_adjoint_min_weights = threshold
+    layer.param_propagate_down = [True, True]
+    layer.forward(bottom, top)
+    top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
+    for b in layer.blobs:
+        b.diff[...] = 0.25  # gradients must be added to what is there
+    layer.backward(top, [True], bottom)
+    return top[0].data.copy(), bottom[0].diff.copy(), [b.diff.copy() for b in layer.blobs], layer
+
+
+# few output pixels against many weights: the shapes that take the transposed product
+GEMV_LIKE = [
+    ("Convolution", (1, 8, 4, 4, 5, (3, 3), (1, 1), (0, 0), 1)),   # L = 4, K = 72
+    ("Convolution", (2, 16, 4, 4, 6, (3, 3), (1, 1), (0, 0), 2)),  # group 2, batch 2
+    ("Convolution", (2, 40, 2, 1, 7, (1, 1), (1, 1), (0, 0), 1)),  # 1x1: K = 40, L = 2
+    ("Deconvolution", (2, 3, 1, 2, 8, (3, 3), (2, 2), (0, 0), 1)),  # its forward: L = 2, K = 72
+]
+
+
+@pytest.mark.parametrize("kind,cfg", GEMV_LIKE)
+def test_transposed_adjoint_product_matches_reference(kind, cfg, monkeypatch):
+    names = []
+    real = base_conv.workspace
+
+    def spy(backend, dtype, size, name="col"):
+        names.append(name)
+        return real(backend, dtype, size, name)
+
+    monkeypatch.setattr(base_conv, "workspace", spy)
+    fast = run(kind, cfg, threshold=1)
+    assert "adjoint" in names  # the transposed product ran
+    names.clear()
+    ref = run(kind, cfg, threshold=1 << 62)
+    assert "adjoint" not in names
+    for a, b in zip(fast[:2] + tuple(fast[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_param_gradients_accumulate_on_the_cpu():
+    cfg = (3, 4, 6, 5, 3, (3, 3), (1, 1), (1, 1), 1)
+    *_, layer = run("Convolution", cfg)
+    dW, db = layer.blobs[0].diff.copy(), layer.blobs[1].diff.copy()
+    # a second backward adds the same gradient again
+    x = np.random.default_rng(0).standard_normal((3, 4, 6, 5))
+    layer2, bottom, tp = build_layer(conv_param("Convolution", 3, (3, 3), (1, 1), (1, 1), (1, 1), 1, True), [x])
+    layer2.blobs[0].data[...] = layer.blobs[0].data
+    layer2.param_propagate_down = [True, True]
+    layer2.forward(bottom, tp)
+    tp[0].diff[...] = np.random.default_rng(1).standard_normal(tp[0].shape)
+    for b in layer2.blobs:
+        b.diff[...] = 0
+    layer2.backward(tp, [False], bottom)
+    g_w, g_b = layer2.blobs[0].diff.copy(), layer2.blobs[1].diff.copy()
+    layer2.backward(tp, [False], bottom)
+    np.testing.assert_allclose(layer2.blobs[0].diff, 2 * g_w, rtol=1e-12)
+    np.testing.assert_allclose(layer2.blobs[1].diff, 2 * g_b, rtol=1e-12)
+    np.testing.assert_allclose(dW - 0.25, g_w, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(db - 0.25, tp[0].diff.sum(axis=(0, 2, 3)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("accumulate", [False, True])
+@pytest.mark.parametrize("backend_name", ["cpu", "gpu-logic"])
+def test_matmul_into(accumulate, backend_name):
+    """Both branches of matmul_into (the GPU one run with numpy: its logic is device-free)."""
+    cpu = netdef.get_backend("cpu")
+
+    class FakeGPU:
+        name = "gpu"
+        xp = np
+
+    backend = cpu if backend_name == "cpu" else FakeGPU()
+    rng = np.random.default_rng(3)
+    a = rng.standard_normal((2, 4, 5))            # (G, m, k), broadcast over images
+    b = rng.standard_normal((3, 2, 5, 7))         # (nb, G, k, n)
+    big = rng.standard_normal((3, 2, 4, 10))
+    out = big[..., 1:8]                           # strided: a band of columns
+    want = np.matmul(a, b) + (out if accumulate else 0)
+    keep = big[..., :1].copy(), big[..., 8:].copy()
+    base_conv.matmul_into(backend, a, b, out, accumulate=accumulate)
+    np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
+    np.testing.assert_array_equal(big[..., :1], keep[0])
+    np.testing.assert_array_equal(big[..., 8:], keep[1])
+    full = np.zeros((3, 2, 4, 7))
+    base_conv.matmul_into(backend, a, b, full)
+    np.testing.assert_allclose(full, np.matmul(a, b), rtol=1e-12, atol=1e-12)
