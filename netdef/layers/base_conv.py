@@ -23,8 +23,13 @@ How the products run (all batched: no Python loop per image x group):
   * 1x1 kernel, stride 1, pad 0: the image *is* its column matrix: one batched GEMM;
   * otherwise im2col / col2im (kernels/im2col.cu) into a workspace shared by all layers of a
     device and dtype, then one matmul over a (images, group, ...) view. Images are taken
-    together as long as their column matrices fit in COL_BUDGET elements; a single image whose
-    column matrix is larger is processed in bands of output rows.
+    together as long as their column matrices fit in COL_BUDGET elements (CPU_COL_BUDGET on the
+    CPU); a single image whose column matrix is larger is processed in bands of output rows.
+On the CPU the products that accumulate (dW +=, db +=) or write a band of rows go straight to
+BLAS's GEMM (netdef/backend/blas.py) with beta = 1 / a leading dimension, so a train step
+allocates nothing the size of a weight or an output; the bias gradient is a GEMV with a vector of
+ones; and a GEMV-like backward-data product (few output pixels, many weights: fc6/fc7 at batch
+1) is computed transposed. The GPU runs the same products as batched CuPy matmuls.
 ConvolutionParameter.engine and force_nd_im2col only choose an implementation in Caffe; netdef
 accepts them and always uses the paths above (the results are the same).
 """
@@ -47,6 +52,10 @@ CPU_COL_BUDGET = 1 << 22
 #: When set to a dict, seconds spent per phase ('im2col', 'col2im', 'gemm', 'depthwise',
 #: 'bias') accumulate in it, with the device synchronised around each phase (bench/conv.py).
 PROFILE = None
+
+#: Multiply-adds below which the CPU keeps numpy's matmul (+ a small temporary): a direct BLAS
+#: call through ctypes costs ~10 µs, a tiny matmul ~2 µs (per-layer dispatch on small nets).
+SMALL_PRODUCT = 1 << 16
 
 _NULL = contextlib.nullcontext()
 _workspaces = {}
@@ -81,7 +90,8 @@ def matmul_into(backend, a, b, out, accumulate=False):
     On the GPU the accumulation adds a product from CuPy's memory pool (cupy.cublas.gemm with
     beta = 1 would avoid it; not done without a device to test it on)."""
     xp = backend.xp
-    if backend.name == "cpu" and (accumulate or not out.flags.c_contiguous):
+    if (backend.name == "cpu" and (accumulate or not out.flags.c_contiguous)
+            and out.size * a.shape[-1] > SMALL_PRODUCT):
         beta = 1.0 if accumulate else 0.0
         lead = out.shape[:-2]
         na, nb = a.ndim - 2, b.ndim - 2
@@ -425,7 +435,8 @@ class BaseConvolutionLayer(Layer):
 
     def _accumulate_over_images(self, a, b, out):
         """out (G, m, n) += sum over the images i of a[i] @ b[i] (a: (nb, G, m, k))."""
-        if self.backend.name == "cpu" or a.shape[0] == 1:
+        small = a.shape[0] * out.size * a.shape[-1] <= SMALL_PRODUCT
+        if (self.backend.name == "cpu" and not small) or a.shape[0] == 1:
             for i in range(a.shape[0]):
                 matmul_into(self.backend, a[i], b[i], out, accumulate=True)
         else:
@@ -439,7 +450,7 @@ class BaseConvolutionLayer(Layer):
 
     def _bias_grad(self, dy, db):
         """db += sum over images and pixels of dy (N, C, H, W): on the CPU one GEMV per image."""
-        if self.backend.name != "cpu":
+        if self.backend.name != "cpu" or dy.size <= SMALL_PRODUCT:
             db += dy.sum(axis=(0, 2, 3))
             return
         n, c = dy.shape[:2]

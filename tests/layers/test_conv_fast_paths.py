@@ -11,6 +11,15 @@ from netdef.layers import base_conv
 from test_convolution import conv_param
 
 
+@pytest.fixture(params=["blas", "numpy"], autouse=True)
+def small_products(request, monkeypatch):
+    """Run every test with BLAS for every product (SMALL_PRODUCT 0) and with the default, under
+    which these small shapes keep numpy's matmul."""
+    if request.param == "blas":
+        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 0)
+    return request.param
+
+
 def run(kind, cfg, threshold=None, dtype=np.float64):
     N, C, H, W, m, k, s, p, g = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
@@ -101,3 +110,46 @@ def test_matmul_into(accumulate, backend_name):
     full = np.zeros((3, 2, 4, 7))
     base_conv.matmul_into(backend, a, b, full)
     np.testing.assert_allclose(full, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+
+
+def _pass(kind, cfg, budget, monkeypatch):
+    N, C, H, W, m, k, s, p, d, g, bias = cfg
+    x = np.random.default_rng(0).standard_normal((N, C, H, W))
+    layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, d, g, bias), [x])
+    if budget == "rows":
+        monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+        layer.reshape(bottom, top)
+    layer.param_propagate_down = [True] * len(layer.blobs)
+    layer.forward(bottom, top)
+    top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
+    for b in layer.blobs:
+        b.diff[...] = 0.5
+    layer.backward(top, [True], bottom)
+    monkeypatch.setattr(base_conv, "COL_BUDGET", 1 << 25)
+    return [top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs]
+
+
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+@pytest.mark.parametrize("budget", ["whole", "rows"])
+def test_blas_products_match_numpy_products_on_every_config(kind, budget, small_products, monkeypatch):
+    """The convolution tests' configurations, every product through BLAS (gemm with beta, bands
+    written in place) against every product through numpy's matmul."""
+    from test_convolution import CONFIGS, RANDOM
+
+    if small_products == "numpy":
+        pytest.skip("one comparison is enough")
+    from netdef.errors import NetdefError
+
+    ran = 0
+    for cfg in CONFIGS + RANDOM:
+        try:
+            got = _pass(kind, cfg, budget, monkeypatch)
+        except NetdefError:  # a Convolution geometry that makes no Deconvolution
+            continue
+        ran += 1
+        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 1 << 62)
+        want = _pass(kind, cfg, budget, monkeypatch)
+        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 0)
+        for a, b in zip(got, want):
+            np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=str(cfg))
+    assert ran >= 10
