@@ -53,9 +53,8 @@ using std::tanh;
       #name ND_STR(KSUFFIX), &ND_CAT(name, KSUFFIX));                          \
   void ND_CAT(name, KSUFFIX) params
 
-// Below ~32k iterations a parallel region costs more than it saves.
 #define KERNEL_LOOP(i)                                                         \
-  _Pragma("omp parallel for schedule(static) if (n > 32768)")                  \
+  _Pragma("omp parallel for schedule(static) if (n > ::netdef::kParallelMinIterations)") \
   for (index_t i = 0; i < n; ++i)
 #define DEVICE_FN static inline
 

@@ -13,7 +13,8 @@
 //            dx[h, w] = sum over windows containing (h, w) of dy (2 x - y) / S1
 // A window that lies entirely outside the image (Caffe's ceil rule allows this when there is
 // no padding and stride > kernel) gives y = 0 and mask = -1 and receives no gradient.
-// Backward passes gather: one thread per bottom element visits the windows that contain it.
+// Backward passes gather: each iteration writes only its own bottom elements, visiting the
+// windows that contain them.
 #include "common.cuh"
 
 #define ND_FLT_MIN Dtype(1.17549435082228750797e-38)
@@ -29,102 +30,137 @@ DEVICE_FN void pool_windows_of(const index_t p, const index_t pad, const index_t
   *last = pool_min(q / s + 1, P);
 }
 
+// MAX and AVE take `tile` outputs (forward) or bottom elements (backward) of one row per
+// iteration: 1 on the GPU, a row segment on the CPU, where the index divisions of an iteration
+// would otherwise cost more than its few loads. A backward iteration zeroes its segment of dx and
+// adds in the windows that reach it, window by window in row-major order: per element the same
+// sums in the same order as one thread per element would do.
 KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
                           const index_t H, const index_t W, const index_t PH, const index_t PW,
                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                          const index_t ph, const index_t pw)) {
+                          const index_t ph, const index_t pw, const index_t tile)) {
+  // n = N * C * PH * ntiles
+  const index_t ntiles = (PW + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t b = i % PW;
-    const index_t a = (i / PW) % PH;
-    const Dtype* plane = x + (i / (PW * PH)) * H * W;
+    const index_t row = i / ntiles;  // plane * PH + a
+    const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
+    const index_t a = row % PH;
+    const Dtype* plane = x + (row / PH) * H * W;
     const index_t hs = pool_max(a * sh - ph, 0), he = pool_min(a * sh - ph + kh, H);
-    const index_t ws = pool_max(b * sw - pw, 0), we = pool_min(b * sw - pw + kw, W);
-    if (hs >= he || ws >= we) {
-      y[i] = Dtype(0);
-      mask[i] = -1;
-      continue;
+    for (index_t b = b0; b < b1; ++b) {
+      const index_t o = row * PW + b;
+      const index_t ws = pool_max(b * sw - pw, 0), we = pool_min(b * sw - pw + kw, W);
+      if (hs >= he || ws >= we) {
+        y[o] = Dtype(0);
+        mask[o] = -1;
+        continue;
+      }
+      index_t best = hs * W + ws;
+      Dtype m = plane[best];
+      for (index_t h = hs; h < he; ++h)
+        for (index_t w = ws; w < we; ++w)
+          if (plane[h * W + w] > m) {
+            m = plane[h * W + w];
+            best = h * W + w;
+          }
+      y[o] = m;
+      mask[o] = best;
     }
-    index_t best = hs * W + ws;
-    Dtype m = plane[best];
-    for (index_t h = hs; h < he; ++h)
-      for (index_t w = ws; w < we; ++w)
-        if (plane[h * W + w] > m) {
-          m = plane[h * W + w];
-          best = h * W + w;
-        }
-    y[i] = m;
-    mask[i] = best;
   }
+}
+
+// Windows [*a0, *a1) x [*b0, *b1) that reach row h, columns [w0, w1) of a bottom plane.
+DEVICE_FN void pool_windows_of_segment(const index_t h, const index_t w0, const index_t w1,
+                                       const index_t PH, const index_t PW, const index_t kh,
+                                       const index_t kw, const index_t sh, const index_t sw,
+                                       const index_t ph, const index_t pw, index_t* a0,
+                                       index_t* a1, index_t* b0, index_t* b1) {
+  index_t unused;
+  pool_windows_of(h, ph, kh, sh, PH, a0, a1);
+  pool_windows_of(w0, pw, kw, sw, PW, b0, &unused);
+  pool_windows_of(w1 - 1, pw, kw, sw, PW, &unused, b1);
 }
 
 // Also the backward pass of STOCHASTIC pooling in TRAIN (the mask holds the sampled position).
 KERNEL(max_pool_backward, (const index_t n, const Dtype* dy, const index_t* mask, Dtype* dx,
                            const index_t H, const index_t W, const index_t PH, const index_t PW,
                            const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                           const index_t ph, const index_t pw)) {
+                           const index_t ph, const index_t pw, const index_t tile)) {
+  // n = N * C * H * ntiles
+  const index_t ntiles = (W + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t w = i % W;
-    const index_t h = (i / W) % H;
-    const index_t plane = (i / (H * W)) * PH * PW;
+    const index_t row = i / ntiles;  // plane * H + h
+    const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
+    const index_t h = row % H;
+    const index_t top = (row / H) * PH * PW;
     index_t a0, a1, b0, b1;
-    pool_windows_of(h, ph, kh, sh, PH, &a0, &a1);
-    pool_windows_of(w, pw, kw, sw, PW, &b0, &b1);
-    const index_t me = h * W + w;
-    Dtype acc = Dtype(0);
+    pool_windows_of_segment(h, w0, w1, PH, PW, kh, kw, sh, sw, ph, pw, &a0, &a1, &b0, &b1);
+    Dtype* dxr = dx + row * W;
+    for (index_t w = w0; w < w1; ++w) dxr[w] = Dtype(0);
     for (index_t a = a0; a < a1; ++a)
       for (index_t b = b0; b < b1; ++b) {
-        const index_t q = plane + a * PW + b;
-        if (mask[q] == me) acc += dy[q];
+        const index_t q = top + a * PW + b;
+        const index_t w = mask[q] - h * W;  // in [w0, w1) only for a maximum on this segment
+        if (w >= w0 && w < w1) dxr[w] += dy[q];
       }
-    dx[i] = acc;
   }
 }
 
 KERNEL(ave_pool_forward, (const index_t n, const Dtype* x, Dtype* y,
                           const index_t H, const index_t W, const index_t PH, const index_t PW,
                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                          const index_t ph, const index_t pw)) {
+                          const index_t ph, const index_t pw, const index_t tile)) {
+  // n = N * C * PH * ntiles
+  const index_t ntiles = (PW + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t b = i % PW;
-    const index_t a = (i / PW) % PH;
-    const Dtype* plane = x + (i / (PW * PH)) * H * W;
-    const index_t h0 = a * sh - ph, w0 = b * sw - pw;
-    const index_t size = (pool_min(h0 + kh, H + ph) - h0) * (pool_min(w0 + kw, W + pw) - w0);
+    const index_t row = i / ntiles;  // plane * PH + a
+    const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
+    const index_t a = row % PH;
+    const Dtype* plane = x + (row / PH) * H * W;
+    const index_t h0 = a * sh - ph;
+    const index_t rows = pool_min(h0 + kh, H + ph) - h0;
     const index_t hs = pool_max(h0, 0), he = pool_min(h0 + kh, H);
-    const index_t ws = pool_max(w0, 0), we = pool_min(w0 + kw, W);
-    if (hs >= he || ws >= we) {
-      y[i] = Dtype(0);
-      continue;
+    for (index_t b = b0; b < b1; ++b) {
+      const index_t o = row * PW + b;
+      const index_t w0 = b * sw - pw;
+      const index_t ws = pool_max(w0, 0), we = pool_min(w0 + kw, W);
+      if (hs >= he || ws >= we) {
+        y[o] = Dtype(0);
+        continue;
+      }
+      Dtype sum = Dtype(0);
+      for (index_t h = hs; h < he; ++h)
+        for (index_t w = ws; w < we; ++w) sum += plane[h * W + w];
+      y[o] = sum / Dtype(rows * (pool_min(w0 + kw, W + pw) - w0));
     }
-    Dtype sum = Dtype(0);
-    for (index_t h = hs; h < he; ++h)
-      for (index_t w = ws; w < we; ++w) sum += plane[h * W + w];
-    y[i] = sum / Dtype(size);
   }
 }
 
 KERNEL(ave_pool_backward, (const index_t n, const Dtype* dy, Dtype* dx,
                            const index_t H, const index_t W, const index_t PH, const index_t PW,
                            const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                           const index_t ph, const index_t pw)) {
+                           const index_t ph, const index_t pw, const index_t tile)) {
+  // n = N * C * H * ntiles
+  const index_t ntiles = (W + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t w = i % W;
-    const index_t h = (i / W) % H;
-    const index_t plane = (i / (H * W)) * PH * PW;
+    const index_t row = i / ntiles;  // plane * H + h
+    const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
+    const index_t h = row % H;
+    const index_t top = (row / H) * PH * PW;
     index_t a0, a1, b0, b1;
-    pool_windows_of(h, ph, kh, sh, PH, &a0, &a1);
-    pool_windows_of(w, pw, kw, sw, PW, &b0, &b1);
-    Dtype acc = Dtype(0);
+    pool_windows_of_segment(h, w0, w1, PH, PW, kh, kw, sh, sw, ph, pw, &a0, &a1, &b0, &b1);
+    Dtype* dxr = dx + row * W;
+    for (index_t w = w0; w < w1; ++w) dxr[w] = Dtype(0);
     for (index_t a = a0; a < a1; ++a) {
-      const index_t h0 = a * sh - ph;
-      const index_t rows = pool_min(h0 + kh, H + ph) - h0;
+      const index_t hs = a * sh - ph;
+      const index_t rows = pool_min(hs + kh, H + ph) - hs;
       for (index_t b = b0; b < b1; ++b) {
-        const index_t w0 = b * sw - pw;
-        const index_t size = rows * (pool_min(w0 + kw, W + pw) - w0);
-        acc += dy[plane + a * PW + b] / Dtype(size);
+        const index_t ws = b * sw - pw;
+        const Dtype g = dy[top + a * PW + b] / Dtype(rows * (pool_min(ws + kw, W + pw) - ws));
+        const index_t lo = pool_max(ws, w0), hi = pool_min(ws + kw, w1);
+        for (index_t w = lo; w < hi; ++w) dxr[w] += g;
       }
     }
-    dx[i] = acc;
   }
 }
 

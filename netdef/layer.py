@@ -57,6 +57,13 @@ class Layer:
     def kernels(self, family):
         return self.backend.kernels(family)
 
+    #: Tests set a fixed row tile to compare tilings (None: the backend's choice).
+    tile = None
+
+    def row_tile(self, width, rows):
+        """The `tile` argument of the kernels that take one (see Backend.row_tile)."""
+        return self.tile if self.tile is not None else self.backend.row_tile(width, rows)
+
     def make_blob(self, shape, name=None):
         return Blob(shape, dtype=self.dtype, backend=self.backend, name=name or self.name)
 

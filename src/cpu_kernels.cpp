@@ -74,4 +74,5 @@ PYBIND11_MODULE(_cpu_kernels, m) {
   py::dict kernels;
   for (const auto& e : netdef::kernel_table()) kernels[py::str(e.name)] = Kernel(&e);
   m.attr("kernels") = kernels;
+  m.attr("parallel_min_iterations") = netdef::kParallelMinIterations;
 }

@@ -10,6 +10,11 @@
 
 namespace netdef {
 
+// A KERNEL_LOOP of more iterations than this runs on the OpenMP team; shorter loops stay on
+// the calling thread, where a parallel region would cost more than it saves. The Python side
+// reads it (_cpu_kernels.parallel_min_iterations) to size the row segments of tiled kernels.
+constexpr long long kParallelMinIterations = 32768;
+
 // One argument as it comes from Python: an int (also used for pointers) or a float.
 struct KernelArg {
   bool is_float;

@@ -106,6 +106,12 @@ class Backend:
     def synchronize(self):
         pass
 
+    def row_tile(self, width, rows):
+        """Elements of one image row that a kernel iteration takes at once, for kernels with a
+        `tile` parameter (im2col, col2im, pooling): 1 here and on the GPU, where neighbouring
+        threads should touch neighbouring addresses; longer on the CPU (see CPUBackend)."""
+        return 1
+
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
 

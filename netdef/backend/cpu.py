@@ -21,7 +21,7 @@ def _load_extension():
     from . import blas
 
     blas.share_threads(_cpu_kernels.__file__)
-    return _cpu_kernels.kernels
+    return _cpu_kernels
 
 
 class CPUBackend(Backend):
@@ -30,7 +30,9 @@ class CPUBackend(Backend):
 
     def __init__(self):
         super().__init__()
-        self._table = _load_extension()
+        ext = _load_extension()
+        self._table = ext.kernels
+        self._parallel_min = ext.parallel_min_iterations
         self._cache = {}
 
     def _seed_device(self, seed):
@@ -67,6 +69,16 @@ class CPUBackend(Backend):
                 raise BackendError(f"kernel {name}: argument {i + 1} of type {type(a).__name__} "
                                    "is not an array or a number (is it a GPU array on the CPU backend?)")
         kern(*conv)
+
+    def row_tile(self, width, rows):
+        """Whole rows, so that an iteration's few index divisions are spread over many
+        elements, unless the kernel's `rows` rows of `width` are work enough for the OpenMP
+        team but too few iterations to start it (common.cuh's kParallelMinIterations): then
+        the longest segments that make enough iterations."""
+        if rows > self._parallel_min or rows * width <= self._parallel_min:
+            return max(1, width)
+        segments = -(-(self._parallel_min + 1) // rows)
+        return max(1, width // segments)
 
     def available_memory(self):
         try:

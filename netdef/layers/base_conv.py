@@ -285,20 +285,6 @@ class BaseConvolutionLayer(Layer):
                 for oh0 in range(0, self.OH, self.rows_per_chunk):
                     yield n0, 1, oh0, min(self.rows_per_chunk, self.OH - oh0)
 
-    #: Tests set a fixed tile to compare tilings.
-    tile = None
-
-    def _tile(self, width, rows, stride=1):
-        """Columns per iteration of im2col/col2im/dw_conv_backward over `rows` rows of `width`:
-        1 on the GPU (neighbouring threads touch neighbouring addresses). On the CPU a segment
-        long enough that its few index divisions per tap are small next to its ~tile/stride
-        elements, and shorter than a row only when that gives every OpenMP thread work."""
-        if self.tile is not None:
-            return self.tile
-        if self.backend.name == "gpu":
-            return 1
-        return max(1, min(width, max(64 * stride, width * rows // (1 << 16))))
-
     def _timed(self, phase):
         return _Timed(self.backend, phase) if PROFILE is not None else _NULL
 
@@ -312,7 +298,7 @@ class BaseConvolutionLayer(Layer):
         as a (nb, group, K / group, rows * OW) view of the workspace."""
         G = self.group
         col = workspace(self.backend, self.dtype, nb * self.K * rows * self.OW)
-        tile = self._tile(self.OW, nb * self.K * rows)
+        tile = self.row_tile(self.OW, nb * self.K * rows)
         ntiles = -(-self.OW // tile)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
@@ -331,7 +317,7 @@ class BaseConvolutionLayer(Layer):
             hrows, acc = h1 - h0, 1
             if oh0 == 0:
                 img[n0:n0 + nb] = 0
-        tile = self._tile(self.IW, nb * self.Ci * hrows, self.sw)
+        tile = self.row_tile(self.IW, nb * self.Ci * hrows)
         ntiles = -(-self.IW // tile)
         with self._timed("col2im"):
             self.kernels("im2col").col2im(
@@ -367,7 +353,7 @@ class BaseConvolutionLayer(Layer):
         xp, G, N = self.xp, self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
-            tile = self._tile(self.IW, N * self.Ci * self.IH, self.sw)
+            tile = self.row_tile(self.IW, N * self.Ci * self.IH)
             with self._timed("depthwise"):
                 self.kernels("im2col").dw_conv_backward(
                     N * self.Ci * self.IH * -(-self.IW // tile), cols, W, img, *self._dw_args(),

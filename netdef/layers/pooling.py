@@ -124,16 +124,23 @@ class PoolingLayer(Layer):
         if self.method in (P.MAX, P.STOCHASTIC) and (self.mask is None or self.mask.shape != out):
             self.mask = self.xp.empty(out, dtype=self.xp.int64)
 
+    def _tiled(self, count, width):
+        """(iterations, tile) of a MAX/AVE kernel over `count` elements in rows of `width`."""
+        tile = self.row_tile(width, count // width)
+        return count // width * -(-width // tile), tile
+
     def forward(self, bottom, top):
         k = self.kernels("pooling")
         x, y, n = bottom[0].data, top[0].data, top[0].count
         g = self.geom
-        if self.method == P.MAX:
-            k.max_pool_forward(n, x, y, self.mask, *g)
-            if len(top) > 1:
-                top[1].data[...] = self.mask
-        elif self.method == P.AVE:
-            k.ave_pool_forward(n, x, y, *g)
+        if self.method in (P.MAX, P.AVE):
+            iters, tile = self._tiled(n, g[3])
+            if self.method == P.MAX:
+                k.max_pool_forward(iters, x, y, self.mask, *g, tile)
+                if len(top) > 1:
+                    top[1].data[...] = self.mask
+            else:
+                k.ave_pool_forward(iters, x, y, *g, tile)
         elif self.phase == pb.TRAIN:
             u = self.backend.rng.random(top[0].shape, dtype=self.dtype)
             k.sto_pool_forward_train(n, x, u, y, self.mask, *g[:8])
@@ -147,8 +154,10 @@ class PoolingLayer(Layer):
         dy, dx, n = top[0].diff, bottom[0].diff, bottom[0].count
         g = self.geom
         if self.method == P.MAX or (self.method == P.STOCHASTIC and self.phase == pb.TRAIN):
-            k.max_pool_backward(n, dy, self.mask, dx, *g)
+            iters, tile = self._tiled(n, g[1])
+            k.max_pool_backward(iters, dy, self.mask, dx, *g, tile)
         elif self.method == P.AVE:
-            k.ave_pool_backward(n, dy, dx, *g)
+            iters, tile = self._tiled(n, g[1])
+            k.ave_pool_backward(iters, dy, dx, *g, tile)
         else:
             k.sto_pool_backward_test(n, bottom[0].data, dy, dx, *g[:8])

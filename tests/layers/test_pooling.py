@@ -241,6 +241,48 @@ def test_max_backward_routes_to_the_argmax():
     np.testing.assert_allclose(b[0].diff, ref, rtol=1e-13)
 
 
+def backward_ref(dy, x_shape, k, s, p, method, mask):
+    """dx as a scatter over the windows (the kernels gather): MAX sends dy to the argmax, AVE
+    spreads dy / size over the window clipped to the image."""
+    N, C, H, W = x_shape
+    dx = np.zeros(x_shape)
+    for n in range(N):
+        for c in range(C):
+            for a, b, rows, cols, size in windows(H, W, dy.shape[2], dy.shape[3], k, s, p):
+                if method == "MAX":
+                    m = int(mask[n, c, a, b])
+                    if m >= 0:
+                        dx[n, c, m // W, m % W] += dy[n, c, a, b]
+                else:
+                    for h in rows:
+                        for w in cols:
+                            dx[n, c, h, w] += dy[n, c, a, b] / size
+    return dx
+
+
+@pytest.mark.parametrize("tile", [1, 2, 3, None], ids=["tile1-gpu", "tile2", "tile3", "cpu"])
+@pytest.mark.parametrize("method", ["MAX", "AVE"])
+@pytest.mark.parametrize("shape, k, s, p", CONFIGS + [((1, 2, 3, 70), 3, 1, 1), ((1, 1, 2, 200), (1, 3), 3, 0)])
+def test_row_tiles_against_loops(method, shape, k, s, p, tile):
+    """MAX/AVE kernels take `tile` elements of a row per iteration (1 on the GPU): every tiling,
+    including segments that end inside a window and rows longer than the CPU's tile, gives the
+    loop references' forward and backward."""
+    rng = np.random.default_rng(17)
+    x = _distinct(shape, 18)
+    out_hw, kk, ss, pp = _out_hw(shape, k, s, p)
+    layer, b, t = build_layer(proto_text(method, k, s, p), [x])
+    layer.tile = tile
+    (y,) = forward(layer, b, t)
+    y_ref, mask_ref = pool_ref(x, kk, ss, pp, out_hw, method)
+    np.testing.assert_allclose(y, y_ref, rtol=1e-13, atol=1e-15)
+    dy = rng.standard_normal(t[0].shape)
+    t[0].diff[...] = dy
+    b[0].diff[...] = np.nan  # every element must be written
+    layer.backward(t, [True], b)
+    np.testing.assert_allclose(b[0].diff, backward_ref(dy, shape, kk, ss, pp, method, mask_ref),
+                               rtol=1e-12, atol=1e-14)
+
+
 STO_CONFIGS = [((2, 2, 7, 7), 3, 2), ((1, 3, 8, 9), 3, 2), ((1, 2, 6, 8), 2, 3), ((2, 1, 5, 6), (2, 3), (1, 2))]
 
 
