@@ -41,6 +41,22 @@ def timeit(fn, sync, warmup=2, iters=5, clean=True, max_extra=None):
 STATS = {"dropped": 0, "kept_dirty": 0}
 
 
+def timeit_interleaved(fns, sync, warmup=2, iters=5, clean=True):
+    """{name: median seconds} of the callables in `fns` ({name: fn}), timed in turns (one call
+    of each per round, `iters` rounds after `warmup`), so that a machine whose speed drifts
+    (other virtual machines on the host, clock changes) slows every entry alike; each call is
+    checked for other processes as in timeit()."""
+    for _ in range(warmup):
+        for fn in fns.values():
+            fn()
+    sync()
+    times = {name: [] for name in fns}
+    for _ in range(iters):
+        for name, fn in fns.items():
+            times[name].append(timeit(fn, sync, warmup=0, iters=1, clean=clean, max_extra=2))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
 def _status_gib(field):
     try:
         with open("/proc/self/status") as f:

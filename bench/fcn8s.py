@@ -6,10 +6,16 @@
 
 A train step is forward + backward + an SGD-with-momentum update (netdef: SGDSolver.step(1),
 what `netdef train` runs; PyTorch: zero_grad, forward, backward, SGD.step); inference is a
-TEST-phase forward. Times are medians after warm-up, with the device synchronised. PyTorch (a bench-only
-extra, never a dependency of netdef) runs the same network: convolutions with pad 100 on
-conv1_1, ceil-mode max pooling, fixed bilinear grouped transposed convolutions, crops and a
-per-pixel cross-entropy ignoring 255.
+TEST-phase forward. PyTorch (a bench-only extra, never a dependency of netdef) runs the same
+network: convolutions with pad 100 on conv1_1, ceil-mode max pooling, fixed bilinear grouped
+transposed convolutions, crops and a per-pixel cross-entropy ignoring 255, with its defaults
+(zero_grad sets gradients to None; TF32 off).
+
+Times are medians after warm-up, the device synchronised, the two frameworks taking turns call
+by call: on a shared virtual machine the speed drifts by tens of percent over minutes, and
+turns make the ratio hold where back-to-back runs would not. Peak memory is measured for each
+framework and phase in a process of its own (--no-memory skips it): on the CPU peak RSS, set-up
+included; on a GPU the CuPy pool (netdef) and torch.cuda.max_memory_allocated (PyTorch).
 """
 import argparse
 import os
@@ -20,11 +26,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
-from common import STATS, Load, peak_rss_gib, rss_gib, table, timeit, try_torch  # noqa: E402
-
-
-#: resident memory (GiB) right after each phase's timed runs, while its objects are alive
-RSS = {}
+from common import STATS, Load, peak_rss_gib, rss_gib, table, timeit, timeit_interleaved, try_torch  # noqa: E402
 
 
 def netdef_nets(variant, classes, batch, size, dtype):
@@ -46,9 +48,9 @@ def netdef_nets(variant, classes, batch, size, dtype):
     return train, lambda: netdef.Net(test, netdef.TEST, dtype=dtype)
 
 
-def bench_netdef(args, rng, phases=("train", "infer")):
-    """(train step s, inference s, memory after train GiB, after inference GiB); None for a
-    phase not run. Memory: the CuPy pool's bytes on a GPU, the process's peak RSS on the CPU."""
+def netdef_runs(args, rng, phases=("train", "infer")):
+    """{phase: callable} for netdef (train: one SGDSolver.step, infer: a TEST-phase forward),
+    and the memory function: the CuPy pool's bytes on a GPU, the process's peak RSS on the CPU."""
     import netdef
     from netdef import netdef_pb2 as pb
     from netdef.solver import SGDSolver
@@ -60,12 +62,7 @@ def bench_netdef(args, rng, phases=("train", "infer")):
     be = netdef.get_backend()
     x = rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)
     y = rng.integers(0, args.classes, (args.batch, 1, args.size, args.size)).astype(np.float32)
-    if args.gpu:
-        import cupy
-
-        pool = cupy.get_default_memory_pool()
-    memory = (lambda: pool.total_bytes() / 2**30) if args.gpu else peak_rss_gib
-    out = [None] * 4
+    runs = {}
     if "train" in phases:
         # the train step is what `netdef train` runs: Solver.step (clear diffs, forward, backward,
         # the fused SGD-with-momentum kernel), as PyTorch's zero_grad, forward, backward, SGD.step
@@ -75,16 +72,17 @@ def bench_netdef(args, rng, phases=("train", "infer")):
         solver = SGDSolver(sp)
         solver.net.blobs["data"].data[...] = be.asarray(x)
         solver.net.blobs["label"].data[...] = be.asarray(y)
-        out[0] = timeit(lambda: solver.step(1), be.synchronize, args.warmup, args.iters)
-        out[2] = memory()
-        RSS["train"] = rss_gib()
+        runs["train"] = lambda: solver.step(1)
     if "infer" in phases:
         test = make_test()
         test.blobs["data"].data[...] = be.asarray(x)
-        out[1] = timeit(lambda: test.forward_range(), be.synchronize, args.warmup, args.iters)
-        out[3] = memory()
-        RSS["infer"] = rss_gib()
-    return out
+        runs["infer"] = lambda: test.forward_range()
+    if args.gpu:
+        import cupy
+
+        pool = cupy.get_default_memory_pool()
+        return runs, be.synchronize, lambda: pool.total_bytes() / 2**30
+    return runs, be.synchronize, peak_rss_gib
 
 
 def torch_fcn(torch, classes, widths=(64, 128, 256, 512, 512), fc=4096):
@@ -132,40 +130,37 @@ def torch_fcn(torch, classes, widths=(64, 128, 256, 512, 512), fc=4096):
     return FCN8s()
 
 
-def bench_torch(torch, args, rng, phases=("train", "infer")):
+def torch_runs(torch, args, rng, phases=("train", "infer")):
+    """{phase: callable} for the same network in PyTorch (train: zero_grad, forward, backward,
+    SGD.step; infer: a no-grad forward in eval mode), its sync and memory functions."""
     dev = "cuda" if args.gpu else "cpu"
     torch.backends.cuda.matmul.allow_tf32 = False
     torch.backends.cudnn.allow_tf32 = False
-    model = torch_fcn(torch, args.classes).to(dev)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
+    train_model = torch_fcn(torch, args.classes).to(dev).train()
+    opt = torch.optim.SGD([p for p in train_model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     x = torch.from_numpy(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)).to(dev)
     y = torch.from_numpy(rng.integers(0, args.classes, (args.batch, args.size, args.size))).to(dev)
     sync = torch.cuda.synchronize if args.gpu else (lambda: None)
 
     def step():
-        opt.zero_grad(set_to_none=False)
-        loss = torch.nn.functional.cross_entropy(model(x), y, ignore_index=255)
+        opt.zero_grad()  # PyTorch's default: gradients set to None, not cleared
+        loss = torch.nn.functional.cross_entropy(train_model(x), y, ignore_index=255)
         loss.backward()
         opt.step()
 
-    memory = (lambda: torch.cuda.max_memory_allocated() / 2**30) if args.gpu else peak_rss_gib
-    out = [None] * 4
+    runs = {}
     if "train" in phases:
-        model.train()
-        if args.gpu:
-            torch.cuda.reset_peak_memory_stats()
-        out[0] = timeit(step, sync, args.warmup, args.iters)
-        out[2] = memory()
-        RSS["train"] = rss_gib()
+        runs["train"] = step
     if "infer" in phases:
-        model.eval()
-        if args.gpu:
-            torch.cuda.reset_peak_memory_stats()
-        with torch.no_grad():
-            out[1] = timeit(lambda: model(x), sync, args.warmup, args.iters)
-        out[3] = memory()
-        RSS["infer"] = rss_gib()
-    return out
+        test_model = torch_fcn(torch, args.classes).to(dev).eval()
+
+        def infer():
+            with torch.no_grad():
+                test_model(x)
+
+        runs["infer"] = infer
+    memory = (lambda: torch.cuda.max_memory_allocated() / 2**30) if args.gpu else peak_rss_gib
+    return runs, sync, memory
 
 
 def separate_memory(args):
@@ -188,6 +183,7 @@ def separate_memory(args):
 
 
 def only(args):
+    """One framework and phase in this process (--memory runs this in a subprocess)."""
     import json
 
     who, phase = args.only.split("-")
@@ -195,13 +191,14 @@ def only(args):
     base = peak_rss_gib()
     rng = np.random.default_rng(0)
     if who == "netdef":
-        r = bench_netdef(args, rng, (phase,))
+        runs, sync, memory = netdef_runs(args, rng, (phase,))
     else:
-        torch = try_torch()
-        r = bench_torch(torch, args, rng, (phase,))
-    k = 0 if phase == "train" else 1
-    print("RESULT " + json.dumps({"time": r[k], "memory": r[k + 2], "baseline": base,
-                                  "rss": None if args.gpu else RSS[phase]}))
+        runs, sync, memory = torch_runs(try_torch(), args, rng, (phase,))
+    if args.gpu and who == "torch":
+        try_torch().cuda.reset_peak_memory_stats()
+    t = timeit(runs[phase], sync, args.warmup, args.iters)
+    print("RESULT " + json.dumps({"time": t, "memory": memory(), "baseline": base,
+                                  "rss": None if args.gpu else rss_gib()}))
 
 
 def main():
@@ -214,8 +211,8 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--memory", action="store_true",
-                    help="also measure each framework's peak memory per phase in its own process")
+    ap.add_argument("--no-memory", dest="memory", action="store_false",
+                    help="skip the peak memory of each framework and phase (each in its own process)")
     ap.add_argument("--only", choices=["netdef-train", "netdef-infer", "torch-train", "torch-infer"],
                     help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both frameworks")
@@ -224,27 +221,34 @@ def main():
         os.environ["OMP_NUM_THREADS"] = str(args.threads)
     if args.only:
         return only(args)
-    rng = np.random.default_rng(0)
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, fp32, {device}")
     load = Load()
-    rows = []
-    nd = bench_netdef(args, rng)
-    rows.append(["netdef"] + [f"{nd[0] * 1e3:.1f}", f"{nd[1] * 1e3:.1f}", f"{nd[2]:.2f}", f"{nd[3]:.2f}"])
     torch = None if args.no_torch else try_torch()
+    if torch is not None and args.threads:
+        torch.set_num_threads(args.threads)
+    rows, figures = [], {}
+    for phase in ("train", "infer"):
+        # both frameworks' objects for one phase alive at once, timed in turns
+        fns, syncs = {}, []
+        runs, sync, _ = netdef_runs(args, np.random.default_rng(0), (phase,))
+        fns["netdef"] = runs[phase]
+        syncs.append(sync)
+        if torch is not None:
+            runs, sync, _ = torch_runs(torch, args, np.random.default_rng(0), (phase,))
+            fns["torch"] = runs[phase]
+            syncs.append(sync)
+        figures[phase] = timeit_interleaved(fns, lambda: [s() for s in syncs], args.warmup, args.iters)
+        del fns, runs
+    names = ["netdef"] + ([f"PyTorch {torch.__version__}"] if torch is not None else [])
+    for key, name in zip(("netdef", "torch"), names):
+        rows.append([name, f"{figures['train'][key] * 1e3:.1f}", f"{figures['infer'][key] * 1e3:.1f}"])
     if torch is not None:
-        if args.threads:
-            torch.set_num_threads(args.threads)
-        th = bench_torch(torch, args, np.random.default_rng(0))
-        rows.append([f"PyTorch {torch.__version__}"] + [f"{th[0] * 1e3:.1f}", f"{th[1] * 1e3:.1f}",
-                                                       f"{th[2]:.2f}", f"{th[3]:.2f}"])
-        rows.append(["netdef / PyTorch", f"{nd[0] / th[0]:.2f}x", f"{nd[1] / th[1]:.2f}x", "", ""])
-    mem = "peak GPU GiB" if args.gpu else "peak RSS GiB"
-    print(table(rows, ["", "train step ms", "inference ms", f"{mem} train", f"{mem} infer"]))
-    print(f"{load.note()}; timed iterations repeated because of it: {STATS['dropped']}, "
-          f"kept anyway: {STATS['kept_dirty']}")
-    if not args.gpu:
-        print("(CPU memory above is one process's peak RSS: the PyTorch row includes netdef's run)")
+        rows.append(["netdef / PyTorch"] + [f"{figures[p]['netdef'] / figures[p]['torch']:.2f}x"
+                                            for p in ("train", "infer")])
+    print(table(rows, ["", "train step ms", "inference ms"]))
+    print(f"medians of {args.iters} rounds, the frameworks taking turns; {load.note()}; timed calls "
+          f"repeated because of it: {STATS['dropped']}, kept anyway: {STATS['kept_dirty']}")
     if args.memory:
         res = separate_memory(args)
         mrows = []

@@ -185,3 +185,21 @@ def test_nets_built_after_the_same_seed_start_identical():
     for a, b in zip(params[0], params[1]):
         np.testing.assert_array_equal(a, b)
     assert not np.array_equal(params[0][0], params[2][0])
+
+
+@pytest.mark.parametrize("kw", [dict(type="uniform", min=-1, max=2), dict(type="gaussian", std=0.3),
+                                dict(type="xavier", variance_norm=FP.AVERAGE), dict(type="msra"),
+                                dict(type="gaussian", std=1.0, sparse=3), dict(type="constant", value=1.5)])
+def test_big_blobs_are_filled_slice_by_slice_with_the_same_values(monkeypatch, kw):
+    """fill() draws big blobs in slices along axis 0 (no float64 copy of a 100M-weight fc6);
+    the values, including msra/xavier's scale from the whole shape, are those of one draw."""
+    import netdef.fillers as fillers
+
+    monkeypatch.setattr(fillers, "_SLICE_ELEMENTS", 40)
+    shape = (23, 3, 2, 5)  # 30 elements per row: one row per slice, then a short last one
+    backend = netdef.get_backend("cpu")
+    backend.seed(11)
+    blob = Blob(shape, dtype=np.float32, backend=backend)
+    fill(blob, FP(**kw))
+    ref = filler_values(FP(**kw), shape, np.random.default_rng(11))
+    np.testing.assert_array_equal(blob.data, ref.astype(np.float32))
