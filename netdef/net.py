@@ -394,7 +394,7 @@ class Net:
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:
-            blob.diff[...] = 0
+            self.backend.fill(blob.diff, 0)
 
     # ---- weights ------------------------------------------------------------------------
     def _load_blob(self, layer, blob, bp, index, source=None):

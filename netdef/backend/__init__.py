@@ -106,6 +106,10 @@ class Backend:
     def synchronize(self):
         pass
 
+    def fill(self, array, value):
+        """array[...] = value (a contiguous float array of this device)."""
+        array.fill(value)
+
     def row_tile(self, width, rows):
         """Elements of one image row that a kernel iteration takes at once, for kernels with a
         `tile` parameter (im2col, col2im, pooling): 1 here and on the GPU, where neighbouring

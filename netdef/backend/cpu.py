@@ -70,6 +70,13 @@ class CPUBackend(Backend):
                                    "is not an array or a number (is it a GPU array on the CPU backend?)")
         kern(*conv)
 
+    def fill(self, array, value):
+        """array[...] = value; big float arrays on the OpenMP team (numpy fills on one thread)."""
+        if array.size > self._parallel_min and array.dtype in _SUFFIX and array.flags.c_contiguous:
+            self.kernels("fill").fill(array.size, array, float(value))
+        else:
+            array.fill(value)
+
     def row_tile(self, width, rows):
         """Whole rows, so that an iteration's few index divisions are spread over many
         elements, unless the kernel's `rows` rows of `width` are work enough for the OpenMP
