@@ -21,7 +21,7 @@ KERNEL(accuracy_forward, (const index_t n, const Dtype* x, const Dtype* label, D
                           Dtype* valid, Dtype* bad, index_t* cls, const index_t C,
                           const index_t inner, const index_t top_k, const index_t has_ignore,
                           const index_t ignore_label)) {
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, C) {
     const index_t l = accuracy_read_label(label[i], C, has_ignore, ignore_label);
     bad[i] = l == -2 ? Dtype(1) : Dtype(0);
     valid[i] = l >= 0 ? Dtype(1) : Dtype(0);

@@ -12,7 +12,7 @@
 
 KERNEL(argmax_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t dim,
                         const index_t dist, const index_t top_k, const index_t mode)) {
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, dim * top_k) {
     const Dtype* row = x + (i / dist) * dim * dist + i % dist;
     Dtype prev_v = Dtype(0);
     index_t prev_k = -1;

@@ -4,7 +4,8 @@
 // Kernel contract (so that one Python launcher serves every kernel on both devices):
 //   * declared with KERNEL(name, (params...)) followed by the body;
 //   * the first parameter is `const index_t n`, the number of loop iterations; the body
-//     iterates with KERNEL_LOOP(i) { ... } and each iteration writes only its own outputs
+//     iterates with KERNEL_LOOP(i) { ... } (or KERNEL_LOOP_WORK(i, work) when one iteration
+//     does `work` elements' worth) and each iteration writes only its own outputs
 //     (gathers, no atomics), so results do not depend on the schedule;
 //   * the other parameters are only `index_t`, `Dtype`, `Dtype*`/`const Dtype*`
 //     or `index_t*`: Python ints become index_t and Python floats become Dtype.
@@ -20,6 +21,7 @@ typedef long long index_t;
 #define KERNEL_LOOP(i)                                                         \
   for (index_t i = (index_t)blockIdx.x * blockDim.x + threadIdx.x; i < n;       \
        i += (index_t)blockDim.x * gridDim.x)
+#define KERNEL_LOOP_WORK(i, work) KERNEL_LOOP(i)
 #define DEVICE_FN __device__ __forceinline__
 
 #else  // plain C++ for the CPU extension
@@ -53,8 +55,14 @@ using std::tanh;
       #name ND_STR(KSUFFIX), &ND_CAT(name, KSUFFIX));                          \
   void ND_CAT(name, KSUFFIX) params
 
+#define ND_PRAGMA(x) _Pragma(#x)
 #define KERNEL_LOOP(i)                                                         \
   _Pragma("omp parallel for schedule(static) if (n > ::netdef::kParallelMinIterations)") \
+  for (index_t i = 0; i < n; ++i)
+// For iterations that each do `work` elements' worth (e.g. a softmax over C channels): the
+// loop goes parallel once n * work passes the threshold, not n alone.
+#define KERNEL_LOOP_WORK(i, work)                                              \
+  ND_PRAGMA(omp parallel for schedule(static) if (n * (work) > ::netdef::kParallelMinIterations)) \
   for (index_t i = 0; i < n; ++i)
 #define DEVICE_FN static inline
 

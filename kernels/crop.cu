@@ -1,43 +1,65 @@
 // Crop (Caffe's CropLayer) on a bottom viewed as `ndim` axes: the uncropped leading axes are
 // merged into one axis of offset 0, so ndim = 1 + (number of cropped axes).
 // geom (int64, 3 * ndim): bottom shape | top shape | offsets, axis by axis.
-//   forward:  y[t] = x[t + offset]                              (one thread per top element)
+//   forward:  y[t] = x[t + offset]
 //   backward: dx[b] = dy[b - offset] if b - offset lies in the top's box, else 0
-//                                                               (one thread per bottom element)
+// One iteration takes `tile` consecutive elements along the last axis of the top (forward) or
+// the bottom (backward): 1 on the GPU, whole rows or long segments on the CPU, where the index
+// arithmetic of an iteration would otherwise cost more than its copy.
 #include "common.cuh"
 
 KERNEL(crop_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t ndim,
-                      const index_t* geom)) {
+                      const index_t* geom, const index_t tile)) {
+  // n = (top count / top row length) * ntiles
+  const index_t* bshape = geom;
+  const index_t* tshape = geom + ndim;
+  const index_t* off = geom + 2 * ndim;
+  const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
+  const index_t ntiles = (TW + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t* bshape = geom;
-    const index_t* tshape = geom + ndim;
-    const index_t* off = geom + 2 * ndim;
-    index_t rest = i, src = 0, stride = 1;
-    for (index_t d = ndim - 1; d >= 0; --d) {
-      const index_t q = rest % tshape[d];
+    const index_t row = i / ntiles;
+    const index_t q0 = (i % ntiles) * tile, q1 = q0 + tile < TW ? q0 + tile : TW;
+    index_t rest = row, src = 0, stride = BW;
+    for (index_t d = ndim - 2; d >= 0; --d) {
+      src += (rest % tshape[d] + off[d]) * stride;
       rest /= tshape[d];
-      src += (q + off[d]) * stride;
       stride *= bshape[d];
     }
-    y[i] = x[src];
+    const Dtype* xr = x + src + off[ndim - 1];
+    Dtype* yr = y + row * TW;
+    for (index_t q = q0; q < q1; ++q) yr[q] = xr[q];
   }
 }
 
 KERNEL(crop_backward, (const index_t n, const Dtype* dy, Dtype* dx, const index_t ndim,
-                       const index_t* geom)) {
+                       const index_t* geom, const index_t tile)) {
+  // n = (bottom count / bottom row length) * ntiles
+  const index_t* bshape = geom;
+  const index_t* tshape = geom + ndim;
+  const index_t* off = geom + 2 * ndim;
+  const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
+  const index_t ntiles = (BW + tile - 1) / tile;
   KERNEL_LOOP(i) {
-    const index_t* bshape = geom;
-    const index_t* tshape = geom + ndim;
-    const index_t* off = geom + 2 * ndim;
-    index_t rest = i, dst = 0, stride = 1;
+    const index_t row = i / ntiles;
+    const index_t w0 = (i % ntiles) * tile, w1 = w0 + tile < BW ? w0 + tile : BW;
+    index_t rest = row, dst = 0, stride = TW;
     bool inside = true;
-    for (index_t d = ndim - 1; d >= 0 && inside; --d) {
+    for (index_t d = ndim - 2; d >= 0 && inside; --d) {
       const index_t t = rest % bshape[d] - off[d];
       rest /= bshape[d];
       inside = t >= 0 && t < tshape[d];
       dst += t * stride;
       stride *= tshape[d];
     }
-    dx[i] = inside ? dy[dst] : Dtype(0);
+    Dtype* dxr = dx + row * BW;
+    const Dtype* dyr = dy + dst - off[ndim - 1];
+    // the top's columns within this segment: [lo, hi), w0 <= lo <= hi <= w1
+    const index_t o = off[ndim - 1];
+    index_t lo = o < w0 ? w0 : (o < w1 ? o : w1);
+    index_t hi = o + TW < lo ? lo : (o + TW < w1 ? o + TW : w1);
+    if (!inside) lo = hi = w1;
+    for (index_t w = w0; w < lo; ++w) dxr[w] = Dtype(0);
+    for (index_t w = lo; w < hi; ++w) dxr[w] = dyr[w];
+    for (index_t w = hi; w < w1; ++w) dxr[w] = Dtype(0);
   }
 }

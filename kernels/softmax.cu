@@ -24,7 +24,7 @@ DEVICE_FN index_t softmax_read_label(const Dtype v, const index_t C, const index
 
 KERNEL(softmax_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t C,
                          const index_t inner)) {
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, C) {
     const index_t base = (i / inner) * C * inner + i % inner;
     Dtype m = x[base];
     for (index_t c = 1; c < C; ++c) m = max(m, x[base + c * inner]);
@@ -41,7 +41,7 @@ KERNEL(softmax_forward, (const index_t n, const Dtype* x, Dtype* y, const index_
 
 KERNEL(softmax_backward, (const index_t n, const Dtype* y, const Dtype* dy, Dtype* dx,
                           const index_t C, const index_t inner)) {
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, C) {
     const index_t base = (i / inner) * C * inner + i % inner;
     Dtype dot = Dtype(0);
     for (index_t c = 0; c < C; ++c) dot += dy[base + c * inner] * y[base + c * inner];

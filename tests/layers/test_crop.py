@@ -67,6 +67,28 @@ def test_backward_is_zero_outside_the_window_and_the_reference_gets_nothing():
     assert layer.allow_backward(0) and not layer.allow_backward(1)
 
 
+@pytest.mark.parametrize("tile", [1, 2, 3, 7, None], ids=["tile1-gpu", "tile2", "tile3", "tile7", "cpu"])
+@pytest.mark.parametrize("src, ref, axis, offs", CASES + [((1, 2, 5, 300), (1, 2, 3, 100), 2, [1, 150])])
+def test_row_tiles_forward_and_backward(src, ref, axis, offs, tile):
+    """The kernels take `tile` elements of a row per iteration (1 on the GPU): every tiling,
+    with segments wholly before, across and after the window, gives slicing's result, and
+    backward writes every element of dx (zeros outside the window)."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal(src)
+    layer, b, t = build_layer(proto(axis, offs), [x, np.zeros(ref)])
+    layer.tile = tile
+    (y,) = forward(layer, b, t)
+    ax = 2 if axis is None else axis
+    np.testing.assert_array_equal(y, crop_ref(x, ref, ax, offs))
+    dy = rng.standard_normal(t[0].shape)
+    t[0].diff[...] = dy
+    b[0].diff[...] = np.nan
+    layer.backward(t, [True, False], b)
+    expect = np.zeros_like(x)
+    crop_ref(expect, ref, ax, offs)[...] = dy
+    np.testing.assert_array_equal(b[0].diff, expect)
+
+
 def test_fcn32s_crop_offset_19():
     # FCN-32s on a 500 x 500 image: upscore is 1 x 21 x 544 x 544, cropped at 19 to the data
     rng = np.random.default_rng(3)
