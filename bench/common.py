@@ -41,22 +41,6 @@ def timeit(fn, sync, warmup=2, iters=5, clean=True, max_extra=None):
 STATS = {"dropped": 0, "kept_dirty": 0}
 
 
-def timeit_interleaved(fns, sync, warmup=2, iters=5, clean=True):
-    """{name: median seconds} of the callables in `fns` ({name: fn}), timed in turns (one call
-    of each per round, `iters` rounds after `warmup`), so that a machine whose speed drifts
-    (other virtual machines on the host, clock changes) slows every entry alike; each call is
-    checked for other processes as in timeit()."""
-    for _ in range(warmup):
-        for fn in fns.values():
-            fn()
-    sync()
-    times = {name: [] for name in fns}
-    for _ in range(iters):
-        for name, fn in fns.items():
-            times[name].append(timeit(fn, sync, warmup=0, iters=1, clean=clean, max_extra=2))
-    return {name: statistics.median(t) for name, t in times.items()}
-
-
 def _status_gib(field):
     try:
         with open("/proc/self/status") as f:
@@ -95,13 +79,15 @@ def try_torch():
 
 
 def _cpu_jiffies():
-    """(jiffies all CPUs were busy, jiffies of this process) from /proc, or None."""
+    """(jiffies all CPUs were busy, jiffies of this process and its reaped children) from
+    /proc, or None."""
     try:
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]
         with open("/proc/self/stat") as f:
             own = f.read().rsplit(")", 1)[1].split()
-        return sum(v) - v[3] - v[4], int(own[11]) + int(own[12])
+        # this process and its waited-for children (bench/fcn8s.py runs each case in one)
+        return sum(v) - v[3] - v[4], sum(int(t) for t in own[11:15])
     except (OSError, ValueError, IndexError):
         return None
 

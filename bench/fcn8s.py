@@ -11,14 +11,16 @@ network: convolutions with pad 100 on conv1_1, ceil-mode max pooling, fixed bili
 transposed convolutions, crops and a per-pixel cross-entropy ignoring 255, with its defaults
 (zero_grad sets gradients to None; TF32 off).
 
-Times are medians after warm-up, the device synchronised, the two frameworks taking turns call
-by call: on a shared virtual machine the speed drifts by tens of percent over minutes, and
-turns make the ratio hold where back-to-back runs would not. Peak memory is measured for each
-framework and phase in a process of its own (--no-memory skips it): on the CPU peak RSS, set-up
-included; on a GPU the CuPy pool (netdef) and torch.cuda.max_memory_allocated (PyTorch).
+Every framework and phase runs in a fresh process of its own (two frameworks in one process
+disturb each other: their OpenMP thread pools spin after each call), the four processes taking
+turns for --rounds rounds, because on a shared virtual machine the speed drifts by tens of
+percent over minutes. Time: the median over rounds of each process's median call after warm-up,
+the device synchronised. Memory: on the CPU the process's peak RSS, set-up included; on a GPU
+the CuPy pool (netdef) and torch.cuda.max_memory_allocated (PyTorch).
 """
 import argparse
 import os
+import statistics
 import sys
 
 import numpy as np
@@ -26,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
-from common import STATS, Load, peak_rss_gib, rss_gib, table, timeit, timeit_interleaved, try_torch  # noqa: E402
+from common import Load, peak_rss_gib, rss_gib, table, timeit, try_torch  # noqa: E402
 
 
 def netdef_nets(variant, classes, batch, size, dtype):
@@ -163,27 +165,27 @@ def torch_runs(torch, args, rng, phases=("train", "infer")):
     return runs, sync, memory
 
 
-def separate_memory(args):
-    """Peak memory of each framework and phase, each in a fresh process (--memory): the
-    in-run figures of the CPU are peak RSS of one process holding both frameworks."""
+def run_alone(args, who, phase):
+    """Time and memory of one framework and phase in a fresh process (see only())."""
     import json
     import subprocess
 
-    res = {}
-    for who in ("netdef", "torch"):
-        for phase in ("train", "infer"):
-            cmd = [sys.executable, os.path.abspath(__file__), "--only", f"{who}-{phase}", "--iters", "1",
-                   "--warmup", "1", "--size", str(args.size), "--batch", str(args.batch)]
-            if args.gpu:
-                cmd.append("--gpu")
-            outp = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
-            line = [ln for ln in outp.splitlines() if ln.startswith("RESULT ")][-1]
-            res[(who, phase)] = json.loads(line[7:])
-    return res
+    cmd = [sys.executable, os.path.abspath(__file__), "--only", f"{who}-{phase}", "--iters", str(args.iters),
+           "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
+           "--classes", str(args.classes), "--variant", args.variant]
+    if args.gpu:
+        cmd.append("--gpu")
+    if args.threads:
+        cmd += ["--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    lines = [ln for ln in done.stdout.splitlines() if ln.startswith("RESULT ")]
+    if done.returncode or not lines:
+        raise SystemExit(f"{who} {phase} failed (exit {done.returncode}):\n{done.stdout}{done.stderr}")
+    return json.loads(lines[-1][len("RESULT "):])
 
 
 def only(args):
-    """One framework and phase in this process (--memory runs this in a subprocess)."""
+    """One framework and phase in this process (main() runs this in fresh processes)."""
     import json
 
     who, phase = args.only.split("-")
@@ -211,8 +213,7 @@ def main():
     ap.add_argument("--iters", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
-    ap.add_argument("--no-memory", dest="memory", action="store_false",
-                    help="skip the peak memory of each framework and phase (each in its own process)")
+    ap.add_argument("--rounds", type=int, default=3, help="fresh processes per framework and phase")
     ap.add_argument("--only", choices=["netdef-train", "netdef-infer", "torch-train", "torch-infer"],
                     help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both frameworks")
@@ -223,45 +224,31 @@ def main():
         return only(args)
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, fp32, {device}")
-    load = Load()
     torch = None if args.no_torch else try_torch()
-    if torch is not None and args.threads:
-        torch.set_num_threads(args.threads)
-    rows, figures = [], {}
-    for phase in ("train", "infer"):
-        # both frameworks' objects for one phase alive at once, timed in turns
-        fns, syncs = {}, []
-        runs, sync, _ = netdef_runs(args, np.random.default_rng(0), (phase,))
-        fns["netdef"] = runs[phase]
-        syncs.append(sync)
-        if torch is not None:
-            runs, sync, _ = torch_runs(torch, args, np.random.default_rng(0), (phase,))
-            fns["torch"] = runs[phase]
-            syncs.append(sync)
-        figures[phase] = timeit_interleaved(fns, lambda: [s() for s in syncs], args.warmup, args.iters)
-        del fns, runs
-    names = ["netdef"] + ([f"PyTorch {torch.__version__}"] if torch is not None else [])
-    for key, name in zip(("netdef", "torch"), names):
-        rows.append([name, f"{figures['train'][key] * 1e3:.1f}", f"{figures['infer'][key] * 1e3:.1f}"])
+    who = ["netdef"] + (["torch"] if torch is not None else [])
+    load = Load()
+    res = {}
+    for _ in range(args.rounds):
+        for phase in ("train", "infer"):
+            for w in who:
+                res.setdefault((w, phase), []).append(run_alone(args, w, phase))
+    med = {k: statistics.median(r["time"] for r in v) for k, v in res.items()}
+    mem = {k: max(r["memory"] for r in v) for k, v in res.items()}
+    names = {"netdef": "netdef", "torch": f"PyTorch {torch.__version__}" if torch is not None else ""}
+    kind = "peak GPU GiB" if args.gpu else "peak RSS GiB"
+    rows = [[names[w]] + [f"{med[(w, p)] * 1e3:.1f}" for p in ("train", "infer")]
+            + [f"{mem[(w, p)]:.2f}" for p in ("train", "infer")] for w in who]
     if torch is not None:
-        rows.append(["netdef / PyTorch"] + [f"{figures[p]['netdef'] / figures[p]['torch']:.2f}x"
-                                            for p in ("train", "infer")])
-    print(table(rows, ["", "train step ms", "inference ms"]))
-    print(f"medians of {args.iters} rounds, the frameworks taking turns; {load.note()}; timed calls "
-          f"repeated because of it: {STATS['dropped']}, kept anyway: {STATS['kept_dirty']}")
-    if args.memory:
-        res = separate_memory(args)
-        mrows = []
-        for who in ("netdef", "torch"):
-            t, i = res[(who, "train")], res[(who, "infer")]
-            if args.gpu:
-                mrows.append([who, f"{t['memory']:.2f}", f"{i['memory']:.2f}"])
-            else:
-                mrows.append([who] + [f"{d['memory']:.2f} / {d['rss']:.2f} / {d['baseline']:.2f}" for d in (t, i)])
-        kind = ("peak GPU memory GiB" if args.gpu else
-                "CPU GiB: peak RSS (set-up included) / RSS after the timed runs / RSS after imports")
-        print(f"\nmemory, each framework and phase in its own process; {kind}")
-        print(table(mrows, ["", "train", "inference"]))
+        rows.append(["netdef / PyTorch"] + [f"{med[('netdef', p)] / med[('torch', p)]:.2f}x" for p in ("train", "infer")]
+                    + [f"{mem[('netdef', p)] / mem[('torch', p)]:.2f}x" for p in ("train", "infer")])
+    print(table(rows, ["", "train step ms", "inference ms", f"{kind} train", f"{kind} infer"]))
+    spread = {k: (min(r["time"] for r in v), max(r["time"] for r in v)) for k, v in res.items()}
+    print(f"time: median over {args.rounds} rounds (each framework and phase in a fresh process per round, "
+          f"in turns) of the median of {args.iters} calls after {args.warmup} warm-up; per-round medians "
+          "ranged " + ", ".join(f"{w} {p} {lo * 1e3:.0f}-{hi * 1e3:.0f}" for (w, p), (lo, hi) in spread.items()))
+    print(f"{load.note()}")
+    if not args.gpu:
+        print("peak RSS includes set-up (building the net, filling weights) and the framework's own import")
 
 
 if __name__ == "__main__":
