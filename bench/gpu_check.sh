@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# The GPU checks in one run, for a machine with a CUDA device and no network (see bench/README.md):
+#   1. installs netdef editable, building the CPU extension (the GPU tests compare against it);
+#   2. pytest -m gpu: every layer's GPU forward/backward against the CPU, GPU resume;
+#   3. bench/fcn8s.py --gpu --size 500 (netdef against PyTorch, time and peak memory);
+#   4. bench/layers.py --gpu --size 500;
+#   5. compute-sanitizer memcheck over the GPU tests of the layers (skipped where it is missing
+#      or refuses the device).
+# Logs go to $OUT (or ./gpu-check-out). Python packages missing there travel as wheels in .whl/
+# and are installed to /tmp/site first. Each step's exit status is printed; the script goes on.
+set -u
+cd "$(dirname "$0")/.."
+OUT=${OUT:-$PWD/gpu-check-out}
+mkdir -p "$OUT"
+PY=${PYTHON:-python3}
+export PYTHONUNBUFFERED=1
+
+step() {  # step NAME TIMEOUT_S COMMAND...
+  local name=$1 limit=$2
+  shift 2
+  echo "=== $name"
+  local t0=$SECONDS
+  timeout "$limit" "$@" >"$OUT/$name.log" 2>&1
+  local rc=$?
+  tail -n 25 "$OUT/$name.log"
+  echo "=== $name: exit $rc in $((SECONDS - t0)) s"
+}
+
+if compgen -G ".whl/*.whl" >/dev/null; then
+  $PY -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade --target /tmp/site .whl/*.whl || exit 1
+  export PYTHONPATH=/tmp/site${PYTHONPATH:+:$PYTHONPATH}
+fi
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"$OUT/device.txt" 2>&1
+cat "$OUT/device.txt"
+
+# editable, without the network: the image has setuptools, pybind11 and cmake
+step build 300 $PY -m pip install --no-build-isolation --no-deps --no-index -e .
+step pytest-gpu 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+step fcn8s 300 $PY bench/fcn8s.py --gpu --size 500 --classes 21 --rounds 2 --iters 10 --warmup 3
+step layers 180 $PY bench/layers.py --gpu --size 500 --iters 10
+if command -v compute-sanitizer >/dev/null; then
+  step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
+    $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/layers
+fi
