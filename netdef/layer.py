@@ -64,6 +64,13 @@ class Layer:
         """The `tile` argument of the kernels that take one (see Backend.row_tile)."""
         return self.tile if self.tile is not None else self.backend.row_tile(width, rows)
 
+    def row_launch(self, count, width):
+        """(iterations, tile) of a kernel taking `tile` elements per iteration along rows of
+        `width` (count // width rows)."""
+        width = max(1, width)
+        tile = self.row_tile(width, count // width)
+        return count // width * -(-width // tile), tile
+
     def make_blob(self, shape, name=None):
         return Blob(shape, dtype=self.dtype, backend=self.backend, name=name or self.name)
 

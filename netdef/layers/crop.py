@@ -58,20 +58,13 @@ class CropLayer(Layer):
             self.geom = self.backend.asarray(np.array(geom, dtype=np.int64))
             self.geom_key = key
 
-    def _tiled(self, blob):
-        """(iterations, tile) of a crop kernel over `blob`'s rows along its last axis."""
-        width = blob.shape[-1] if blob.count else 1
-        rows = blob.count // width
-        tile = self.row_tile(width, rows)
-        return rows * -(-width // tile), tile
-
     def forward(self, bottom, top):
-        iters, tile = self._tiled(top[0])
+        iters, tile = self.row_launch(top[0].count, top[0].shape[-1])
         self.kernels("crop").crop_forward(iters, bottom[0].data, top[0].data, self.ndim, self.geom, tile)
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
-            iters, tile = self._tiled(bottom[0])
+            iters, tile = self.row_launch(bottom[0].count, bottom[0].shape[-1])
             self.kernels("crop").crop_backward(iters, top[0].diff, bottom[0].diff, self.ndim,
                                                self.geom, tile)
         if len(propagate_down) > 1 and propagate_down[1]:

@@ -124,17 +124,12 @@ class PoolingLayer(Layer):
         if self.method in (P.MAX, P.STOCHASTIC) and (self.mask is None or self.mask.shape != out):
             self.mask = self.xp.empty(out, dtype=self.xp.int64)
 
-    def _tiled(self, count, width):
-        """(iterations, tile) of a MAX/AVE kernel over `count` elements in rows of `width`."""
-        tile = self.row_tile(width, count // width)
-        return count // width * -(-width // tile), tile
-
     def forward(self, bottom, top):
         k = self.kernels("pooling")
         x, y, n = bottom[0].data, top[0].data, top[0].count
         g = self.geom
         if self.method in (P.MAX, P.AVE):
-            iters, tile = self._tiled(n, g[3])
+            iters, tile = self.row_launch(n, g[3])
             if self.method == P.MAX:
                 k.max_pool_forward(iters, x, y, self.mask, *g, tile)
                 if len(top) > 1:
@@ -153,11 +148,10 @@ class PoolingLayer(Layer):
         k = self.kernels("pooling")
         dy, dx, n = top[0].diff, bottom[0].diff, bottom[0].count
         g = self.geom
+        iters, tile = self.row_launch(n, g[1])
         if self.method == P.MAX or (self.method == P.STOCHASTIC and self.phase == pb.TRAIN):
-            iters, tile = self._tiled(n, g[1])
             k.max_pool_backward(iters, dy, self.mask, dx, *g, tile)
         elif self.method == P.AVE:
-            iters, tile = self._tiled(n, g[1])
             k.ave_pool_backward(iters, dy, dx, *g, tile)
         else:
             k.sto_pool_backward_test(n, bottom[0].data, dy, dx, *g[:8])
