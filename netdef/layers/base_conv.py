@@ -57,6 +57,10 @@ PROFILE = None
 #: call through ctypes costs ~10 µs, a tiny matmul ~2 µs (per-layer dispatch on small nets).
 SMALL_PRODUCT = 1 << 16
 
+#: Most elements of the temporary product that an accumulating matmul_into takes at once
+#: where it cannot accumulate in place (the GPU).
+ACCUMULATE_TEMP = 1 << 22
+
 _NULL = contextlib.nullcontext()
 _workspaces = {}
 _ones = {}
@@ -87,8 +91,9 @@ def matmul_into(backend, a, b, out, accumulate=False):
     """out = a @ b, or out += a @ b, over the leading (batch) axes of out; `a` and `b` may have
     fewer leading axes (broadcast). Nothing the size of out is allocated on the CPU: accumulation
     goes to BLAS's GEMM with beta = 1, and a strided out (a band of rows) is written in place.
-    On the GPU the accumulation adds a product from CuPy's memory pool (cupy.cublas.gemm with
-    beta = 1 would avoid it; not done without a device to test it on)."""
+    On the GPU the accumulation adds products of at most ACCUMULATE_TEMP elements, block of
+    rows by block of rows (cupy.cublas.gemm with beta = 1 would need none; not done without a
+    device to test it on)."""
     xp = backend.xp
     if (backend.name == "cpu" and (accumulate or not out.flags.c_contiguous)
             and out.size * a.shape[-1] > SMALL_PRODUCT):
@@ -100,7 +105,12 @@ def matmul_into(backend, a, b, out, accumulate=False):
                       out[idx], beta=beta)
         return out
     if accumulate:
-        out += xp.matmul(a, b)
+        # a bounded temporary, row block by row block: fc6's weight gradient would otherwise
+        # take a 411 MB product (kept by CuPy's pool) next to the 411 MB gradient itself
+        m = out.shape[-2]
+        rows = max(1, ACCUMULATE_TEMP // max(1, out.size // m))
+        for r0 in range(0, m, rows):
+            out[..., r0:r0 + rows, :] += xp.matmul(a[..., r0:r0 + rows, :], b)
     elif out.flags.c_contiguous:
         xp.matmul(a, b, out=out)
     else:

@@ -85,10 +85,13 @@ def test_param_gradients_accumulate_on_the_cpu():
     np.testing.assert_allclose(db - 0.25, tp[0].diff.sum(axis=(0, 2, 3)), rtol=1e-12)
 
 
+@pytest.mark.parametrize("temp", [1 << 22, 130, 1], ids=["one-block", "blocks-of-3-rows", "row-by-row"])
 @pytest.mark.parametrize("accumulate", [False, True])
 @pytest.mark.parametrize("backend_name", ["cpu", "gpu-logic"])
-def test_matmul_into(accumulate, backend_name):
-    """Both branches of matmul_into (the GPU one run with numpy: its logic is device-free)."""
+def test_matmul_into(accumulate, backend_name, temp, monkeypatch):
+    """Both branches of matmul_into (the GPU one run with numpy: its logic is device-free),
+    the GPU's accumulation with its temporary product bounded to whole and partial row blocks."""
+    monkeypatch.setattr(base_conv, "ACCUMULATE_TEMP", temp)
     cpu = netdef.get_backend("cpu")
 
     class FakeGPU:
