@@ -9,7 +9,7 @@ what `netdef train` runs; PyTorch: zero_grad, forward, backward, SGD.step); infe
 TEST-phase forward. PyTorch (a bench-only extra, never a dependency of netdef) runs the same
 network: convolutions with pad 100 on conv1_1, ceil-mode max pooling, fixed bilinear grouped
 transposed convolutions, crops and a per-pixel cross-entropy ignoring 255, with its defaults
-(zero_grad sets gradients to None; TF32 off).
+(zero_grad sets gradients to None; TF32 off unless --tf32, then on for both).
 
 Every framework and phase runs in a fresh process of its own (two frameworks in one process
 disturb each other: their OpenMP thread pools spin after each call), the four processes taking
@@ -59,6 +59,7 @@ def netdef_runs(args, rng, phases=("train", "infer")):
 
     if args.gpu:
         netdef.set_mode_gpu()
+        netdef.set_tf32(args.tf32)
     netdef.set_random_seed(1)
     train_param, make_test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
     be = netdef.get_backend()
@@ -136,8 +137,8 @@ def torch_runs(torch, args, rng, phases=("train", "infer")):
     """{phase: callable} for the same network in PyTorch (train: zero_grad, forward, backward,
     SGD.step; infer: a no-grad forward in eval mode), its sync and memory functions."""
     dev = "cuda" if args.gpu else "cpu"
-    torch.backends.cuda.matmul.allow_tf32 = False
-    torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cuda.matmul.allow_tf32 = args.tf32
+    torch.backends.cudnn.allow_tf32 = args.tf32
     train_model = torch_fcn(torch, args.classes).to(dev).train()
     opt = torch.optim.SGD([p for p in train_model.parameters() if p.requires_grad], lr=1e-3, momentum=0.9)
     x = torch.from_numpy(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)).to(dev)
@@ -175,6 +176,8 @@ def run_alone(args, who, phase):
            "--classes", str(args.classes), "--variant", args.variant]
     if args.gpu:
         cmd.append("--gpu")
+    if args.tf32:
+        cmd.append("--tf32")
     if args.threads:
         cmd += ["--threads", str(args.threads)]
     done = subprocess.run(cmd, capture_output=True, text=True)
@@ -206,6 +209,7 @@ def only(args):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--gpu", action="store_true")
+    ap.add_argument("--tf32", action="store_true", help="GPU: both frameworks' float32 GEMMs (and cuDNN) on TF32")
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--batch", type=int, default=1)
     ap.add_argument("--classes", type=int, default=21)
@@ -223,7 +227,8 @@ def main():
     if args.only:
         return only(args)
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
-    print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, fp32, {device}")
+    precision = "TF32 GEMMs" if args.tf32 and args.gpu else "fp32"
+    print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, {precision}, {device}")
     torch = None if args.no_torch else try_torch()
     who = ["netdef"] + (["torch"] if torch is not None else [])
     load = Load()

@@ -8,7 +8,8 @@ pycaffe-compatible API:
     out = net.forward(data=image)
 """
 from . import netdef_pb2 as pb
-from .backend import get_backend, set_device, set_mode_cpu, set_mode_gpu, set_random_seed
+from .backend import (get_backend, set_device, set_mode_cpu, set_mode_gpu, set_random_seed,
+                      set_tf32)
 from .blob import Blob
 from .errors import (BackendError, LayerSetupError, NetdefError, ParseError, ShapeError,
                      TrainingError)
@@ -23,7 +24,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Net", "Blob", "Layer", "TRAIN", "TEST", "pb", "register_layer", "known_types",
-    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "get_backend",
+    "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "set_tf32", "get_backend",
     "NetdefError", "ParseError", "LayerSetupError", "ShapeError", "BackendError", "TrainingError",
 ]
 

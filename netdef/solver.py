@@ -952,6 +952,9 @@ def add_device_arguments(p):
     g = p.add_mutually_exclusive_group()
     g.add_argument("--gpu", type=int, metavar="N", help="run on GPU N")
     g.add_argument("--cpu", action="store_true", help="run on the CPU")
+    p.add_argument("--tf32", action="store_true",
+                   help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "
+                        "off by default, as in Caffe)")
 
 
 def select_device(args, solver_param=None):
@@ -980,6 +983,12 @@ def select_device(args, solver_param=None):
         except Exception:
             pass
         log.info("Using GPU %d%s", gpu, name)
+    if getattr(args, "tf32", False):
+        if gpu is None:
+            log.warning("--tf32 has no effect on the CPU: its GEMMs are always float32")
+        else:
+            be.set_tf32(True)
+            log.info("TF32 on: float32 GEMMs run on tensor cores")
 
 
 class GlogFormatter(logging.Formatter):

@@ -2,11 +2,14 @@
 (pycaffe's set_mode_cpu / set_mode_gpu / set_device); layers only ever talk to the backend
 object they were given: `xp` for array operations, `kernels(family)` for compiled kernels.
 """
+import os
+import sys
+
 import numpy as np
 
 from ..errors import BackendError
 
-_state = {"mode": "cpu", "device": 0, "seed": None}
+_state = {"mode": "cpu", "device": 0, "seed": None, "tf32": False}
 _backends = {}
 
 
@@ -36,6 +39,27 @@ def set_random_seed(seed):
     _state["seed"] = int(seed)
     for b in _backends.values():
         b.seed(int(seed))
+
+
+def set_tf32(enabled=True):
+    """Let float32 GEMMs on the GPU (convolutions, inner products) run on TF32 tensor cores:
+    ~8x the fp32 rate on Ampere and later, inputs rounded to 10-bit mantissas. Off by default,
+    keeping Caffe's fp32 results, as PyTorch's torch.backends.cuda.matmul.allow_tf32. netdef's
+    own kernels are unaffected, and so is the CPU (its GEMMs are always fp32).
+
+    Sets CUPY_TF32, which CuPy reads at its first float32 matrix product, and CuPy's compute-type
+    switch where this CuPy has one, so that a change after that product takes effect too."""
+    enabled = bool(enabled)
+    _state["tf32"] = enabled
+    os.environ["CUPY_TF32"] = "1" if enabled else "0"
+    if "cupy" in sys.modules:
+        from .cuda import apply_tf32
+
+        apply_tf32(enabled)
+
+
+def tf32_enabled():
+    return _state["tf32"]
 
 
 def mode():

@@ -35,6 +35,24 @@ def check_available(device):
         raise BackendError(f"GPU mode: device {device} requested but only {count} device(s) present")
 
 
+def apply_tf32(enabled):
+    """Switch CuPy's compute type for float32 products (see netdef.set_tf32). CuPy keeps it in
+    cupy._core._routines_linalg (the switch behind CUPY_TF32); a CuPy without it gets a clear
+    error rather than a silent fp32."""
+    import cupy
+    try:
+        from cupy._core import _routines_linalg as linalg
+
+        kind = linalg.COMPUTE_TYPE_TF32 if enabled else linalg.COMPUTE_TYPE_DEFAULT
+        setter = linalg.set_compute_type
+    except (ImportError, AttributeError) as e:
+        if not enabled:
+            return
+        raise BackendError(f"TF32: CuPy {getattr(cupy, '__version__', '?')} has no compute-type switch "
+                           f"({e}); set CUPY_TF32=1 in the environment before starting instead") from None
+    setter(np.float32, kind)
+
+
 def kernel_source(family):
     """The text of kernels/<family>.cu with common.cuh inlined: CuPy's disk cache hashes only
     the code string, so an #include'd header edit would otherwise reuse a stale cubin."""
