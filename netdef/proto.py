@@ -6,13 +6,13 @@ Caffe's field numbers) → Net. Every failure here is a ParseError naming the fi
 text, the line and column.
 """
 import os
-import tempfile
 
 from google.protobuf import descriptor as _pb_descriptor
 from google.protobuf import message as _pb_message
 from google.protobuf import text_format
 
 from . import netdef_pb2 as pb
+from . import tempfiles
 from .errors import NetdefError, ParseError
 
 # V1LayerParameter.LayerType value → V2 type string (Caffe's UpgradeV1LayerType).
@@ -160,7 +160,7 @@ def atomic_write(path, data):
     path = os.fspath(path)
     directory = os.path.dirname(os.path.abspath(path))
     try:
-        fd, tmp = tempfile.mkstemp(prefix=os.path.basename(path) + ".", suffix=".tmp", dir=directory)
+        fd, tmp = tempfiles.mkstemp(directory, os.path.basename(path) + ".", ".tmp")
     except OSError as e:
         raise NetdefError(f"cannot write: {e.strerror}", file=path) from None
     try:

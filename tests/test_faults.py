@@ -220,6 +220,8 @@ def test_sigkill_in_the_middle_of_a_snapshot(model, reference, victim):
     res = model.run("train", solver, "--snapshot", "snapshots/m_iter_5.solverstate")
     assert res.returncode == 0, res.stderr
     assert_same(model.weights(20), reference)
+    # writing the same snapshot again removed the dead process's temporary file
+    assert temporaries(model) == [], model.snaps()
 
 
 def test_sigkill_at_many_moments_always_leaves_a_resumable_snapshot(model, reference):

@@ -22,10 +22,10 @@ import colorsys
 import json
 import os
 import shutil
-import tempfile
 
 import numpy as np
 
+from .. import tempfiles
 from ..errors import NetdefError
 
 VERSION = 1
@@ -210,7 +210,7 @@ def ensure(**kw):
     parent = os.path.dirname(root)
     try:
         os.makedirs(parent, exist_ok=True)
-        tmp = tempfile.mkdtemp(prefix=f".tmp-{os.path.basename(root)}-", dir=parent)
+        tmp = tempfiles.mkdtemp(parent, f".tmp-{os.path.basename(root)}-")
     except OSError as e:
         raise NetdefError(f"cannot create the synthetic data cache ({e.strerror}); set NETDEF_DATA_DIR "
                           "to a writable directory", file=parent) from None
