@@ -8,6 +8,24 @@
 // arithmetic of an iteration would otherwise cost more than its copy.
 #include "common.cuh"
 
+// Row `row` of an array of shape `from` (its last axis excluded) maps to the row of an array of
+// shape `to` whose leading coordinates are c_d = q_d + sign * off[d]: the element offset of
+// that row's start, with *inside false when some c_d falls outside `to`.
+DEVICE_FN index_t crop_row_start(index_t row, const index_t* from, const index_t* to,
+                                 const index_t* off, const index_t ndim, const index_t sign,
+                                 bool* inside) {
+  index_t start = 0, stride = to[ndim - 1];
+  *inside = true;
+  for (index_t d = ndim - 2; d >= 0; --d) {
+    const index_t c = row % from[d] + sign * off[d];
+    row /= from[d];
+    *inside = *inside && c >= 0 && c < to[d];
+    start += c * stride;
+    stride *= to[d];
+  }
+  return start;
+}
+
 KERNEL(crop_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t ndim,
                       const index_t* geom, const index_t tile)) {
   // n = (top count / top row length) * ntiles
@@ -19,12 +37,8 @@ KERNEL(crop_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t n
   KERNEL_LOOP(i) {
     const index_t row = i / ntiles;
     const index_t q0 = (i % ntiles) * tile, q1 = q0 + tile < TW ? q0 + tile : TW;
-    index_t rest = row, src = 0, stride = BW;
-    for (index_t d = ndim - 2; d >= 0; --d) {
-      src += (rest % tshape[d] + off[d]) * stride;
-      rest /= tshape[d];
-      stride *= bshape[d];
-    }
+    bool inside;
+    const index_t src = crop_row_start(row, tshape, bshape, off, ndim, 1, &inside);
     const Dtype* xr = x + src + off[ndim - 1];
     Dtype* yr = y + row * TW;
     for (index_t q = q0; q < q1; ++q) yr[q] = xr[q];
@@ -42,15 +56,8 @@ KERNEL(crop_backward, (const index_t n, const Dtype* dy, Dtype* dx, const index_
   KERNEL_LOOP(i) {
     const index_t row = i / ntiles;
     const index_t w0 = (i % ntiles) * tile, w1 = w0 + tile < BW ? w0 + tile : BW;
-    index_t rest = row, dst = 0, stride = TW;
-    bool inside = true;
-    for (index_t d = ndim - 2; d >= 0 && inside; --d) {
-      const index_t t = rest % bshape[d] - off[d];
-      rest /= bshape[d];
-      inside = t >= 0 && t < tshape[d];
-      dst += t * stride;
-      stride *= tshape[d];
-    }
+    bool inside;
+    const index_t dst = crop_row_start(row, bshape, tshape, off, ndim, -1, &inside);
     Dtype* dxr = dx + row * BW;
     const Dtype* dyr = dy + dst - off[ndim - 1];
     // the top's columns within this segment: [lo, hi), w0 <= lo <= hi <= w1
