@@ -34,7 +34,7 @@ KERNEL(crop_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t n
   const index_t* off = geom + 2 * ndim;
   const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
   const index_t ntiles = (TW + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile) {
     const index_t row = i / ntiles;
     const index_t q0 = (i % ntiles) * tile, q1 = q0 + tile < TW ? q0 + tile : TW;
     bool inside;
@@ -53,7 +53,7 @@ KERNEL(crop_backward, (const index_t n, const Dtype* dy, Dtype* dx, const index_
   const index_t* off = geom + 2 * ndim;
   const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
   const index_t ntiles = (BW + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile) {
     const index_t row = i / ntiles;
     const index_t w0 = (i % ntiles) * tile, w1 = w0 + tile < BW ? w0 + tile : BW;
     bool inside;

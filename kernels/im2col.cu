@@ -69,7 +69,7 @@ KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t C, co
                 const index_t tile)) {
   // n = images * C * kh * kw * rows * ntiles
   const index_t ntiles = (OW + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile) {
     index_t r = i;
     const index_t t = r % ntiles;
     r /= ntiles;
@@ -112,7 +112,7 @@ KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, co
   const index_t plane = rows * OW;         // one col row
   const index_t dow = stepw * dw / sw;     // ow decrease per kj step
   const index_t dohr = steph * dh / sh;    // oh decrease per ki step
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile * kh * kw) {
     index_t r = i;
     const index_t t = r % ntiles;
     r /= ntiles;
@@ -197,7 +197,7 @@ KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dt
   const index_t ntiles = (W + tile - 1) / tile;
   const index_t dow = stepw * dw / sw;
   const index_t doh = steph * dh / sh;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile * kh * kw) {
     const index_t t = i % ntiles;
     const index_t h = (i / ntiles) % H;
     const index_t r = i / (ntiles * H);  // img * C + c

@@ -41,7 +41,7 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
                           const index_t ph, const index_t pw, const index_t tile)) {
   // n = N * C * PH * ntiles
   const index_t ntiles = (PW + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile * kh * kw) {
     const index_t row = i / ntiles;  // plane * PH + a
     const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
     const index_t a = row % PH;
@@ -88,7 +88,7 @@ KERNEL(max_pool_backward, (const index_t n, const Dtype* dy, const index_t* mask
                            const index_t ph, const index_t pw, const index_t tile)) {
   // n = N * C * H * ntiles
   const index_t ntiles = (W + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile) {
     const index_t row = i / ntiles;  // plane * H + h
     const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
     const index_t h = row % H;
@@ -112,7 +112,7 @@ KERNEL(ave_pool_forward, (const index_t n, const Dtype* x, Dtype* y,
                           const index_t ph, const index_t pw, const index_t tile)) {
   // n = N * C * PH * ntiles
   const index_t ntiles = (PW + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile * kh * kw) {
     const index_t row = i / ntiles;  // plane * PH + a
     const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
     const index_t a = row % PH;
@@ -142,7 +142,7 @@ KERNEL(ave_pool_backward, (const index_t n, const Dtype* dy, Dtype* dx,
                            const index_t ph, const index_t pw, const index_t tile)) {
   // n = N * C * H * ntiles
   const index_t ntiles = (W + tile - 1) / tile;
-  KERNEL_LOOP(i) {
+  KERNEL_LOOP_WORK(i, tile) {
     const index_t row = i / ntiles;  // plane * H + h
     const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
     const index_t h = row % H;

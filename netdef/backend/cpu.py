@@ -8,6 +8,8 @@ from ..errors import BackendError
 from . import _FLOAT_DTYPES, Backend
 
 _SUFFIX = {np.dtype(np.float32): "_f32", np.dtype(np.float64): "_f64"}
+#: Fewest iterations a row-tiled kernel should have: a few per OpenMP thread.
+PARALLEL_ROWS = 4 * (os.cpu_count() or 1)
 
 
 def _load_extension():
@@ -78,14 +80,13 @@ class CPUBackend(Backend):
             array.fill(value)
 
     def row_tile(self, width, rows):
-        """Whole rows, so that an iteration's few index divisions are spread over many
-        elements, unless the kernel's `rows` rows of `width` are work enough for the OpenMP
-        team but too few iterations to start it (common.cuh's kParallelMinIterations): then
-        the longest segments that make enough iterations."""
-        if rows > self._parallel_min or rows * width <= self._parallel_min:
+        """Whole rows: an iteration's few index divisions are spread over the most elements, and
+        the tiled kernels' loops go parallel by their work (KERNEL_LOOP_WORK), not their
+        iteration count. Only a kernel of fewer rows than PARALLEL_ROWS takes segments, so
+        that every thread gets some."""
+        if rows >= PARALLEL_ROWS or rows * width <= self._parallel_min:
             return max(1, width)
-        segments = -(-(self._parallel_min + 1) // rows)
-        return max(1, width // segments)
+        return max(1, width // -(-PARALLEL_ROWS // max(rows, 1)))
 
     def available_memory(self):
         try:

@@ -1,5 +1,6 @@
-"""Backend.fill (clearing gradients each iteration): every element of big and small, float32 and
-float64 arrays, on the CPU's OpenMP path and numpy's."""
+"""The CPU backend's helpers: fill (clearing gradients each iteration) on every element of big
+and small, float32 and float64 arrays, on the OpenMP path and numpy's; row_tile, the segment
+length of the row-tiled kernels."""
 import numpy as np
 import pytest
 
@@ -25,3 +26,15 @@ def test_clear_param_diffs_zeroes_every_gradient():
         blob.diff[...] = 7
     net.clear_param_diffs()
     assert all(not blob.diff.any() for blob in net.learnable_params)
+
+
+def test_row_tile_takes_whole_rows_unless_rows_are_too_few_for_the_threads():
+    from netdef.backend.cpu import PARALLEL_ROWS
+
+    be = netdef.get_backend("cpu")
+    assert be.row_tile(326, 64 * 326) == 326                  # many rows: whole rows
+    assert be.row_tile(500, PARALLEL_ROWS) == 500
+    assert be.row_tile(10, 3) == 10                           # too little work to share
+    for rows, width in ((1, 200_000), (3, 50_000), (PARALLEL_ROWS - 1, 10_000)):
+        tile = be.row_tile(width, rows)
+        assert tile < width and rows * -(-width // tile) >= PARALLEL_ROWS, (rows, width, tile)
