@@ -429,9 +429,26 @@ class BaseConvolutionLayer(Layer):
                 c = cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
                 self._accumulate_over_images(c, col.transpose(0, 1, 3, 2), dWg)
 
+    #: The CPU takes a weight gradient (G, m, n) += a @ b as its transpose when it has at most
+    #: this many rows m (output channels per group) and fewer rows than columns: OpenBLAS runs
+    #: products of few rows and a long inner dimension slowly, and the transpose turns the long
+    #: side into rows (fcn8s-mini's conv1_2, 8 x 72 over 58k pixels: 3.4 -> 1.8 ms per band;
+    #: VGG's 128-channel convs ~30 % faster). Above it, adding the transposed scratch back costs
+    #: more than it saves.
+    transposed_grad_max_rows = 128
+
     def _accumulate_over_images(self, a, b, out):
         """out (G, m, n) += sum over the images i of a[i] @ b[i] (a: (nb, G, m, k))."""
-        small = a.shape[0] * out.size * a.shape[-1] <= SMALL_PRODUCT
+        nb, G, m, k = a.shape
+        n = out.shape[-1]
+        small = nb * out.size * k <= SMALL_PRODUCT
+        if self.backend.name == "cpu" and not small and m < n and m <= self.transposed_grad_max_rows:
+            scratch = workspace(self.backend, self.dtype, G * n * m, "wgrad").reshape(G, n, m)
+            for g in range(G):
+                for i in range(nb):
+                    blas.gemm(b[i, g].T, a[i, g].T, scratch[g], beta=1.0 if i else 0.0)
+            out += scratch.transpose(0, 2, 1)
+            return
         if (self.backend.name == "cpu" and not small) or a.shape[0] == 1:
             for i in range(a.shape[0]):
                 matmul_into(self.backend, a[i], b[i], out, accumulate=True)

@@ -20,12 +20,14 @@ def small_products(request, monkeypatch):
     return request.param
 
 
-def run(kind, cfg, threshold=None, dtype=np.float64):
+def run(kind, cfg, threshold=None, dtype=np.float64, transposed_grad_max_rows=None):
     N, C, H, W, m, k, s, p, g = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
     layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, (1, 1), g, True), [x], dtype=dtype)
     if threshold is not None:
         layer.transposed_adjoint_min_weights = threshold
+    if transposed_grad_max_rows is not None:
+        layer.transposed_grad_max_rows = transposed_grad_max_rows
     layer.param_propagate_down = [True, True]
     layer.forward(bottom, top)
     top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
@@ -59,6 +61,38 @@ def test_transposed_adjoint_product_matches_reference(kind, cfg, monkeypatch):
     names.clear()
     ref = run(kind, cfg, threshold=1 << 62)
     assert "adjoint" not in names
+    for a, b in zip(fast[:2] + tuple(fast[2]), ref[:2] + tuple(ref[2])):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
+
+
+WGRAD = [
+    ("Convolution", (3, 4, 7, 6, 5, (3, 3), (1, 1), (1, 1), 1)),    # m 5 < n 36, batch 3
+    ("Convolution", (2, 8, 5, 5, 6, (3, 3), (2, 2), (1, 1), 2)),    # groups: m 3 < n 36
+    ("Convolution", (2, 6, 4, 5, 9, (1, 1), (1, 1), (0, 0), 1)),    # 1x1: m 9 > n 6, the other way
+    ("Deconvolution", (2, 5, 3, 4, 4, (3, 3), (2, 2), (1, 1), 1)),  # m 5 < n 36
+]
+
+
+@pytest.mark.parametrize("kind,cfg", WGRAD)
+def test_transposed_weight_gradient_matches_reference(kind, cfg, small_products, monkeypatch):
+    """Weight gradients of fewer rows (output channels per group) than columns are taken
+    transposed into the 'wgrad' scratch and added to what the diff holds; turned off, the
+    direct products give the same."""
+    names = []
+    real = base_conv.workspace
+
+    def spy(backend, dtype, size, name="col"):
+        names.append(name)
+        return real(backend, dtype, size, name)
+
+    monkeypatch.setattr(base_conv, "workspace", spy)
+    fast = run(kind, cfg)
+    N, C, H, W, m, k, s, p, g = cfg
+    rows, cols = (m if kind == "Convolution" else C) // g, (C if kind == "Convolution" else m) // g * k[0] * k[1]
+    assert ("wgrad" in names) == (small_products == "blas" and rows < cols)
+    names.clear()
+    ref = run(kind, cfg, transposed_grad_max_rows=0)
+    assert "wgrad" not in names
     for a, b in zip(fast[:2] + tuple(fast[2]), ref[:2] + tuple(ref[2])):
         np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-12)
 
