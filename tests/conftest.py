@@ -18,13 +18,55 @@ def _gpu_available():
         return False
 
 
+GPU = _gpu_available()
+
+
 def pytest_collection_modifyitems(config, items):
-    if _gpu_available():
+    if GPU:
         return
-    skip = pytest.mark.skip(reason="no CUDA device / cupy")
+    skip = pytest.mark.skip(reason="needs a real CUDA device (cupy)")
     for item in items:
-        if "gpu" in item.keywords:
+        if "cuda" in item.keywords:
             item.add_marker(skip)
+
+
+class EmulatedGPU:
+    """Without a GPU, `gpu` tests run against this stand-in for the GPU backend: the CPU
+    backend (numpy arrays, the kernels compiled as C++), but named "gpu", so that layers take
+    their GPU branches, and with one element per iteration of the row-tiled kernels, as CUDA
+    threads do. What it cannot show is CuPy and CUDA themselves; the `cuda` tests and
+    bench/gpu_check.sh on a real device do."""
+
+    @staticmethod
+    def make():
+        from netdef.backend.cpu import CPUBackend
+
+        class Emulated(CPUBackend):
+            name = "gpu"
+
+            def row_tile(self, width, rows):
+                return 1
+
+            def fill(self, array, value):
+                array.fill(value)
+
+        return Emulated()
+
+
+@pytest.fixture(autouse=True)
+def _emulated_gpu(request, monkeypatch):
+    if GPU or "gpu" not in request.keywords:
+        yield
+        return
+    import netdef.backend as be
+    from netdef.backend import cuda
+
+    emulated = EmulatedGPU.make()
+    if be._state["seed"] is not None:
+        emulated.seed(be._state["seed"])
+    monkeypatch.setitem(be._backends, ("gpu", be._state["device"]), emulated)
+    monkeypatch.setattr(cuda, "check_available", lambda device: None)
+    yield
 
 
 @pytest.fixture(autouse=True)

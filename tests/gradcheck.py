@@ -110,7 +110,8 @@ def check_gradients(param, bottom_arrays, *, phase=netdef.TRAIN, check_bottoms=N
 def compare_devices(param, bottom_arrays, *, phase=netdef.TRAIN, dtype=np.float32, rtol=1e-4,
                     atol=1e-5, num_tops=None):
     """Run forward and backward on the CPU and on the GPU from the same inputs, params and
-    top diffs; assert that tops, bottom diffs and param diffs agree. Used by `gpu` tests."""
+    top diffs; assert that tops, bottom diffs and param diffs agree. Used by `gpu` tests (on
+    the emulated GPU backend of conftest.py where there is no device)."""
     results = []
     rng = np.random.default_rng(7)
     weights = None

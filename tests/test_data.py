@@ -805,6 +805,7 @@ def test_hdf5_data(tmp_path):
 
 
 @pytest.mark.gpu
+@pytest.mark.cuda
 def test_data_layers_fill_gpu_blobs(voc):
     import cupy
 
