@@ -20,6 +20,20 @@ def small_products(request, monkeypatch):
     return request.param
 
 
+@pytest.fixture
+def workspace_names(monkeypatch):
+    """The names of the scratch arrays base_conv asks for, as they are asked for."""
+    names = []
+    real = base_conv.workspace
+
+    def spy(backend, dtype, size, name="col"):
+        names.append(name)
+        return real(backend, dtype, size, name)
+
+    monkeypatch.setattr(base_conv, "workspace", spy)
+    return names
+
+
 def run(kind, cfg, threshold=None, dtype=np.float64, transposed_grad_max_rows=None):
     N, C, H, W, m, k, s, p, g = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
@@ -47,15 +61,8 @@ GEMV_LIKE = [
 
 
 @pytest.mark.parametrize("kind,cfg", GEMV_LIKE)
-def test_transposed_adjoint_product_matches_reference(kind, cfg, monkeypatch):
-    names = []
-    real = base_conv.workspace
-
-    def spy(backend, dtype, size, name="col"):
-        names.append(name)
-        return real(backend, dtype, size, name)
-
-    monkeypatch.setattr(base_conv, "workspace", spy)
+def test_transposed_adjoint_product_matches_reference(kind, cfg, workspace_names):
+    names = workspace_names
     fast = run(kind, cfg, threshold=1)
     assert "adjoint" in names  # the transposed product ran
     names.clear()
@@ -74,18 +81,11 @@ WGRAD = [
 
 
 @pytest.mark.parametrize("kind,cfg", WGRAD)
-def test_transposed_weight_gradient_matches_reference(kind, cfg, small_products, monkeypatch):
+def test_transposed_weight_gradient_matches_reference(kind, cfg, small_products, workspace_names):
     """Weight gradients of fewer rows (output channels per group) than columns are taken
     transposed into the 'wgrad' scratch and added to what the diff holds; turned off, the
     direct products give the same."""
-    names = []
-    real = base_conv.workspace
-
-    def spy(backend, dtype, size, name="col"):
-        names.append(name)
-        return real(backend, dtype, size, name)
-
-    monkeypatch.setattr(base_conv, "workspace", spy)
+    names = workspace_names
     fast = run(kind, cfg)
     N, C, H, W, m, k, s, p, g = cfg
     rows, cols = (m if kind == "Convolution" else C) // g, (C if kind == "Convolution" else m) // g * k[0] * k[1]
