@@ -4,6 +4,7 @@ As in Caffe, a blob keeps a capacity: reshaping to a count it already holds reus
 so nets that are reshaped per input (FCN on images of varying size) do not reallocate.
 `diff` is allocated on first use, so TEST-phase nets never pay for gradients.
 """
+import math
 import os
 
 import numpy as np
@@ -72,7 +73,7 @@ class Blob:
 
     @property
     def count(self):
-        return int(np.prod(self._shape, dtype=np.int64)) if self._shape else 1
+        return math.prod(self._shape)
 
     @property
     def num_axes(self):
