@@ -151,6 +151,12 @@ class Blob:
     def diff(self, value):
         self._assign(self.diff, value, "diff")
 
+    def use_diff_buffer(self, buf):
+        """Keep the diff in the front of `buf` (a flat array of at least count elements),
+        possibly shared with other blobs' diffs (Net.share_diffs); contents undefined."""
+        self._diff_buf = buf
+        self._diff = buf[:self.count].reshape(self._shape)
+
     @property
     def has_diff(self):
         return self._diff_buf is not None

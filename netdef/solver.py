@@ -244,6 +244,7 @@ class Solver:
         self.backend = backend or get_backend()
         self.dtype = np.dtype(dtype)
         self.net = self._init_train_net()
+        self.net.share_diffs = True  # nobody reads a training net's activation diffs (see Net)
         self.test_nets = self._init_test_nets()
         for w in self.param.weights:
             self.copy_trained_layers(self._path(w))
