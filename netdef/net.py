@@ -442,9 +442,15 @@ class Net:
             group[0] = max(group[0], blob.count)
             group[1] = last
             group[2].append(blob)
-        pool = []
-        for size, _, blobs in groups:
-            buf = self.backend.xp.empty(max(size, 1), dtype=self.dtype)
+        # keep the previous plan's buffers where they are big enough: nets reshaped per batch
+        # (FCN on images of varying size) then do not allocate on every iteration
+        spare, pool = list(getattr(self, "_diff_pool", [])), []
+        for size, _, blobs in sorted(groups, key=lambda g: -g[0]):
+            fits = [i for i, b in enumerate(spare) if b.size >= size]
+            if fits:
+                buf = spare.pop(min(fits, key=lambda i: spare[i].size))
+            else:
+                buf = self.backend.xp.empty(max(size, 1), dtype=self.dtype)
             pool.append(buf)
             for blob in blobs:
                 blob.use_diff_buffer(buf)

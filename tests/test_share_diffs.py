@@ -59,9 +59,33 @@ def test_same_gradients_with_far_less_diff_memory():
         for b, (fb, lb) in shared.items():
             if a is not b and fa <= lb and fb <= la:
                 assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
-    # a second pass reuses the plan; a reshape makes a new one
+    # a second pass reuses the plan
+    pool = [id(b) for b in net._diff_pool]
     loss2, grads2, _ = gradients(net)
     assert loss2 == loss0 and all(np.array_equal(a, b) for a, b in zip(grads0, grads2))
+    assert [id(b) for b in net._diff_pool] == pool
+
+
+def test_a_smaller_batch_replans_in_the_same_buffers():
+    """Reshaped to smaller inputs (FCN on images of varying size), the net plans again but keeps
+    the buffers it has, and its gradients match a net that never shared."""
+    net = fcn_train_net(size=48)
+    net.share_diffs = True
+    gradients(net)
+    pool = {id(b) for b in net._diff_pool}
+    ref = fcn_train_net(size=40)
+    for n in (net, ref):
+        n.blobs["data"].reshape(2, 3, 40, 40)
+        n.blobs["label"].reshape(2, 1, 40, 40)
+        n.reshape()
+        n.blobs["data"].data[...] = np.linspace(-1, 1, n.blobs["data"].count).reshape(2, 3, 40, 40)
+        n.blobs["label"].data[...] = np.arange(n.blobs["label"].count).reshape(2, 1, 40, 40) % 3
+    ref.copy_from(net.to_proto())  # same weights
+    got, want = gradients(net), gradients(ref)
+    assert got[0] == want[0]
+    for a, b in zip(got[1], want[1]):
+        np.testing.assert_array_equal(a, b)
+    assert {id(b) for b in net._diff_pool} <= pool
 
 
 def test_inputs_outputs_and_loss_tops_keep_their_own_diffs():
