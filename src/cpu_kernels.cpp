@@ -1,9 +1,10 @@
 // The CPU backend's extension: exposes every kernel of kernels/*.cu (compiled as C++ twice,
-// float and double, see CMakeLists.txt) as a callable taking Python ints (pointers, sizes)
-// and floats. Pointers come from numpy's array.ctypes.data; the Python side checks dtype
-// and contiguity, because a raw address carries neither.
+// float and double, see CMakeLists.txt) as a callable taking arrays (their address, through
+// the buffer protocol) or int addresses for pointers, ints for sizes, and floats. The Python
+// side checks dtype and contiguity, because an address carries neither.
 #include <pybind11/pybind11.h>
 
+#include <cstdint>
 #include <stdexcept>
 #include <string>
 #include <unordered_map>
@@ -41,10 +42,19 @@ class Kernel {
           throw py::type_error(entry_->name + ": argument " + std::to_string(k) + " must be a number");
         c.is_float = true;
         c.f = py::cast<double>(py::float_(py::reinterpret_borrow<py::object>(a)));
+      } else if (sig[k] == 'p' && PyObject_CheckBuffer(a.ptr())) {
+        // an array itself: its address through the buffer protocol (cheaper than numpy's
+        // .ctypes.data); the caller has checked dtype and contiguity, SIMPLE refuses the rest
+        Py_buffer view;
+        if (PyObject_GetBuffer(a.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+        c.is_float = false;
+        c.i = static_cast<long long>(reinterpret_cast<std::uintptr_t>(view.buf));
+        PyBuffer_Release(&view);
+        if (c.i == 0) c.i = 1;  // an empty array: never dereferenced, but not null
       } else {
         if (!PyIndex_Check(a.ptr()))
           throw py::type_error(entry_->name + ": argument " + std::to_string(k) +
-                               (sig[k] == 'p' ? " must be an address (int)" : " must be an int"));
+                               (sig[k] == 'p' ? " must be an array or an address (int)" : " must be an int"));
         c.is_float = false;
         c.i = py::cast<long long>(py::int_(py::reinterpret_borrow<py::object>(a)));
         if (sig[k] == 'p' && c.i == 0)

@@ -60,7 +60,7 @@ class CPUBackend(Backend):
                 if a.dtype not in _FLOAT_DTYPES and a.dtype != np.int64:
                     raise BackendError(f"kernel {name}: argument {i + 1} has dtype {a.dtype}; "
                                        "kernels take float32/float64 or int64 arrays")
-                conv.append(a.ctypes.data if a.size else 1)
+                conv.append(a)  # the extension takes its address (buffer protocol)
             elif isinstance(a, (bool, np.bool_)):
                 conv.append(int(a))
             elif isinstance(a, (int, np.integer)):
