@@ -157,6 +157,11 @@ class Blob:
         self._diff_buf = buf
         self._diff = buf[:self.count].reshape(self._shape)
 
+    def drop_diff(self):
+        """Forget the diff's memory (a new one, zeros, is made on next use)."""
+        self._diff_buf = None
+        self._diff = None
+
     @property
     def has_diff(self):
         return self._diff_buf is not None

@@ -394,15 +394,27 @@ class Net:
         self.backward_range()
         return loss
 
-    #: Let forward_backward() keep the diffs of the blobs between layers in a shared pool: a
-    #: blob's diff lives only from the backward of the layer that writes it to that of the
-    #: layer that reads it last, so blobs whose lives do not overlap can share memory (FCN-8s at
-    #: 500x500: about half of its activation diffs). Off by default: pycaffe's net.backward()
-    #: and Caffe leave every blob's diff readable afterwards. The Solver turns it on for its
-    #: training net (set solver.net.share_diffs = False to inspect intermediate diffs). Net
-    #: inputs, outputs, loss tops, params and any diff that no layer writes (it must read as
-    #: zeros) keep their own memory.
-    share_diffs = False
+    @property
+    def share_diffs(self):
+        """Let forward_backward() keep the diffs of the blobs between layers in a shared pool:
+        a blob's diff lives only from the backward of the layer that writes it to that of the
+        layer that reads it last, so blobs whose lives do not overlap can share memory (FCN-8s
+        at 500x500: about half of its activation diffs). Off by default: pycaffe's
+        net.backward() and Caffe leave every blob's diff readable afterwards. The Solver turns
+        it on for its training net (solver.net.share_diffs = False gives every blob its own
+        diff again, to inspect intermediate diffs). Net inputs, outputs, loss tops, params and
+        any diff that no layer writes (it must read as zeros) always keep their own memory."""
+        return getattr(self, "_share_diffs", False)
+
+    @share_diffs.setter
+    def share_diffs(self, on):
+        self._share_diffs = bool(on)
+        if not on and getattr(self, "_diff_pool", None) is not None:
+            # back to a diff of its own for every blob (fresh zeros on first use)
+            for blob in self._diff_lifetimes():
+                blob.drop_diff()
+            self._diff_pool = None
+            self._diff_plan_key = None
 
     def _diff_lifetimes(self):
         """{blob: (first, last) backward step that touches its diff} for the blobs that may share."""

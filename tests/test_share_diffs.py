@@ -144,3 +144,15 @@ def test_the_solver_shares_its_training_nets_diffs(tmp_path):
         finals.append([p.data.copy() for p in s.net.learnable_params])
     for a, b in zip(*finals):
         np.testing.assert_array_equal(a, b)
+
+
+def test_turning_it_off_gives_every_blob_its_own_diff_again():
+    net = fcn_train_net()
+    net.share_diffs = True
+    gradients(net)
+    shared = list(net._diff_lifetimes())
+    net.share_diffs = False
+    gradients(net)
+    for i, a in enumerate(shared):
+        for b in shared[i + 1:]:
+            assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
