@@ -456,7 +456,7 @@ class Net:
             group[2].append(blob)
         # keep the previous plan's buffers where they are big enough: nets reshaped per batch
         # (FCN on images of varying size) then do not allocate on every iteration
-        spare, pool = list(getattr(self, "_diff_pool", [])), []
+        spare, pool = list(getattr(self, "_diff_pool", None) or []), []
         for size, _, blobs in sorted(groups, key=lambda g: -g[0]):
             fits = [i for i, b in enumerate(spare) if b.size >= size]
             if fits:

@@ -156,3 +156,6 @@ def test_turning_it_off_gives_every_blob_its_own_diff_again():
     for i, a in enumerate(shared):
         for b in shared[i + 1:]:
             assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
+    net.share_diffs = True  # and on again
+    loss, grads, _ = gradients(net)
+    assert net._diff_pool
