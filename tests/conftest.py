@@ -30,27 +30,22 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(skip)
 
 
-class EmulatedGPU:
+def emulated_gpu():
     """Without a GPU, `gpu` tests run against this stand-in for the GPU backend: the CPU
     backend (numpy arrays, the kernels compiled as C++), but named "gpu", so that layers take
-    their GPU branches, and with one element per iteration of the row-tiled kernels, as CUDA
-    threads do. What it cannot show is CuPy and CUDA themselves; the `cuda` tests and
-    bench/gpu_check.sh on a real device do."""
+    their GPU branches, and with the row tiling and fill every other device inherits from
+    Backend (one element per iteration of the row-tiled kernels, as CUDA threads take them).
+    What it cannot show is CuPy and CUDA themselves; the `cuda` tests and bench/gpu_check.sh on
+    a real device do."""
+    from netdef.backend import Backend
+    from netdef.backend.cpu import CPUBackend
 
-    @staticmethod
-    def make():
-        from netdef.backend.cpu import CPUBackend
+    class Emulated(CPUBackend):
+        name = "gpu"
+        row_tile = Backend.row_tile
+        fill = Backend.fill
 
-        class Emulated(CPUBackend):
-            name = "gpu"
-
-            def row_tile(self, width, rows):
-                return 1
-
-            def fill(self, array, value):
-                array.fill(value)
-
-        return Emulated()
+    return Emulated()
 
 
 @pytest.fixture(autouse=True)
@@ -61,7 +56,7 @@ def _emulated_gpu(request, monkeypatch):
     import netdef.backend as be
     from netdef.backend import cuda
 
-    emulated = EmulatedGPU.make()
+    emulated = emulated_gpu()
     if be._state["seed"] is not None:
         emulated.seed(be._state["seed"])
     monkeypatch.setitem(be._backends, ("gpu", be._state["device"]), emulated)

@@ -1,4 +1,4 @@
-"""Without a device the `gpu` tests run against tests/conftest.py's EmulatedGPU: check that it
+"""Without a device the `gpu` tests run against tests/conftest.py's emulated_gpu(): check that it
 really sends layers down their GPU branches (or, with a device, that the real one is used)."""
 import numpy as np
 import pytest

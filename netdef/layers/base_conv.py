@@ -308,11 +308,10 @@ class BaseConvolutionLayer(Layer):
         as a (nb, group, K / group, rows * OW) view of the workspace."""
         G = self.group
         col = workspace(self.backend, self.dtype, nb * self.K * rows * self.OW)
-        tile = self.row_tile(self.OW, nb * self.K * rows)
-        ntiles = -(-self.OW // tile)
+        iters, tile = self.row_launch(nb * self.K * rows * self.OW, self.OW)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
-                nb * self.K * rows * ntiles, img[n0:n0 + nb], col, self.Ci, self.IH, self.IW,
+                iters, img[n0:n0 + nb], col, self.Ci, self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
                 oh0, rows, tile)
         return col.reshape(nb, G, self.K // G, rows * self.OW)
@@ -327,11 +326,10 @@ class BaseConvolutionLayer(Layer):
             hrows, acc = h1 - h0, 1
             if oh0 == 0:
                 img[n0:n0 + nb] = 0
-        tile = self.row_tile(self.IW, nb * self.Ci * hrows)
-        ntiles = -(-self.IW // tile)
+        iters, tile = self.row_launch(nb * self.Ci * hrows * self.IW, self.IW)
         with self._timed("col2im"):
             self.kernels("im2col").col2im(
-                nb * self.Ci * hrows * ntiles, col, img[n0:n0 + nb], self.Ci, self.IH, self.IW,
+                iters, col, img[n0:n0 + nb], self.Ci, self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
                 oh0, rows, h0, hrows, self.steph, self.stepw, tile, acc)
 
@@ -363,10 +361,10 @@ class BaseConvolutionLayer(Layer):
         xp, G, N = self.xp, self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
-            tile = self.row_tile(self.IW, N * self.Ci * self.IH)
+            iters, tile = self.row_launch(img.size, self.IW)
             with self._timed("depthwise"):
                 self.kernels("im2col").dw_conv_backward(
-                    N * self.Ci * self.IH * -(-self.IW // tile), cols, W, img, *self._dw_args(),
+                    iters, cols, W, img, *self._dw_args(),
                     self.steph, self.stepw, tile)
             return
         WgT = self._weights_g(W).transpose(0, 2, 1)
@@ -449,8 +447,8 @@ class BaseConvolutionLayer(Layer):
                     blas.gemm(b[i, g].T, a[i, g].T, scratch[g], beta=1.0 if i else 0.0)
             out += scratch.transpose(0, 2, 1)
             return
-        if (self.backend.name == "cpu" and not small) or a.shape[0] == 1:
-            for i in range(a.shape[0]):
+        if (self.backend.name == "cpu" and not small) or nb == 1:
+            for i in range(nb):
                 matmul_into(self.backend, a[i], b[i], out, accumulate=True)
         else:
             out += self.xp.matmul(a, b).sum(axis=0)
