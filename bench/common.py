@@ -59,11 +59,6 @@ def peak_rss_gib():
     return v if v is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
 
-def rss_gib():
-    """This process's resident memory now (VmRSS), or None."""
-    return _status_gib("VmRSS")
-
-
 def table(rows, header):
     widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
     fmt = lambda r: "  ".join(str(c).rjust(w) if i else str(c).ljust(w) for i, (c, w) in enumerate(zip(r, widths)))

@@ -28,7 +28,7 @@ import numpy as np
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
-from common import Load, peak_rss_gib, rss_gib, table, timeit, try_torch  # noqa: E402
+from common import Load, peak_rss_gib, table, timeit, try_torch  # noqa: E402
 
 
 def netdef_nets(variant, classes, batch, size, dtype):
@@ -192,8 +192,6 @@ def only(args):
     import json
 
     who, phase = args.only.split("-")
-    __import__("netdef" if who == "netdef" else "torch")
-    base = peak_rss_gib()
     rng = np.random.default_rng(0)
     if who == "netdef":
         runs, sync, memory = netdef_runs(args, rng, (phase,))
@@ -202,8 +200,7 @@ def only(args):
     if args.gpu and who == "torch":
         try_torch().cuda.reset_peak_memory_stats()
     t = timeit(runs[phase], sync, args.warmup, args.iters)
-    print("RESULT " + json.dumps({"time": t, "memory": memory(), "baseline": base,
-                                  "rss": None if args.gpu else rss_gib()}))
+    print("RESULT " + json.dumps({"time": t, "memory": memory()}))
 
 
 def main():
