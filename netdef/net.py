@@ -139,6 +139,8 @@ class Net:
         self._bottom_ids = []  # per layer: list of Blob
         self._top_ids = []
         self._loss_tops = []  # (Blob, weight)
+        #: pycaffe's: every blob's loss weight (0 for blobs that are no loss)
+        self.blob_loss_weights = OrderedDict()
         self.inputs = []
         self.learnable_params = []
         self.params_lr = []
@@ -215,7 +217,8 @@ class Net:
         if not weights and layer.is_loss:
             weights = [1.0] + [0.0] * (len(tops) - 1)
         layer.loss_weights = weights or [0.0] * len(tops)
-        for blob, w in zip(tops, layer.loss_weights):
+        for blob, name, w in zip(tops, lp.top, layer.loss_weights):
+            self.blob_loss_weights[name] = float(w)
             if w != 0:
                 self._loss_tops.append((blob, float(w)))
         # Backward needs (forward pass of Caffe's analysis).

@@ -50,7 +50,7 @@ from . import proto
 from .backend import get_backend, set_random_seed
 from .blob import Blob
 from .cli import subcommand
-from .errors import NetdefError, ParseError, TrainingError
+from .errors import BackendError, NetdefError, ParseError, TrainingError
 from .net import Net
 
 log = logging.getLogger("netdef")
@@ -664,7 +664,7 @@ class Solver:
         state = pb.SolverState(iter=self.iter, learned_net=model, current_step=self.current_step)
         for h in self.history:
             proto.blob_to_proto(h.to_numpy(), state.history.add())
-        extra = {"format": STATE_FORMAT, "rng": self._rng_state(), "layers": self._layer_states()}
+        extra = {"format": STATE_FORMAT, "rng": self.backend.rng_state(), "layers": self._layer_states()}
         state.netdef_state = json.dumps(extra, default=_json_default, sort_keys=True).encode("utf-8")
         return state
 
@@ -679,18 +679,6 @@ class Solver:
             if states:
                 out[key] = states
         return out
-
-    def _rng_state(self):
-        b = self.backend
-        st = {"backend": b.name, "host": b.host_rng.bit_generator.state}
-        if isinstance(b.rng, np.random.Generator):
-            st["device"] = b.rng.bit_generator.state
-        else:
-            # A GPU generator's state cannot be read back: restart it from a recorded seed.
-            seed = int(b.host_rng.integers(0, 2**63 - 1))
-            b._seed_device(seed)
-            st["device_seed"] = seed
-        return st
 
     def restore(self, path):
         """Continue from a .solverstate: iteration, weights, history, lr step, and (netdef
@@ -720,14 +708,14 @@ class Solver:
                      "readers start afresh", path)
             return
         try:
-            self._restore_rng(extra.get("rng") or {})
+            self.backend.set_rng_state(extra.get("rng") or {})
             layers = extra.get("layers") or {}
             for key, net in self._nets():
                 saved = layers.get(key, {})
                 for name, layer in net.layer_dict.items():
                     if callable(getattr(layer, "set_state", None)) and name in saved:
                         layer.set_state(saved[name])
-        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError) as e:
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, BackendError) as e:
             # netdef_state is JSON of the expected shape unless the file was damaged or edited
             raise ParseError(f"corrupt netdef_state in the solverstate: {type(e).__name__}: {str(e)[:200]}",
                              file=path) from None
@@ -741,18 +729,6 @@ class Solver:
         if os.path.isfile(beside):
             return beside
         return learned
-
-    def _restore_rng(self, st):
-        b = self.backend
-        try:
-            if "host" in st:
-                b.host_rng.bit_generator.state = st["host"]
-            if "device" in st and isinstance(b.rng, np.random.Generator):
-                b.rng.bit_generator.state = st["device"]
-            elif "device_seed" in st:
-                b._seed_device(int(st["device_seed"]))
-        except (TypeError, ValueError, KeyError) as e:
-            raise ParseError(f"cannot restore the random generator state: {e}") from None
 
     # ---- signals and progress -------------------------------------------------------------------
     def request(self, action):

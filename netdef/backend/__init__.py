@@ -118,6 +118,33 @@ class Backend:
     def _seed_device(self, seed):
         raise NotImplementedError
 
+    def rng_state(self):
+        """The generators' state as JSON-able data (a solverstate's netdef_state.rng), such
+        that set_rng_state() continues both streams exactly where they are now."""
+        return {"backend": self.name, "host": self.host_rng.bit_generator.state,
+                **self._device_rng_state()}
+
+    def _device_rng_state(self):
+        """A device generator whose state cannot be read back (CuPy's) is restarted here from
+        a seed drawn from the host generator, and the seed is what gets recorded."""
+        seed = int(self.host_rng.integers(0, 2**63 - 1))
+        self._seed_device(seed)
+        return {"device_seed": seed}
+
+    def set_rng_state(self, state):
+        """Restore what rng_state() returned (possibly on another backend: a CPU snapshot's
+        device state is ignored on a GPU, whose stream then goes on from where it is)."""
+        try:
+            if "host" in state:
+                self.host_rng.bit_generator.state = state["host"]
+            self._set_device_rng_state(state)
+        except (TypeError, ValueError, KeyError) as e:
+            raise BackendError(f"cannot restore the random generator state: {e}") from None
+
+    def _set_device_rng_state(self, state):
+        if "device_seed" in state:
+            self._seed_device(int(state["device_seed"]))
+
     def available_memory(self):
         raise NotImplementedError
 

@@ -40,6 +40,15 @@ class CPUBackend(Backend):
     def _seed_device(self, seed):
         self.rng = np.random.default_rng(seed)
 
+    def _device_rng_state(self):
+        return {"device": self.rng.bit_generator.state}
+
+    def _set_device_rng_state(self, state):
+        if "device" in state:
+            self.rng.bit_generator.state = state["device"]
+        else:
+            super()._set_device_rng_state(state)
+
     def launch(self, family, name, dtype, n, args):
         key = (name, dtype)
         kern = self._cache.get(key)
