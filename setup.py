@@ -41,7 +41,8 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=["netdef", "netdef.backend", "netdef.layers", "netdef.data", "netdef.kernels"],
+    packages=["netdef", "netdef.backend", "netdef.commands", "netdef.layers", "netdef.data",
+              "netdef.solver", "netdef.kernels"],
     package_dir={"netdef.kernels": "kernels"},
     package_data={"netdef.kernels": ["*.cu", "*.cuh"]},
     ext_modules=[CMakeExtension("netdef._cpu_kernels")],

@@ -16,6 +16,8 @@ from .errors import (BackendError, LayerSetupError, NetdefError, ParseError, Sha
 from .layer import Layer
 from .layers import known_types, register_layer
 from .net import Net
+from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
+                     SGDSolver, Solver, get_solver)
 
 TRAIN = pb.TRAIN
 TEST = pb.TEST
@@ -26,18 +28,6 @@ __all__ = [
     "Net", "Blob", "Layer", "TRAIN", "TEST", "pb", "register_layer", "known_types",
     "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "set_tf32", "get_backend",
     "NetdefError", "ParseError", "LayerSetupError", "ShapeError", "BackendError", "TrainingError",
+    "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
+    "AdamSolver", "get_solver",
 ]
-
-_SOLVER_NAMES = ("Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver",
-                 "AdaDeltaSolver", "AdamSolver", "get_solver")
-__all__ += list(_SOLVER_NAMES)
-
-
-def __getattr__(name):
-    """The solvers load on first use: netdef.solver registers CLI subcommands, and importing
-    netdef.cli with the package would upset `python -m netdef.cli`."""
-    if name in _SOLVER_NAMES:
-        from . import solver
-
-        return getattr(solver, name)
-    raise AttributeError(f"module 'netdef' has no attribute {name!r}")

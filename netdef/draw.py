@@ -1,4 +1,4 @@
-"""`netdef draw <net.prototxt> out.(dot|svg|png|pdf)`: the layer graph.
+"""A net's layer graph as Graphviz DOT (to_dot) or a picture (draw); `netdef draw` prints it.
 
 Layers are boxes (coloured by kind, as Caffe's draw_net does), blobs are octagons, in-place
 layers sit on their blob. DOT text is written directly; other formats go through Graphviz's
@@ -9,7 +9,6 @@ import shutil
 import subprocess
 
 from . import netdef_pb2 as pb
-from .cli import subcommand
 from .errors import NetdefError
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
@@ -74,16 +73,3 @@ def draw(net_file, output, phase=None, rankdir="LR"):
     if res.returncode != 0:
         raise NetdefError(f"dot failed: {res.stderr.strip()}", file=output)
     return output
-
-
-def _configure(p):
-    p.add_argument("net")
-    p.add_argument("output", help="out.dot, or .svg/.png/.pdf with Graphviz installed")
-    p.add_argument("--rankdir", default="LR", choices=["LR", "TB", "BT", "RL"])
-    p.add_argument("--phase", default="all", choices=["train", "test", "all", "TRAIN", "TEST", "ALL"])
-
-
-@subcommand("draw", "draw the layer graph (DOT, or SVG/PNG/PDF through Graphviz)", configure=_configure)
-def _cmd_draw(args):
-    phase = {"train": pb.TRAIN, "test": pb.TEST, "all": None}[args.phase.lower()]
-    print(f"wrote {draw(args.net, args.output, phase, args.rankdir)}")

@@ -6,10 +6,23 @@ mean class accuracy     mean_i hist[i,i] / sum_j hist[i,j]
 mean IU                 mean_i hist[i,i] / (sum_j hist[i,j] + sum_j hist[j,i] - hist[i,i])
 frequency-weighted IU   sum_i freq_i * IU_i,  freq_i = sum_j hist[i,j] / sum hist
 Means run over the classes that occur (in the truth, or for IU in truth or prediction).
+
+Which blobs of a net are a segmentation (find_segmentation_blobs): the bottoms (score, label) of
+its first Accuracy or SoftmaxWithLoss layer whose score has >= 2 channels on axis 1 (the layer's
+axis) and spatial axes after them; the ignored label is that layer's accuracy_param.ignore_label
+or loss_param.ignore_label, none when unset. A classifier (score N x C) has none. Users override
+it with a SegmentationBlobs: Solver.segmentation, or `netdef test --seg-score --seg-label
+--ignore-label`. SegmentationAccumulator then adds each forward pass's arg-max to a confusion
+matrix.
 """
+import logging
+from typing import NamedTuple, Optional
+
 import numpy as np
 
 from .errors import NetdefError
+
+log = logging.getLogger("netdef")
 
 
 def confusion_matrix(labels, predictions, num_classes, ignore_label=255):
@@ -69,3 +82,73 @@ class SegmentationScore:
 
     def result(self):
         return scores(self.hist)
+
+
+class SegmentationBlobs(NamedTuple):
+    """A net's score blob (N x C x spatial...), its label blob, and the label value to skip."""
+
+    score: str
+    label: str
+    ignore_label: Optional[int] = None
+
+
+#: layer type -> (the message holding its axis, the message holding its ignore_label)
+_SCORING_LAYERS = {"Accuracy": ("accuracy_param", "accuracy_param"),
+                   "SoftmaxWithLoss": ("softmax_param", "loss_param")}
+
+
+def find_segmentation_blobs(net):
+    """The SegmentationBlobs an Accuracy or SoftmaxWithLoss layer of `net` scores per pixel,
+    or None (see the module docstring)."""
+    for name, layer in net.layer_dict.items():
+        params = _SCORING_LAYERS.get(layer.type)
+        bottoms = net.bottom_names[name]
+        if params is None or len(bottoms) < 2:
+            continue
+        axis_msg = getattr(layer.layer_param, params[0])
+        ignore_msg = getattr(layer.layer_param, params[1])
+        score = net.blobs[bottoms[0]]
+        if score.num_axes < 3 or axis_msg.axis % score.num_axes != 1 or score.shape[1] < 2:
+            continue
+        ignore = ignore_msg.ignore_label if ignore_msg.HasField("ignore_label") else None
+        return SegmentationBlobs(bottoms[0], bottoms[1], ignore)
+    return None
+
+
+class SegmentationAccumulator:
+    """The confusion matrix of a net's SegmentationBlobs over its forward passes: call add()
+    after each, result() at the end. A label blob that does not fit the score (size, or values
+    outside the classes) turns the metrics off with a note instead of failing the caller."""
+
+    def __init__(self, net, blobs):
+        for role, name in (("score", blobs.score), ("label", blobs.label)):
+            if name not in net.blobs:
+                raise NetdefError(f"no blob '{name}' in the net for the segmentation {role}")
+        score = net.blobs[blobs.score]
+        if score.num_axes < 2 or score.shape[1] < 2:
+            raise NetdefError(f"segmentation score '{blobs.score}' of shape {score.shape} has no "
+                              "class axis of >= 2 channels (axis 1)")
+        self.net, self.blobs = net, blobs
+        self.score = SegmentationScore(score.shape[1], ignore_label=blobs.ignore_label)
+
+    def add(self):
+        if self.score is None:
+            return
+        backend = self.net.backend
+        s, lab = self.net.blobs[self.blobs.score], self.net.blobs[self.blobs.label]
+        pred = backend.xp.argmax(s.data, axis=1)
+        if lab.count != pred.size:
+            log.info("(no segmentation metrics: label %s does not match score %s)", lab.shape, s.shape)
+            self.score = None
+            return
+        pred = backend.to_numpy(pred)
+        labels = backend.to_numpy(lab.data).reshape(pred.shape)
+        try:
+            self.score.hist += confusion_matrix(labels, pred, self.score.num_classes,
+                                                self.score.ignore_label)
+        except NetdefError as e:
+            log.info("(no segmentation metrics: %s)", e)
+            self.score = None
+
+    def result(self):
+        return None if self.score is None else self.score.result()

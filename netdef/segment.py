@@ -1,15 +1,14 @@
-"""`netdef segment <deploy.prototxt> --weights W image.(png|jpg)|dir ... -o out/`
+"""Segmenting images with a deploy net, and PASCAL VOC's colours for label maps.
 
-For each image: subtract the BGR mean, run the net at the image's size (the FCN deploy nets
-accept any size: the Input is reshaped), take the arg-max class per pixel, and write
-  out/<name>.png          the label map as a palette PNG in PASCAL VOC colours
-  out/<name>_overlay.png  the colours blended over the image
+segment_image subtracts the BGR mean, runs the net at the image's size (the FCN deploy nets
+accept any size: the Input is reshaped) and takes the arg-max class per pixel; save_label_png
+writes a label map as a palette PNG in VOC colours (voc_palette), overlay blends the colours over
+the image. `netdef segment` (netdef/commands/segment.py) does this for files and directories.
 """
 import os
 
 import numpy as np
 
-from .cli import subcommand
 from .errors import NetdefError
 
 VOC_MEAN_BGR = (104.00699, 116.66877, 122.67892)
@@ -74,7 +73,8 @@ def overlay(image_bgr, labels, alpha=0.5):
     return np.clip((1 - alpha) * rgb + alpha * colours, 0, 255).astype(np.uint8)
 
 
-def _images(paths):
+def image_files(paths):
+    """The image files among `paths`, directories expanded (sorted, by IMAGE_EXTS)."""
     for p in paths:
         if os.path.isdir(p):
             for name in sorted(os.listdir(p)):
@@ -84,36 +84,3 @@ def _images(paths):
             yield p
         else:
             raise NetdefError("no such image or directory", file=p)
-
-
-def _configure(p):
-    p.add_argument("net", help="deploy .prototxt")
-    p.add_argument("images", nargs="+", help="image files or directories")
-    p.add_argument("--weights", required=True)
-    p.add_argument("-o", "--output", required=True, help="output directory")
-    p.add_argument("--mean", help="B,G,R mean to subtract (default: the VOC mean)")
-    p.add_argument("--blob", help="output blob holding the scores (default: the first output)")
-
-
-@subcommand("segment", "write label maps (VOC palette PNG) and overlays for images", configure=_configure)
-def _cmd_segment(args):
-    from PIL import Image
-
-    from . import TEST
-    from .net import Net
-
-    net = Net(args.net, TEST, weights=args.weights)
-    os.makedirs(args.output, exist_ok=True)
-    mean = tuple(float(v) for v in args.mean.split(",")) if args.mean else VOC_MEAN_BGR
-    count = 0
-    for path in _images(args.images):
-        img = load_image_bgr(path)
-        labels = segment_image(net, img, mean, output_name=args.blob)
-        stem = os.path.splitext(os.path.basename(path))[0]
-        save_label_png(labels, os.path.join(args.output, stem + ".png"))
-        Image.fromarray(overlay(img, labels)).save(os.path.join(args.output, stem + "_overlay.png"))
-        classes = ", ".join(str(c) for c in np.unique(labels))
-        print(f"{path}: classes {classes} -> {os.path.join(args.output, stem)}.png")
-        count += 1
-    if not count:
-        raise NetdefError("no images found", file=" ".join(args.images))

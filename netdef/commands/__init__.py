@@ -1,0 +1,21 @@
+"""The `netdef` subcommands, one module each. A command module has
+
+    HELP            one line, shown by `netdef -h` and at the top of `netdef CMD -h`
+    configure(p)    adds its arguments to its argparse parser
+    run(args)       does the work; returns the exit status (None means 0)
+
+and raises NetdefError for bad input (cli.main prints it as `netdef CMD: error: ...`).
+Only netdef.cli imports this package; the library never does.
+"""
+from . import draw, info, segment, surgery, test, time, train
+
+#: subcommand name -> module, in the order `netdef -h` lists them
+COMMANDS = {
+    "info": info,
+    "train": train,
+    "test": test,
+    "surgery": surgery,
+    "segment": segment,
+    "draw": draw,
+    "time": time,
+}

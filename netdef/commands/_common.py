@@ -1,0 +1,91 @@
+"""What several subcommands share: the device options (--gpu / --cpu / --tf32) and choosing the
+device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
+import logging
+import time
+
+from .. import backend as be
+from .. import netdef_pb2 as pb
+
+log = logging.getLogger("netdef")
+
+
+def add_device_arguments(p):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--gpu", type=int, metavar="N", help="run on GPU N")
+    g.add_argument("--cpu", action="store_true", help="run on the CPU")
+    p.add_argument("--tf32", action="store_true",
+                   help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "
+                        "off by default, as in Caffe)")
+
+
+def select_device(args, solver_param=None):
+    """--cpu / --gpu N, else the solver's solver_mode if the file sets it (Caffe: GPU only when
+    asked), else the CPU. Logs the choice."""
+    gpu = None
+    if getattr(args, "gpu", None) is not None:
+        gpu = args.gpu
+    elif not getattr(args, "cpu", False) and solver_param is not None and \
+            solver_param.HasField("solver_mode") and solver_param.solver_mode == pb.SolverParameter.GPU:
+        gpu = solver_param.device_id
+    if gpu is None:
+        be.set_mode_cpu()
+        log.info("Use CPU.")
+    else:
+        be.set_device(gpu)
+        be.set_mode_gpu()
+        name = ""
+        try:
+            import cupy
+
+            props = cupy.cuda.runtime.getDeviceProperties(gpu)
+            name = f": {props['name'].decode() if isinstance(props['name'], bytes) else props['name']}"
+        except Exception:
+            pass
+        log.info("Using GPU %d%s", gpu, name)
+    if getattr(args, "tf32", False):
+        if gpu is None:
+            log.warning("--tf32 has no effect on the CPU: its GEMMs are always float32")
+        else:
+            be.set_tf32(True)
+            log.info("TF32 on: float32 GEMMs run on tensor cores")
+
+
+class GlogFormatter(logging.Formatter):
+    """Caffe's (glog's) line prefix, `I1123 01:02:03.456789 12345 solver.py:412] message`:
+    tools/extra/parse_log.py reads the time from it, and parse_log.sh finds '] Solving ' and
+    the values by their column ($9 of ', loss = ' lines)."""
+
+    def format(self, record):
+        t = time.localtime(record.created)
+        micros = int((record.created % 1) * 1e6)
+        prefix = (f"{record.levelname[:1]}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} "
+                  f"{record.process:5d} {record.filename}:{record.lineno}] ")
+        return prefix + super().format(record)
+
+
+def add_log_format_argument(p):
+    p.add_argument("--log-format", choices=["plain", "glog"], default="plain",
+                   help="glog: prefix every line as Caffe does (level, date, time, pid, "
+                        "file:line), for Caffe's parse_log.py / parse_log.sh")
+
+
+def set_log_format(args):
+    if getattr(args, "log_format", "plain") == "glog":
+        for h in logging.getLogger().handlers:
+            h.setFormatter(GlogFormatter("%(message)s"))
+
+
+def add_phase_argument(p, default):
+    p.add_argument("--phase", default=default, choices=["train", "test", "TRAIN", "TEST"])
+
+
+def phase(name):
+    """pb.TRAIN or pb.TEST from 'train' / 'test' (any case)."""
+    return {"train": pb.TRAIN, "test": pb.TEST}[name.lower()]
+
+
+def format_table(rows, header):
+    """Left-aligned columns, a dashed rule under the header."""
+    widths = [max(len(str(r[i])) for r in [header] + rows) for i in range(len(header))]
+    line = lambda r: "  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip()
+    return "\n".join([line(header), line(["-" * w for w in widths])] + [line(r) for r in rows])

@@ -1,0 +1,37 @@
+"""`netdef info <net.prototxt>`: a table of every layer (type, bottoms, tops with their shapes,
+param count, receptive field, stride and offset of its first top), then the totals."""
+from .. import coord_map
+from ..net import Net
+from ._common import add_phase_argument, format_table, phase
+
+HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, receptive field, "
+        "stride and offset")
+
+
+def configure(p):
+    p.add_argument("net", help="net .prototxt")
+    add_phase_argument(p, "test")
+
+
+def _geometry(maps, top):
+    m = maps.get(top)
+    if m is None:
+        return ["", "", ""]
+    fmt = lambda a, b: str(a) if a == b else f"{a}x{b}"
+    return [fmt(m[0].rf, m[1].rf), fmt(m[0].jump, m[1].jump), fmt(m[0].offset, m[1].offset)]
+
+
+def run(args):
+    net = Net(args.net, phase(args.phase))
+    maps = coord_map.compute(net.param)
+    rows = []
+    for name, layer in net.layer_dict.items():
+        tops = net.top_names[name]
+        shapes = ", ".join(f"{t} {'x'.join(map(str, net.blobs[t].shape))}" for t in tops)
+        params = sum(b.count for b in layer.blobs)
+        rows.append([name, layer.type, ", ".join(net.bottom_names[name]), shapes, f"{params:,}"]
+                    + _geometry(maps, tops[0] if tops else None))
+    print(format_table(rows, ["layer", "type", "bottoms", "tops", "params", "rf", "stride", "offset"]))
+    total = sum(b.count for b in net.learnable_params)
+    print(f"\n{len(net.layers)} layers, {total:,} learnable parameters, phase {args.phase.upper()}")
+    return 0

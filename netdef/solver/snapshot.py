@@ -1,0 +1,184 @@
+"""Snapshots and exact resume: the Snapshots mixin of Solver, and reading .solverstate files.
+
+Snapshots: <prefix>_iter_<N>.caffemodel (the train net's params) and <prefix>_iter_<N>.solverstate
+(a SolverState: iter, learned_net, history, current_step), each written to a temporary name and
+renamed. snapshot_prefix is relative to the solver file's directory and defaults to the solver
+file's name without extension.
+For an exact resume the solverstate also carries, in its netdef_state field (JSON; Caffe ignores
+it), the random generators of the backend (host: fillers and data order; device: Dropout masks)
+and the state of every layer that has get_state() / set_state(state) (data readers: the state
+must be JSON-able and describe the next batch the layer will deliver, not what a prefetch thread
+has read ahead). On the CPU a run resumed at iteration k then ends bit-identical to one never
+stopped. A GPU generator's state cannot be read back, so on the GPU each snapshot reseeds it from
+the host generator (same results with and without resume, for a given snapshot interval).
+"""
+import json
+import logging
+import os
+
+import numpy as np
+
+from .. import netdef_pb2 as pb
+from .. import proto
+from ..errors import BackendError, NetdefError, ParseError, TrainingError
+
+log = logging.getLogger("netdef")
+
+STATE_FORMAT = 1
+
+
+def read_solverstate(path):
+    """(SolverState, netdef extras dict or None) from a .solverstate."""
+    state = proto.read_binary(path, pb.SolverState, "solverstate (SolverState)")
+    extra = None
+    if state.HasField("netdef_state"):
+        try:
+            extra = json.loads(state.netdef_state.decode("utf-8"))
+        except (UnicodeDecodeError, ValueError, RecursionError) as e:
+            raise ParseError(f"corrupt netdef_state in the solverstate: {str(e)[:200]}", file=os.fspath(path)) from None
+        if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
+            raise ParseError(f"netdef_state of an unknown format: {str(extra)[:80]}", file=os.fspath(path))
+    return state, extra
+
+
+def _json_default(value):
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, np.floating):
+        return float(value)
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"{type(value).__name__} is not JSON-serializable")
+
+
+class Snapshots:
+    """Solver's snapshot and restore (a mixin: it uses the Solver's param, net, test_nets,
+    history, iter, current_step, backend, dtype and _path)."""
+
+    last_snapshot = None
+    _last_snapshot_iter = None
+
+    @property
+    def snapshot_prefix(self):
+        prefix = self.param.snapshot_prefix
+        stem = os.path.splitext(os.path.basename(self.filename))[0] if self.filename else None
+        if not prefix:
+            # no solver file to name them after (a solver built in code): the net's name
+            return os.path.join(self.dir, stem or self.net.name or "netdef")
+        if prefix.endswith(("/", os.sep)) and stem:
+            prefix += stem
+        return self._path(prefix)
+
+    def snapshot_filename(self, ext):
+        return f"{self.snapshot_prefix}_iter_{self.iter}{ext}"
+
+    def _check_snapshot_prefix(self):
+        d = os.path.dirname(self.snapshot_prefix) or "."
+        if not os.path.isdir(d):
+            raise TrainingError(f"cannot write snapshots: directory '{d}' of snapshot_prefix "
+                                f"'{self.snapshot_prefix}' does not exist")
+        if not os.access(d, os.W_OK):
+            raise TrainingError(f"cannot write snapshots: directory '{d}' is not writable")
+
+    def snapshot(self):
+        """Write <prefix>_iter_<N>.caffemodel and .solverstate (each atomically). Non-finite
+        weights are never written: they stop training and the last snapshot stays the last."""
+        self._check_finite_params()
+        model = self.snapshot_filename(".caffemodel")
+        log.info("Snapshotting to binary proto file %s", model)
+        try:
+            proto.write_binary(self.net.to_proto(write_diff=self.param.snapshot_diff), model)
+            state_file = self.snapshot_filename(".solverstate")
+            log.info("Snapshotting solver state to binary proto file %s", state_file)
+            proto.write_binary(self._solver_state(model), state_file)
+        except NetdefError as e:
+            raise TrainingError(f"snapshot failed ({e}); the previous snapshot "
+                                f"{self.last_snapshot or '(none)'} is intact") from None
+        self._last_snapshot_iter = self.iter
+        self.last_snapshot = state_file
+        return state_file
+
+    def _check_finite_params(self):
+        """An update can diverge while the loss it came from was finite (an infinite gradient);
+        the loss check would only see it at the next forward, after a snapshot had saved it."""
+        xp = self.backend.xp
+        for name, layer in self.net.layer_dict.items():
+            for k, blob in enumerate(layer.blobs):
+                if not bool(xp.isfinite(blob.data).all()):
+                    kept = (f"the last snapshot ({self.last_snapshot}) is intact" if self.last_snapshot
+                            else "no snapshot was written")
+                    raise TrainingError(
+                        f"iteration {self.iter}: param {k} of layer '{name}' ({layer.type}) is "
+                        f"non-finite after the update of iteration {self.iter - 1} (the loss was "
+                        f"finite, a gradient was not); not snapshotting it: {kept}. Try a lower "
+                        "base_lr or clip_gradients.")
+
+    def _solver_state(self, model):
+        state = pb.SolverState(iter=self.iter, learned_net=model, current_step=self.current_step)
+        for h in self.history:
+            proto.blob_to_proto(h.to_numpy(), state.history.add())
+        extra = {"format": STATE_FORMAT, "rng": self.backend.rng_state(), "layers": self._layer_states()}
+        state.netdef_state = json.dumps(extra, default=_json_default, sort_keys=True).encode("utf-8")
+        return state
+
+    def _nets(self):
+        return [("train", self.net)] + [(f"test{i}", n) for i, n in enumerate(self.test_nets)]
+
+    def _layer_states(self):
+        out = {}
+        for key, net in self._nets():
+            states = {name: layer.get_state() for name, layer in net.layer_dict.items()
+                      if callable(getattr(layer, "get_state", None))}
+            if states:
+                out[key] = states
+        return out
+
+    def restore(self, path):
+        """Continue from a .solverstate: iteration, weights, history, lr step, and (netdef
+        snapshots) the random generators and data readers' positions."""
+        path = os.fspath(path)
+        state, extra = read_solverstate(path)
+        if state.iter < 0 or state.current_step < 0:
+            raise ParseError(f"negative iteration ({state.iter}) or lr step ({state.current_step}) in the "
+                             "solverstate (corrupt file?)", file=path)
+        self.iter = state.iter
+        if state.learned_net:
+            self.net.copy_from(self._find_learned_net(state.learned_net, path))
+        self.current_step = state.current_step
+        if len(state.history) != len(self.history):
+            raise ParseError(f"the solverstate has {len(state.history)} history blobs, this "
+                             f"{type(self).__name__} on this net needs {len(self.history)} "
+                             "(another solver type or net?)", file=path)
+        log.info("%s: restoring history", type(self).__name__)
+        for k, (h, bp) in enumerate(zip(self.history, state.history)):
+            values = proto.proto_to_array(bp, self.dtype, f"history blob {k}: ")
+            if values.shape != h.shape:
+                raise ParseError(f"history blob {k} has shape {values.shape}, the param has {h.shape}",
+                                 file=path)
+            h.data[...] = self.backend.asarray(values, dtype=self.dtype)
+        if extra is None:
+            log.info("%s has no netdef state (a Caffe snapshot?): random generators and data "
+                     "readers start afresh", path)
+            return
+        try:
+            self.backend.set_rng_state(extra.get("rng") or {})
+            layers = extra.get("layers") or {}
+            for key, net in self._nets():
+                saved = layers.get(key, {})
+                for name, layer in net.layer_dict.items():
+                    if callable(getattr(layer, "set_state", None)) and name in saved:
+                        layer.set_state(saved[name])
+        except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, BackendError) as e:
+            # netdef_state is JSON of the expected shape unless the file was damaged or edited
+            raise ParseError(f"corrupt netdef_state in the solverstate: {type(e).__name__}: {str(e)[:200]}",
+                             file=path) from None
+        self._last_snapshot_iter = self.iter
+        self.last_snapshot = path
+
+    def _find_learned_net(self, learned, state_path):
+        """The caffemodel beside the solverstate (so snapshot directories can move), else the
+        stored path as given."""
+        beside = os.path.join(os.path.dirname(os.path.abspath(state_path)), os.path.basename(learned))
+        if os.path.isfile(beside):
+            return beside
+        return learned
