@@ -99,7 +99,16 @@ _SCORING_LAYERS = {"Accuracy": ("accuracy_param", "accuracy_param"),
 
 def find_segmentation_blobs(net):
     """The SegmentationBlobs an Accuracy or SoftmaxWithLoss layer of `net` scores per pixel,
-    or None (see the module docstring)."""
+    or None (see the module docstring). Blobs are named as in the prototxt, not by the Split
+    copies the Net inserted in front of a blob read by several layers."""
+    split_of = {t: net.bottom_names[name][0] for name, layer in net.layer_dict.items()
+                if layer.type == "Split" for t in net.top_names[name]}
+
+    def origin(blob):
+        while blob in split_of:
+            blob = split_of[blob]
+        return blob
+
     for name, layer in net.layer_dict.items():
         params = _SCORING_LAYERS.get(layer.type)
         bottoms = net.bottom_names[name]
@@ -111,7 +120,7 @@ def find_segmentation_blobs(net):
         if score.num_axes < 3 or axis_msg.axis % score.num_axes != 1 or score.shape[1] < 2:
             continue
         ignore = ignore_msg.ignore_label if ignore_msg.HasField("ignore_label") else None
-        return SegmentationBlobs(bottoms[0], bottoms[1], ignore)
+        return SegmentationBlobs(origin(bottoms[0]), origin(bottoms[1]), ignore)
     return None
 
 
