@@ -374,7 +374,6 @@ class Solver(Snapshots):
                 self._stop = True
         return not self._stop
 
-
     # ---- failures -----------------------------------------------------------------------------
     def _non_finite(self, loss):
         net, xp = self.net, self.backend.xp
