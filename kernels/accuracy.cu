@@ -6,24 +6,16 @@
 //                       or invalid), bad[i] = 1 for a label neither ignored nor in [0, C)
 //   accuracy_per_class: one thread per (class c, chunk j of `chunk` pixels): the number of valid
 //                       pixels of class c in the chunk and of their hits; the layer sums chunks.
-// Labels are Dtype values truncated to integers, as Caffe does. No backward (Caffe has none).
+// Labels are read by common.cuh's read_label. No backward (Caffe has none).
 #include "common.cuh"
-
-DEVICE_FN index_t accuracy_read_label(const Dtype v, const index_t C, const index_t has_ignore,
-                                      const index_t ignore_label) {
-  if (!(v > Dtype(-9.0e18) && v < Dtype(9.0e18))) return -2;
-  const index_t l = (index_t)v;
-  if (has_ignore && l == ignore_label) return -1;
-  return (l >= 0 && l < C) ? l : -2;
-}
 
 KERNEL(accuracy_forward, (const index_t n, const Dtype* x, const Dtype* label, Dtype* hit,
                           Dtype* valid, Dtype* bad, index_t* cls, const index_t C,
                           const index_t inner, const index_t top_k, const index_t has_ignore,
                           const index_t ignore_label)) {
   KERNEL_LOOP_WORK(i, C) {
-    const index_t l = accuracy_read_label(label[i], C, has_ignore, ignore_label);
-    bad[i] = l == -2 ? Dtype(1) : Dtype(0);
+    const index_t l = read_label(label[i], C, has_ignore, ignore_label);
+    bad[i] = l == LABEL_INVALID ? Dtype(1) : Dtype(0);
     valid[i] = l >= 0 ? Dtype(1) : Dtype(0);
     cls[i] = l >= 0 ? l : -1;
     hit[i] = Dtype(0);
@@ -43,7 +35,7 @@ KERNEL(accuracy_per_class, (const index_t n, const Dtype* hit, const index_t* cl
   KERNEL_LOOP(i) {
     const index_t c = i / chunks;
     const index_t first = (i % chunks) * chunk;
-    const index_t last = first + chunk < pixels ? first + chunk : pixels;
+    const index_t last = index_min(first + chunk, pixels);
     Dtype t = Dtype(0), h = Dtype(0);
     for (index_t p = first; p < last; ++p)
       if (cls[p] == c) {

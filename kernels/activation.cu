@@ -48,10 +48,7 @@ KERNEL(absval_forward, (const index_t n, const Dtype* x, Dtype* y)) {
 }
 
 KERNEL(absval_backward, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* dx)) {
-  KERNEL_LOOP(i) {
-    const Dtype s = Dtype((Dtype(0) < x[i]) - (x[i] < Dtype(0)));
-    dx[i] = dy[i] * s;
-  }
+  KERNEL_LOOP(i) { dx[i] = dy[i] * sign_of(x[i]); }
 }
 
 // ---- Power -----------------------------------------------------------------------------------

@@ -30,14 +30,13 @@ typedef long long index_t;
 #include <cmath>
 #include "kernel_registry.h"
 
-using std::abs;
-using std::ceil;
+// The float overloads for -DDtype=float, as NVRTC has them; without these the C library's
+// double functions would be called and the CPU's float kernels would compute in double.
 using std::exp;
-using std::floor;
+using std::expm1;
 using std::log;
 using std::log1p;
 using std::max;
-using std::min;
 using std::pow;
 using std::sqrt;
 using std::tanh;
@@ -67,3 +66,41 @@ using std::tanh;
 #define DEVICE_FN static inline
 
 #endif
+
+// ---- Helpers shared by the kernel files (both compilers from here on) ------------------------
+
+// Caffe's FLT_MIN (the smallest normal float) in either dtype, as a floor for logs and divisors;
+// NVRTC has no <cfloat>.
+#define ND_FLT_MIN Dtype(1.17549435082228750797e-38)
+
+DEVICE_FN index_t index_min(const index_t a, const index_t b) { return a < b ? a : b; }
+DEVICE_FN index_t index_max(const index_t a, const index_t b) { return a > b ? a : b; }
+// v limited to [lo, hi], for lo <= hi.
+DEVICE_FN index_t index_clamp(const index_t v, const index_t lo, const index_t hi) {
+  return v < lo ? lo : (v < hi ? v : hi);
+}
+
+// -1, 0 or 1 (0 for zero, so an L1 or |x| gradient at 0 is 0).
+DEVICE_FN Dtype sign_of(const Dtype v) { return Dtype((Dtype(0) < v) - (v < Dtype(0))); }
+
+// Iteration i of a loop over `tile`-long segments of rows `len` long, `ntiles` segments a row
+// (the tiled kernels: one element per iteration on the GPU, a row segment on the CPU): returns
+// the row and sets [*first, *last), the segment's columns (the last one of a row may be shorter).
+DEVICE_FN index_t row_tile(const index_t i, const index_t ntiles, const index_t tile,
+                           const index_t len, index_t* first, index_t* last) {
+  *first = (i % ntiles) * tile;
+  *last = index_min(*first + tile, len);
+  return i / ntiles;
+}
+
+// Labels arrive as Dtype values and are truncated to integers, as Caffe does. read_label gives
+// the class in [0, C), or LABEL_IGNORED (the layer's ignore_label, when has_ignore), or
+// LABEL_INVALID for anything else: out of range, NaN, or too large for an integer.
+constexpr index_t LABEL_IGNORED = -1, LABEL_INVALID = -2;
+DEVICE_FN index_t read_label(const Dtype v, const index_t C, const index_t has_ignore,
+                             const index_t ignore_label) {
+  if (!(v > Dtype(-9.0e18) && v < Dtype(9.0e18))) return LABEL_INVALID;
+  const index_t l = (index_t)v;
+  if (has_ignore && l == ignore_label) return LABEL_IGNORED;
+  return (l >= 0 && l < C) ? l : LABEL_INVALID;
+}

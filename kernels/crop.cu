@@ -32,11 +32,11 @@ KERNEL(crop_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t n
   const index_t* bshape = geom;
   const index_t* tshape = geom + ndim;
   const index_t* off = geom + 2 * ndim;
-  const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
+  const index_t TW = tshape[ndim - 1];
   const index_t ntiles = (TW + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
-    const index_t row = i / ntiles;
-    const index_t q0 = (i % ntiles) * tile, q1 = q0 + tile < TW ? q0 + tile : TW;
+    index_t q0, q1;
+    const index_t row = row_tile(i, ntiles, tile, TW, &q0, &q1);
     bool inside;
     const index_t src = crop_row_start(row, tshape, bshape, off, ndim, 1, &inside);
     const Dtype* xr = x + src + off[ndim - 1];
@@ -54,16 +54,16 @@ KERNEL(crop_backward, (const index_t n, const Dtype* dy, Dtype* dx, const index_
   const index_t TW = tshape[ndim - 1], BW = bshape[ndim - 1];
   const index_t ntiles = (BW + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
-    const index_t row = i / ntiles;
-    const index_t w0 = (i % ntiles) * tile, w1 = w0 + tile < BW ? w0 + tile : BW;
+    index_t w0, w1;
+    const index_t row = row_tile(i, ntiles, tile, BW, &w0, &w1);
     bool inside;
     const index_t dst = crop_row_start(row, bshape, tshape, off, ndim, -1, &inside);
     Dtype* dxr = dx + row * BW;
     const Dtype* dyr = dy + dst - off[ndim - 1];
     // the top's columns within this segment: [lo, hi), w0 <= lo <= hi <= w1
     const index_t o = off[ndim - 1];
-    index_t lo = o < w0 ? w0 : (o < w1 ? o : w1);
-    index_t hi = o + TW < lo ? lo : (o + TW < w1 ? o + TW : w1);
+    index_t lo = index_clamp(o, w0, w1);
+    index_t hi = index_clamp(o + TW, lo, w1);
     if (!inside) lo = hi = w1;
     for (index_t w = w0; w < lo; ++w) dxr[w] = Dtype(0);
     for (index_t w = lo; w < hi; ++w) dxr[w] = dyr[w];

@@ -17,8 +17,8 @@ KERNEL(lrn_across_forward, (const index_t n, const Dtype* x, Dtype* scale, Dtype
     const index_t s = i % S;
     const index_t c = (i / S) % C;
     const Dtype* base = x + (i / S - c) * S + s;  // channel 0 at this (n, h, w)
-    const index_t lo = c - half < 0 ? 0 : c - half;
-    const index_t hi = c + half > C - 1 ? C - 1 : c + half;
+    const index_t lo = index_max(c - half, 0);
+    const index_t hi = index_min(c + half, C - 1);
     Dtype sum = Dtype(0);
     for (index_t j = lo; j <= hi; ++j) sum += base[j * S] * base[j * S];
     const Dtype sc = k + alpha_n * sum;
@@ -34,8 +34,8 @@ KERNEL(lrn_across_backward, (const index_t n, const Dtype* x, const Dtype* y, co
     const index_t s = i % S;
     const index_t c = (i / S) % C;
     const index_t off = (i / S - c) * S + s;
-    const index_t lo = c - half < 0 ? 0 : c - half;
-    const index_t hi = c + half > C - 1 ? C - 1 : c + half;
+    const index_t lo = index_max(c - half, 0);
+    const index_t hi = index_min(c + half, C - 1);
     Dtype acc = Dtype(0);
     for (index_t j = lo; j <= hi; ++j) {
       const index_t q = off + j * S;
@@ -52,10 +52,10 @@ KERNEL(lrn_within_forward, (const index_t n, const Dtype* x, Dtype* scale, Dtype
     const index_t w = i % W;
     const index_t h = (i / W) % H;
     const Dtype* plane = x + (i / (H * W)) * H * W;
-    const index_t h0 = h - half < 0 ? 0 : h - half;
-    const index_t h1 = h + half > H - 1 ? H - 1 : h + half;
-    const index_t w0 = w - half < 0 ? 0 : w - half;
-    const index_t w1 = w + half > W - 1 ? W - 1 : w + half;
+    const index_t h0 = index_max(h - half, 0);
+    const index_t h1 = index_min(h + half, H - 1);
+    const index_t w0 = index_max(w - half, 0);
+    const index_t w1 = index_min(w + half, W - 1);
     Dtype sum = Dtype(0);
     for (index_t a = h0; a <= h1; ++a)
       for (index_t b = w0; b <= w1; ++b) {
@@ -75,10 +75,10 @@ KERNEL(lrn_within_backward, (const index_t n, const Dtype* x, const Dtype* y, co
     const index_t w = i % W;
     const index_t h = (i / W) % H;
     const index_t plane = (i / (H * W)) * H * W;
-    const index_t h0 = h - half < 0 ? 0 : h - half;
-    const index_t h1 = h + half > H - 1 ? H - 1 : h + half;
-    const index_t w0 = w - half < 0 ? 0 : w - half;
-    const index_t w1 = w + half > W - 1 ? W - 1 : w + half;
+    const index_t h0 = index_max(h - half, 0);
+    const index_t h1 = index_min(h + half, H - 1);
+    const index_t w0 = index_max(w - half, 0);
+    const index_t w1 = index_min(w + half, W - 1);
     Dtype acc = Dtype(0);
     for (index_t a = h0; a <= h1; ++a)
       for (index_t b = w0; b <= w1; ++b) {

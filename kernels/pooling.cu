@@ -17,17 +17,12 @@
 // windows that contain them.
 #include "common.cuh"
 
-#define ND_FLT_MIN Dtype(1.17549435082228750797e-38)
-
-DEVICE_FN index_t pool_min(const index_t a, const index_t b) { return a < b ? a : b; }
-DEVICE_FN index_t pool_max(const index_t a, const index_t b) { return a > b ? a : b; }
-
 // Range [first, last) of pooled indices along one axis whose windows contain position p.
 DEVICE_FN void pool_windows_of(const index_t p, const index_t pad, const index_t k,
                                const index_t s, const index_t P, index_t* first, index_t* last) {
   const index_t q = p + pad;
   *first = q < k ? 0 : (q - k) / s + 1;
-  *last = pool_min(q / s + 1, P);
+  *last = index_min(q / s + 1, P);
 }
 
 // MAX and AVE take `tile` outputs (forward) or bottom elements (backward) of one row per
@@ -42,14 +37,14 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
   // n = N * C * PH * ntiles
   const index_t ntiles = (PW + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile * kh * kw) {
-    const index_t row = i / ntiles;  // plane * PH + a
-    const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
+    index_t b0, b1;
+    const index_t row = row_tile(i, ntiles, tile, PW, &b0, &b1);  // plane * PH + a
     const index_t a = row % PH;
     const Dtype* plane = x + (row / PH) * H * W;
-    const index_t hs = pool_max(a * sh - ph, 0), he = pool_min(a * sh - ph + kh, H);
+    const index_t hs = index_max(a * sh - ph, 0), he = index_min(a * sh - ph + kh, H);
     for (index_t b = b0; b < b1; ++b) {
       const index_t o = row * PW + b;
-      const index_t ws = pool_max(b * sw - pw, 0), we = pool_min(b * sw - pw + kw, W);
+      const index_t ws = index_max(b * sw - pw, 0), we = index_min(b * sw - pw + kw, W);
       if (hs >= he || ws >= we) {
         y[o] = Dtype(0);
         mask[o] = -1;
@@ -89,8 +84,8 @@ KERNEL(max_pool_backward, (const index_t n, const Dtype* dy, const index_t* mask
   // n = N * C * H * ntiles
   const index_t ntiles = (W + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
-    const index_t row = i / ntiles;  // plane * H + h
-    const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
+    index_t w0, w1;
+    const index_t row = row_tile(i, ntiles, tile, W, &w0, &w1);  // plane * H + h
     const index_t h = row % H;
     const index_t top = (row / H) * PH * PW;
     index_t a0, a1, b0, b1;
@@ -113,17 +108,17 @@ KERNEL(ave_pool_forward, (const index_t n, const Dtype* x, Dtype* y,
   // n = N * C * PH * ntiles
   const index_t ntiles = (PW + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile * kh * kw) {
-    const index_t row = i / ntiles;  // plane * PH + a
-    const index_t b0 = (i % ntiles) * tile, b1 = pool_min(b0 + tile, PW);
+    index_t b0, b1;
+    const index_t row = row_tile(i, ntiles, tile, PW, &b0, &b1);  // plane * PH + a
     const index_t a = row % PH;
     const Dtype* plane = x + (row / PH) * H * W;
     const index_t h0 = a * sh - ph;
-    const index_t rows = pool_min(h0 + kh, H + ph) - h0;
-    const index_t hs = pool_max(h0, 0), he = pool_min(h0 + kh, H);
+    const index_t rows = index_min(h0 + kh, H + ph) - h0;
+    const index_t hs = index_max(h0, 0), he = index_min(h0 + kh, H);
     for (index_t b = b0; b < b1; ++b) {
       const index_t o = row * PW + b;
       const index_t w0 = b * sw - pw;
-      const index_t ws = pool_max(w0, 0), we = pool_min(w0 + kw, W);
+      const index_t ws = index_max(w0, 0), we = index_min(w0 + kw, W);
       if (hs >= he || ws >= we) {
         y[o] = Dtype(0);
         continue;
@@ -131,7 +126,7 @@ KERNEL(ave_pool_forward, (const index_t n, const Dtype* x, Dtype* y,
       Dtype sum = Dtype(0);
       for (index_t h = hs; h < he; ++h)
         for (index_t w = ws; w < we; ++w) sum += plane[h * W + w];
-      y[o] = sum / Dtype(rows * (pool_min(w0 + kw, W + pw) - w0));
+      y[o] = sum / Dtype(rows * (index_min(w0 + kw, W + pw) - w0));
     }
   }
 }
@@ -143,8 +138,8 @@ KERNEL(ave_pool_backward, (const index_t n, const Dtype* dy, Dtype* dx,
   // n = N * C * H * ntiles
   const index_t ntiles = (W + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
-    const index_t row = i / ntiles;  // plane * H + h
-    const index_t w0 = (i % ntiles) * tile, w1 = pool_min(w0 + tile, W);
+    index_t w0, w1;
+    const index_t row = row_tile(i, ntiles, tile, W, &w0, &w1);  // plane * H + h
     const index_t h = row % H;
     const index_t top = (row / H) * PH * PW;
     index_t a0, a1, b0, b1;
@@ -153,11 +148,11 @@ KERNEL(ave_pool_backward, (const index_t n, const Dtype* dy, Dtype* dx,
     for (index_t w = w0; w < w1; ++w) dxr[w] = Dtype(0);
     for (index_t a = a0; a < a1; ++a) {
       const index_t hs = a * sh - ph;
-      const index_t rows = pool_min(hs + kh, H + ph) - hs;
+      const index_t rows = index_min(hs + kh, H + ph) - hs;
       for (index_t b = b0; b < b1; ++b) {
         const index_t ws = b * sw - pw;
-        const Dtype g = dy[top + a * PW + b] / Dtype(rows * (pool_min(ws + kw, W + pw) - ws));
-        const index_t lo = pool_max(ws, w0), hi = pool_min(ws + kw, w1);
+        const Dtype g = dy[top + a * PW + b] / Dtype(rows * (index_min(ws + kw, W + pw) - ws));
+        const index_t lo = index_max(ws, w0), hi = index_min(ws + kw, w1);
         for (index_t w = lo; w < hi; ++w) dxr[w] += g;
       }
     }
@@ -172,8 +167,8 @@ KERNEL(sto_pool_forward_train, (const index_t n, const Dtype* x, const Dtype* u,
     const index_t b = i % PW;
     const index_t a = (i / PW) % PH;
     const Dtype* plane = x + (i / (PW * PH)) * H * W;
-    const index_t hs = a * sh, he = pool_min(a * sh + kh, H);
-    const index_t ws = b * sw, we = pool_min(b * sw + kw, W);
+    const index_t hs = a * sh, he = index_min(a * sh + kh, H);
+    const index_t ws = b * sw, we = index_min(b * sw + kw, W);
     if (hs >= he || ws >= we) {
       y[i] = Dtype(0);
       mask[i] = -1;
@@ -209,7 +204,7 @@ KERNEL(sto_pool_forward_test, (const index_t n, const Dtype* x, Dtype* y,
     const index_t b = i % PW;
     const index_t a = (i / PW) % PH;
     const Dtype* plane = x + (i / (PW * PH)) * H * W;
-    const index_t he = pool_min(a * sh + kh, H), we = pool_min(b * sw + kw, W);
+    const index_t he = index_min(a * sh + kh, H), we = index_min(b * sw + kw, W);
     Dtype s1 = ND_FLT_MIN, s2 = Dtype(0);
     for (index_t h = a * sh; h < he; ++h)
       for (index_t w = b * sw; w < we; ++w) {
@@ -237,7 +232,7 @@ KERNEL(sto_pool_backward_test, (const index_t n, const Dtype* x, const Dtype* dy
     Dtype acc = Dtype(0);
     for (index_t a = a0; a < a1; ++a)
       for (index_t b = b0; b < b1; ++b) {
-        const index_t he = pool_min(a * sh + kh, H), we = pool_min(b * sw + kw, W);
+        const index_t he = index_min(a * sh + kh, H), we = index_min(b * sw + kw, W);
         Dtype s1 = ND_FLT_MIN, s2 = Dtype(0);
         for (index_t r = a * sh; r < he; ++r)
           for (index_t c = b * sw; c < we; ++c) {

@@ -7,20 +7,9 @@
 //              dx_c = y_c (dy_c - sum_c' dy_c' y_c')
 //   loss:      per pixel with label l (not ignored):  loss = -log(max(p_l, FLT_MIN)), valid = 1
 //              dx_c = (p_c - [c == l]) * top_diff[0] * inv_norm;  ignored pixels: loss 0, dx 0
-//   labels are stored as Dtype and truncated to an integer as Caffe does; a label that is
-//   neither the ignore label nor in [0, C) sets bad[i] = 1 (the layer reports it afterwards).
+//   labels are read by common.cuh's read_label; a label that is neither the ignore label nor
+//   in [0, C) sets bad[i] = 1 (the layer reports it afterwards).
 #include "common.cuh"
-
-#define ND_FLT_MIN Dtype(1.17549435082228750797e-38)
-
-// Class of a label value: 0 <= l < C a class, -1 ignored, -2 invalid (NaN, inf, out of range).
-DEVICE_FN index_t softmax_read_label(const Dtype v, const index_t C, const index_t has_ignore,
-                                     const index_t ignore_label) {
-  if (!(v > Dtype(-9.0e18) && v < Dtype(9.0e18))) return -2;
-  const index_t l = (index_t)v;
-  if (has_ignore && l == ignore_label) return -1;
-  return (l >= 0 && l < C) ? l : -2;
-}
 
 KERNEL(softmax_forward, (const index_t n, const Dtype* x, Dtype* y, const index_t C,
                          const index_t inner)) {
@@ -56,10 +45,10 @@ KERNEL(softmax_loss_forward, (const index_t n, const Dtype* prob, const Dtype* l
                               Dtype* valid, Dtype* bad, const index_t C, const index_t inner,
                               const index_t has_ignore, const index_t ignore_label)) {
   KERNEL_LOOP(i) {
-    const index_t l = softmax_read_label(label[i], C, has_ignore, ignore_label);
+    const index_t l = read_label(label[i], C, has_ignore, ignore_label);
     loss[i] = Dtype(0);
     valid[i] = Dtype(0);
-    bad[i] = l == -2 ? Dtype(1) : Dtype(0);
+    bad[i] = l == LABEL_INVALID ? Dtype(1) : Dtype(0);
     if (l >= 0) {
       const Dtype p = prob[(i / inner) * C * inner + l * inner + i % inner];
       loss[i] = -log(max(p, ND_FLT_MIN));
@@ -75,7 +64,7 @@ KERNEL(softmax_loss_backward, (const index_t n, const Dtype* prob, const Dtype* 
   KERNEL_LOOP(i) {
     const index_t c = (i / inner) % C;
     const index_t pixel = (i / (C * inner)) * inner + i % inner;
-    const index_t l = softmax_read_label(label[pixel], C, has_ignore, ignore_label);
+    const index_t l = read_label(label[pixel], C, has_ignore, ignore_label);
     if (l < 0) {
       dx[i] = Dtype(0);
     } else {

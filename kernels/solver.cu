@@ -19,7 +19,7 @@ DEVICE_FN Dtype solver_gradient(const Dtype diff, const Dtype w, const Dtype sca
                                 const Dtype decay, const index_t l1) {
   Dtype g = diff * scale;
   if (decay != Dtype(0)) {
-    const Dtype r = l1 ? Dtype((Dtype(0) < w) - (w < Dtype(0))) : w;
+    const Dtype r = l1 ? sign_of(w) : w;
     g += decay * r;
   }
   return g;

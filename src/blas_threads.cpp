@@ -7,7 +7,7 @@
 // each pool's spinning threads take the cores the other needs. OpenBLAS >= 0.3.27 lets a
 // program run its parallel jobs itself (openblas_set_threads_callback_function): netdef's CPU
 // backend hands it run_blas_jobs below, so GEMMs run on the same OpenMP team as the kernels
-// and OpenBLAS's own workers stay asleep. See netdef/backend/cpu_threads.py.
+// and OpenBLAS's own workers stay asleep. See netdef/backend/blas.py.
 //
 // OpenBLAS's threaded level-3 routines synchronise their jobs with each other (each job waits
 // for panels packed by the others), so all jobs of one call must run at the same time: every

@@ -5,6 +5,10 @@ gradient of every bottom element and every learnable param is compared with the 
 difference (J(x + h) - J(x - h)) / 2h, in float64, by Caffe's criterion
 |a - n| <= threshold * max(|a|, |n|, 1).
 
+The Layer contract is enforced on the way: before backward every param diff holds a random
+prefill that the analytic gradient must come back on top of (param gradients are added), and
+every bottom diff holds NaN that backward must overwrite (bottom gradients are written).
+
 Layers that draw random numbers in forward (Dropout) get the same draws at every evaluation:
 the backend generator is reseeded before each forward.
 """
@@ -73,17 +77,24 @@ def check_gradients(param, bottom_arrays, *, phase=netdef.TRAIN, check_bottoms=N
     propagate = [i in check_bottoms for i in range(len(bottoms))]
     for t, w in zip(tops, weights):
         t.diff[...] = xp.asarray(w)
-    for p in layer.blobs:
-        p.diff[...] = 0
+    # Param gradients are added to diff (shared params, iter_size), so backward starts from a
+    # known non-zero prefill that is subtracted afterwards: a layer that assigns loses it.
+    fill_rng = np.random.default_rng(seed + 1)  # own stream: `rng` picks the checked elements
+    prefill = [fill_rng.uniform(-1.0, 1.0, p.shape) for p in layer.blobs]
+    for p, f in zip(layer.blobs, prefill):
+        p.diff[...] = xp.asarray(f)
+    # Bottom diffs are written, never added: NaN survives neither a missed element nor a +=.
     for b in bottoms:
-        b.diff[...] = np.nan if xp is np else xp.nan  # backward must write every element
+        b.diff[...] = np.nan if xp is np else xp.nan
     layer.backward(tops, propagate, bottoms)
-    targets = [(f"bottom[{i}]", bottoms[i]) for i in check_bottoms]
+    targets = [(f"bottom[{i}]", bottoms[i], None) for i in check_bottoms]
     if check_params:
-        targets += [(f"param[{i}]", p) for i, p in enumerate(layer.blobs)]
+        targets += [(f"param[{i}]", p, f) for i, (p, f) in enumerate(zip(layer.blobs, prefill))]
     checked = 0
-    for label, blob in targets:
+    for label, blob, before in targets:
         analytic = layer.backend.to_numpy(blob.diff).copy().reshape(-1)
+        if before is not None:
+            analytic -= before.reshape(-1)
         flat = blob.data.reshape(-1)
         idx = np.arange(flat.size)
         if max_checks is not None and flat.size > max_checks:
@@ -101,8 +112,8 @@ def check_gradients(param, bottom_arrays, *, phase=netdef.TRAIN, check_bottoms=N
             if not abs(a - numeric) <= threshold * scale:
                 raise AssertionError(
                     f"{layer.type} gradient mismatch at {label} element {j} "
-                    f"(index {np.unravel_index(j, blob.shape)} of shape {blob.shape}): "
-                    f"analytic {a!r}, numeric {numeric!r}")
+                    f"(index {tuple(int(k) for k in np.unravel_index(j, blob.shape))} of shape "
+                    f"{blob.shape}): analytic {float(a)!r}, numeric {float(numeric)!r}")
             checked += 1
     return checked
 
@@ -123,8 +134,8 @@ def compare_devices(param, bottom_arrays, *, phase=netdef.TRAIN, dtype=np.float3
             weights = [rng.standard_normal(o.shape) for o in outs]
         for t, w in zip(tops, weights):
             t.diff[...] = backend.asarray(w, dtype=dtype)
-        for p in layer.blobs:
-            p.diff[...] = 0
+        for k, p in enumerate(layer.blobs):  # the same non-zero prefill on both: diffs add
+            p.diff[...] = backend.asarray(np.full(p.shape, 0.25 * (k + 1)), dtype=dtype)
         prop = [layer.allow_backward(i) for i in range(len(bottoms))]
         layer.backward(tops, prop, bottoms)
         backend.synchronize()
