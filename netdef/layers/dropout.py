@@ -12,7 +12,6 @@ from ._neuron import NeuronLayer
 
 @register_layer("Dropout")
 class DropoutLayer(NeuronLayer):
-
     def setup(self, bottom, top):
         self.ratio = float(self.layer_param.dropout_param.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:
