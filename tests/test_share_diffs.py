@@ -52,7 +52,7 @@ def test_same_gradients_with_far_less_diff_memory():
     shared = net._diff_lifetimes()
     assert len(shared) > 20
     served = sum(b.count for b in shared)
-    pooled = sum(buf.size for buf in net._diff_pool)
+    pooled = sum(buf.size for buf in net._diff_pool.buffers)
     assert pooled < 0.5 * served, (pooled, served)
     # blobs whose lives overlap never share memory
     for a, (fa, la) in shared.items():
@@ -60,10 +60,10 @@ def test_same_gradients_with_far_less_diff_memory():
             if a is not b and fa <= lb and fb <= la:
                 assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
     # a second pass reuses the plan
-    pool = [id(b) for b in net._diff_pool]
+    pool = [id(b) for b in net._diff_pool.buffers]
     loss2, grads2, _ = gradients(net)
     assert loss2 == loss0 and all(np.array_equal(a, b) for a, b in zip(grads0, grads2))
-    assert [id(b) for b in net._diff_pool] == pool
+    assert [id(b) for b in net._diff_pool.buffers] == pool
 
 
 def test_a_smaller_batch_replans_in_the_same_buffers():
@@ -72,7 +72,7 @@ def test_a_smaller_batch_replans_in_the_same_buffers():
     net = fcn_train_net(size=48)
     net.share_diffs = True
     gradients(net)
-    pool = {id(b) for b in net._diff_pool}
+    pool = {id(b) for b in net._diff_pool.buffers}
     ref = fcn_train_net(size=40)
     for n in (net, ref):
         n.blobs["data"].reshape(2, 3, 40, 40)
@@ -85,7 +85,7 @@ def test_a_smaller_batch_replans_in_the_same_buffers():
     assert got[0] == want[0]
     for a, b in zip(got[1], want[1]):
         np.testing.assert_array_equal(a, b)
-    assert {id(b) for b in net._diff_pool} <= pool
+    assert {id(b) for b in net._diff_pool.buffers} <= pool
 
 
 def test_inputs_outputs_and_loss_tops_keep_their_own_diffs():
@@ -158,4 +158,4 @@ def test_turning_it_off_gives_every_blob_its_own_diff_again():
             assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
     net.share_diffs = True  # and on again
     loss, grads, _ = gradients(net)
-    assert net._diff_pool
+    assert net._diff_pool.buffers
