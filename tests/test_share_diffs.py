@@ -159,3 +159,26 @@ def test_turning_it_off_gives_every_blob_its_own_diff_again():
     net.share_diffs = True  # and on again
     loss, grads, _ = gradients(net)
     assert net._diff_pool.buffers
+
+
+def test_the_planning_rule_on_a_chain():
+    """memory.diff_lifetimes and DiffPool without a Net: in a chain a <- b <- c <- d (backward
+    order), a blob lives from the step that writes its diff to the step that reads it, so
+    blobs two steps apart share, and a kept blob or one no step writes is left alone."""
+    from netdef.backend import get_backend
+    from netdef.blob import Blob
+    from netdef.memory import DiffPool, diff_lifetimes
+
+    a, b, c, d, e = (Blob((n,), name=name) for n, name in zip((4, 6, 5, 3, 2), "abcde"))
+    steps = [([a], [(b, True)]), ([b], [(c, True)]), ([c], [(d, True), (e, False)])]
+    lives = diff_lifetimes(steps, keep={id(a)})
+    assert lives == {b: (0, 1), c: (1, 2), d: (2, 2)}  # a kept, e never written
+    pool = DiffPool(get_backend(), np.float32)
+    calls = []
+    pool.plan("shapes", lambda: calls.append(1) or lives)
+    assert sorted(buf.size for buf in pool.buffers) == [5, 6]  # b and d share, c alone
+    assert np.shares_memory(b.diff, d.diff) and not np.shares_memory(b.diff, c.diff)
+    pool.plan("shapes", lambda: calls.append(1) or lives)
+    assert len(calls) == 1  # same shapes: the plan stands
+    pool.release()
+    assert pool.buffers == [] and not b.has_diff and not np.shares_memory(b.diff, d.diff)
