@@ -80,10 +80,13 @@ class Net:
         self.top_names = OrderedDict()
         self._bottom_ids = []  # per layer: list of Blob
         self._top_ids = []
-        #: pycaffe's: every blob's loss weight (0 for blobs that are no loss); the Net's record
+        # Loss weights are recorded once, per layer and top, in layer.loss_weights; these are
+        # views of that record made while building:
+        #: pycaffe's: every blob name's loss weight (0 for blobs that are no loss; as in Caffe,
+        #: a layer computing in place on a loss top writes its own 0 over the name's entry)
         self.blob_loss_weights = OrderedDict()
-        self._loss_tops = []  # (Blob, weight) of blob_loss_weights' non-zero entries
         self._layer_losses = []  # per layer: (top Blob, weight) of its loss-weighted tops
+        self._loss_tops = []  # all of them, in layer order: the diffs backward starts from
         self.inputs = []
         self.learnable_params = []
         self.params_lr = []
@@ -107,7 +110,7 @@ class Net:
         self._analyze_backward(bottom_need_backward)
         self.outputs = list(available)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
-        self._loss_tops = [(self.blobs[n], w) for n, w in self.blob_loss_weights.items() if w != 0]
+        self._loss_tops = [pair for pairs in self._layer_losses for pair in pairs]
 
     def _annotate(self, e, lname):
         """Complete an error with the file, the layer and the layer's line in the prototxt."""
