@@ -30,6 +30,7 @@ TRAIN, TEST = pb.TRAIN, pb.TEST
 
 
 class Layer:
+    #: Caffe's type name ("Convolution"), set by @register_layer; "Python" for user layers
     type = None
     #: Bottom/top count constraints (Caffe's ExactNum/MinNum/MaxNum{Bottom,Top}Blobs); None = any.
     exact_num_bottom = None

@@ -76,6 +76,14 @@ class Closing(netdef.Layer):
 
 class NotInPlace(Closing):
     in_place_ok = False
+
+
+from netdef.data.python_layer import PythonLayer
+
+
+class Adapted(PythonLayer):
+    def reshape(self, bottom, top):
+        pass
 '''
 
 
@@ -120,3 +128,8 @@ def test_python_layers_are_the_users_class_with_pycaffes_behaviour(module):
 def test_a_python_layer_keeps_its_own_in_place_ok(module):
     with pytest.raises(netdef.LayerSetupError, match="cannot compute top 'x' in place"):
         netdef.Net(INPUT + py(module, "NotInPlace", "n", "x", "x"))
+
+
+def test_a_user_class_on_netdefs_pythonlayer_is_refused(module):
+    with pytest.raises(netdef.LayerSetupError, match="subclasses netdef's PythonLayer; subclass netdef.Layer"):
+        netdef.Net(INPUT + py(module, "Adapted", "a"))
