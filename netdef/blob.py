@@ -1,4 +1,5 @@
-"""Blob: an N-D array of data and its gradient (diff), on one device, in one dtype.
+"""Blob: an N-D array of data and its gradient (diff), on one device, in one dtype; and the
+shape arithmetic layers share (canonical axis indices, products of ranges of axes).
 
 As in Caffe, a blob keeps a capacity: reshaping to a count it already holds reuses its memory,
 so nets that are reshaped per input (FCN on images of varying size) do not reallocate.
@@ -52,6 +53,28 @@ def _check_shape(shape, name):
     return shape
 
 
+def canonical_axis(axis, shape, name=None):
+    """`axis` of a blob of `shape` as an index in [0, len(shape)): -1 is the last axis, as
+    Caffe's CanonicalAxisIndex. Outside -len(shape) <= axis < len(shape): a ShapeError naming
+    the blob (`name`) and its shape."""
+    n = len(shape)
+    if not -n <= axis < n:
+        raise ShapeError(f"axis {axis} is out of range for a blob of {n} axes (shape {tuple(shape)})",
+                         blob=name)
+    return axis + n if axis < 0 else axis
+
+
+def count_range(shape, start=0, end=None, name=None):
+    """The product of shape[start:end] (1 for an empty range), as Caffe's Blob::count(start,
+    end); `end` None: to the last axis. Both are axis indices in [0, len(shape)]."""
+    n = len(shape)
+    end = n if end is None else end
+    if not 0 <= start <= end <= n:
+        raise ShapeError(f"axis range [{start}, {end}) is not within the {n} axes of shape {tuple(shape)}",
+                         blob=name)
+    return math.prod(shape[start:end])
+
+
 class Blob:
     def __init__(self, shape=(), dtype=np.float32, backend=None, name=None):
         self.backend = backend or get_backend()
@@ -73,7 +96,18 @@ class Blob:
 
     @property
     def count(self):
+        # A property, not Caffe's count(start, end): it is read in every kernel launch, where a
+        # method call costs more than the product; ranges are count_range().
         return math.prod(self._shape)
+
+    def count_range(self, start=0, end=None):
+        """Product of shape[start:end] (Caffe's count(start, end) / count(start))."""
+        return count_range(self._shape, start, end, self.name)
+
+    def canonical_axis(self, axis):
+        """`axis` in [0, num_axes) (negatives count from the end); a ShapeError naming this
+        blob and its shape when out of range (Caffe's CanonicalAxisIndex)."""
+        return canonical_axis(axis, self._shape, self.name)
 
     @property
     def num_axes(self):

@@ -12,6 +12,12 @@
 A layer never asks which device it is on: it uses self.xp (numpy or cupy) for array
 operations and self.kernels(family) for the kernels of kernels/<family>.cu.
 User Python layers (type "Python") subclass this class, as pycaffe's caffe.Layer.
+
+Everything the Net or the Solver reads from or calls on a layer is declared below with its
+default, so that they call it directly: class attributes a layer type overrides (is_loss,
+in_place_ok, the blob-count limits), attributes the Net sets (loss_weights,
+param_propagate_down, net_filename) or a layer sets for the Net (tops_reshaped), and the hooks
+below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
 """
 import numpy as np
 
@@ -24,6 +30,7 @@ TRAIN, TEST = pb.TRAIN, pb.TEST
 
 
 class Layer:
+    #: Caffe's type name ("Convolution"), set by @register_layer; "Python" for user layers
     type = None
     #: Bottom/top count constraints (Caffe's ExactNum/MinNum/MaxNum{Bottom,Top}Blobs); None = any.
     exact_num_bottom = None
@@ -36,6 +43,18 @@ class Layer:
     is_loss = False
     #: May this layer compute top[i] in place of bottom[i] (top and bottom the same blob)?
     in_place_ok = False
+    #: The prototxt the layer was read from, or None (set by create_layer; data layers resolve
+    #: relative paths against its directory).
+    net_filename = None
+    #: Set by a layer whose forward changed its tops' shapes (a data layer's batch of another
+    #: size); the Net then reshapes the layers after it and clears the flag.
+    tops_reshaped = False
+
+    @classmethod
+    def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):
+        """The instance create_layer returns for `layer_param` (a registered type may return
+        an instance of another class: the Python layer returns the user's)."""
+        return cls(layer_param, phase, backend, dtype)
 
     def __init__(self, layer_param=None, phase=TEST, backend=None, dtype=np.float32):
         if layer_param is None:
@@ -48,6 +67,9 @@ class Layer:
         self.blobs = []
         #: per learnable blob: whether it gets a gradient (lr_mult != 0, set by the Net)
         self.param_propagate_down = []
+        #: per top: its weight in the net's loss (set by the Net: loss_weight, or 1 on top[0]
+        #: of an is_loss layer; empty until the layer is in a Net)
+        self.loss_weights = []
 
     # ---- helpers for layer implementations ---------------------------------------------
     @property
@@ -119,6 +141,19 @@ class Layer:
         blob's, return it converted to the blob's layout, or None to refuse (the default)."""
         return None
 
-    #: Can backward reach bottom[i]? (Caffe's AllowForceBackward; False for labels.)
     def allow_backward(self, bottom_index):
+        """Can backward reach bottom[bottom_index]? (Caffe's AllowForceBackward; False for
+        labels.)"""
         return True
+
+    def get_state(self):
+        """The layer's position in its input, JSON-able, for the solver's snapshots; None (the
+        default) when it has none to resume (every layer that is not a reader)."""
+        return None
+
+    def set_state(self, state):
+        """Go on from a state get_state() returned (the default has none: nothing to do)."""
+
+    def close(self):
+        """Release what the layer holds besides its blobs (a reader's prefetch thread); it may
+        not run afterwards. The default holds nothing. Net.close() calls it on every layer."""

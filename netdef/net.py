@@ -1,10 +1,11 @@
 """Net: builds the layer graph of a NetParameter and runs it forward and backward.
 
-Building follows Caffe: filter layers by NetState (phase, level, stages), insert Split layers
-where one top feeds several bottoms, then for each layer in file order create its top blobs
-(a top named like one of the layer's bottoms is computed in place), set it up and reshape it.
-Which layers need backward is decided from the learnable params (lr_mult != 0), the bottoms'
-needs, propagate_down and whether the layer contributes to a loss.
+Building follows Caffe: the passes of netdef.graph (upgrade, NetState filtering, Split
+insertion) prepare the NetParameter, then for each layer in file order the Net creates its top
+blobs (a top named like one of the layer's bottoms is computed in place), sets it up and
+reshapes it. Which layers need backward is decided from the learnable params (lr_mult != 0),
+the bottoms' needs, propagate_down and whether the layer contributes to a loss. The diff
+memory shared during training (share_diffs) is planned by netdef.memory.
 """
 import logging
 import os
@@ -12,82 +13,18 @@ from collections import OrderedDict
 
 import numpy as np
 
+from . import graph
 from . import netdef_pb2 as pb
 from . import proto
 from .backend import get_backend
 from .blob import Blob
-from .errors import LayerSetupError, NetdefError, ParseError, ShapeError
+from .errors import LayerSetupError, NetdefError, ShapeError
 from .layers import create_layer
+from .memory import DiffPool, diff_lifetimes
 
 log = logging.getLogger("netdef")
 
 TRAIN, TEST = pb.TRAIN, pb.TEST
-
-
-# ---------------------------------------------------------------------------------------------
-# Split insertion
-
-
-def split_layer_name(blob, layer, top_index):
-    return f"{blob}_{layer}_{top_index}_split"
-
-
-def split_blob_name(blob, layer, top_index, k):
-    return f"{blob}_{layer}_{top_index}_split_{k}"
-
-
-def insert_splits(net):
-    """A copy of `net` where every top consumed by more than one bottom (a loss-weighted top
-    counts as one more consumer) goes through a Split layer with one top per consumer."""
-    producer = {}  # blob name -> (layer index, top index) of its latest producer
-    consumers = {}  # (layer index, top index) -> list of (layer index, bottom index)
-    for li, layer in enumerate(net.layer):
-        for bi, b in enumerate(layer.bottom):
-            if b in producer:
-                consumers.setdefault(producer[b], []).append((li, bi))
-        for ti, t in enumerate(layer.top):
-            producer[t] = (li, ti)
-
-    def has_loss(li, ti):
-        lw = net.layer[li].loss_weight
-        return ti < len(lw) and lw[ti] != 0
-
-    out = pb.NetParameter()
-    out.CopyFrom(net)
-    del out.layer[:]
-    rename = {}  # (consumer layer, bottom index) -> split blob name
-    splits_after = {}
-    for (li, ti), cons in consumers.items():
-        n = len(cons) + (1 if has_loss(li, ti) else 0)
-        if n <= 1:
-            continue
-        layer = net.layer[li]
-        blob = layer.top[ti]
-        sp = pb.LayerParameter(name=split_layer_name(blob, layer.name, ti), type="Split")
-        sp.bottom.append(blob)
-        for k in range(n):
-            sp.top.append(split_blob_name(blob, layer.name, ti, k))
-        for k, (cl, cb) in enumerate(cons):
-            rename[(cl, cb)] = sp.top[k]
-        if has_loss(li, ti):
-            # The loss weight moves onto the split's last top, which nothing else consumes.
-            sp.loss_weight.extend([0] * (n - 1) + [layer.loss_weight[ti]])
-        splits_after.setdefault(li, []).append(sp)
-    for li, layer in enumerate(net.layer):
-        new = out.layer.add()
-        new.CopyFrom(layer)
-        for bi in range(len(layer.bottom)):
-            if (li, bi) in rename:
-                new.bottom[bi] = rename[(li, bi)]
-        for sp in splits_after.get(li, []):
-            ti = list(layer.top).index(sp.bottom[0])
-            if ti < len(new.loss_weight) and new.loss_weight[ti] != 0:
-                new.loss_weight[ti] = 0
-            out.layer.add().CopyFrom(sp)
-    return out
-
-
-# ---------------------------------------------------------------------------------------------
 
 
 class Net:
@@ -111,7 +48,7 @@ class Net:
         if isinstance(network, pb.NetParameter):
             param, self.filename = pb.NetParameter(), None
             param.CopyFrom(network)
-            proto.upgrade_net(param)
+            graph.upgrade_net(param)
         else:
             param, self.filename = proto.read_net_text(network)
         state = pb.NetState()
@@ -120,8 +57,13 @@ class Net:
         state.level = level
         state.stage.extend(stages or [])
         self.phase = phase
-        self.param = insert_splits(proto.filter_net(param, state, self.filename))
+        #: the NetParameter the net is built from: filtered for its state, Splits inserted
+        self.param = graph.insert_splits(graph.filter_net(param, state, self.filename))
         self.name = self.param.name
+        #: the weighted loss of the last forward() (None before the first)
+        self.last_loss = None
+        self._share_diffs = False
+        self._diff_pool = DiffPool(self.backend, self.dtype)
         self._build()
         if weights is not None:
             self.copy_from(weights)
@@ -138,9 +80,13 @@ class Net:
         self.top_names = OrderedDict()
         self._bottom_ids = []  # per layer: list of Blob
         self._top_ids = []
-        self._loss_tops = []  # (Blob, weight)
-        #: pycaffe's: every blob's loss weight (0 for blobs that are no loss)
+        # Loss weights are recorded once, per layer and top, in layer.loss_weights; these are
+        # views of that record made while building:
+        #: pycaffe's: every blob name's loss weight (0 for blobs that are no loss; as in Caffe,
+        #: a layer computing in place on a loss top writes its own 0 over the name's entry)
         self.blob_loss_weights = OrderedDict()
+        self._layer_losses = []  # per layer: (top Blob, weight) of its loss-weighted tops
+        self._loss_tops = []  # all of them, in layer order: the diffs backward starts from
         self.inputs = []
         self.learnable_params = []
         self.params_lr = []
@@ -164,6 +110,7 @@ class Net:
         self._analyze_backward(bottom_need_backward)
         self.outputs = list(available)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
+        self._loss_tops = [pair for pairs in self._layer_losses for pair in pairs]
 
     def _annotate(self, e, lname):
         """Complete an error with the file, the layer and the layer's line in the prototxt."""
@@ -216,11 +163,10 @@ class Net:
             raise self._error(f"{len(weights)} loss_weight values for {len(tops)} tops", lname)
         if not weights and layer.is_loss:
             weights = [1.0] + [0.0] * (len(tops) - 1)
-        layer.loss_weights = weights or [0.0] * len(tops)
-        for blob, name, w in zip(tops, lp.top, layer.loss_weights):
-            self.blob_loss_weights[name] = float(w)
-            if w != 0:
-                self._loss_tops.append((blob, float(w)))
+        layer.loss_weights = [float(w) for w in weights] or [0.0] * len(tops)
+        for name, w in zip(lp.top, layer.loss_weights):
+            self.blob_loss_weights[name] = w
+        self._layer_losses.append([(b, w) for b, w in zip(tops, layer.loss_weights) if w != 0])
         # Backward needs (forward pass of Caffe's analysis).
         need = any(blob_need_backward.get(b, False) for b in lp.bottom)
         need = need or any(layer.param_propagate_down)
@@ -337,24 +283,25 @@ class Net:
     def forward_range(self, start=0, end=None):
         """Run layers start..end (indices, inclusive); returns the weighted loss."""
         end = len(self.layers) - 1 if end is None else end
+        layers, bottoms, tops, losses = self.layers, self._bottom_ids, self._top_ids, self._layer_losses
         loss = 0.0
         for li in range(start, end + 1):
-            layer = self.layers[li]
-            layer.forward(self._bottom_ids[li], self._top_ids[li])
-            if getattr(layer, "tops_reshaped", False):  # a data layer's batch changed shape
+            layer = layers[li]
+            layer.forward(bottoms[li], tops[li])
+            if layer.tops_reshaped:
                 layer.tops_reshaped = False
                 self._reshape_from(li + 1)
-            for blob, w in zip(self._top_ids[li], layer.loss_weights):
-                if w != 0:
-                    loss += w * float(blob.data.sum())
+            for blob, w in losses[li]:
+                loss += w * float(blob.data.sum())
         return loss
 
     def backward_range(self, start=None, end=0):
         start = len(self.layers) - 1 if start is None else start
+        layers, bottoms, tops = self.layers, self._bottom_ids, self._top_ids
+        need, propagate = self._layer_need_backward, self._bottom_need_backward
         for li in range(start, end - 1, -1):
-            if self._layer_need_backward[li]:
-                self.layers[li].backward(self._top_ids[li], self._bottom_need_backward[li],
-                                         self._bottom_ids[li])
+            if need[li]:
+                layers[li].backward(tops[li], propagate[li], bottoms[li])
 
     def _fill(self, arrays, allowed, kind, field):
         """Copy keyword arrays into the data (inputs) or diff (outputs) of named blobs."""
@@ -391,8 +338,8 @@ class Net:
     def forward_backward(self):
         """One training pass: forward, then backward from the losses; returns the loss."""
         loss = self.forward_range()
-        if self.share_diffs:
-            self._share_diff_memory()
+        if self._share_diffs:
+            self._diff_pool.plan(tuple(b.shape for b in self.blobs.values()), self._diff_lifetimes)
         self._set_loss_diffs()
         self.backward_range()
         return loss
@@ -407,70 +354,22 @@ class Net:
         it on for its training net (solver.net.share_diffs = False gives every blob its own
         diff again, to inspect intermediate diffs). Net inputs, outputs, loss tops, params and
         any diff that no layer writes (it must read as zeros) always keep their own memory."""
-        return getattr(self, "_share_diffs", False)
+        return self._share_diffs
 
     @share_diffs.setter
     def share_diffs(self, on):
         self._share_diffs = bool(on)
-        if not on and getattr(self, "_diff_pool", None) is not None:
-            # back to a diff of its own for every blob (fresh zeros on first use)
-            for blob in self._diff_lifetimes():
-                blob.drop_diff()
-            self._diff_pool = None
-            self._diff_plan_key = None
+        if not on:
+            self._diff_pool.release()
 
     def _diff_lifetimes(self):
-        """{blob: (first, last) backward step that touches its diff} for the blobs that may share."""
+        """{blob: (first, last) backward step that touches its diff} for the blobs that may share
+        (netdef.memory.diff_lifetimes over this net's backward pass)."""
         keep = {id(self.blobs[n]) for n in list(self.inputs) + list(self.outputs)}
         keep |= {id(b) for b, _ in self._loss_tops}
-        span, written = {}, set()
-        steps = [li for li in range(len(self.layers) - 1, -1, -1) if self._layer_need_backward[li]]
-        for step, li in enumerate(steps):
-            touched = list(self._top_ids[li])
-            for blob, need in zip(self._bottom_ids[li], self._bottom_need_backward[li]):
-                if need:
-                    touched.append(blob)
-                    written.add(id(blob))
-            for blob in touched:
-                first, _ = span.get(blob, (step, step))
-                span[blob] = (first, step)
-        return {b: t for b, t in span.items() if id(b) not in keep and id(b) in written}
-
-    def _share_diff_memory(self):
-        key = tuple(b.shape for b in self.blobs.values())
-        if getattr(self, "_diff_plan_key", None) == key:
-            return
-        # blobs in order of their first step go to a buffer whose blobs are all dead by then:
-        # the smallest that is big enough, else the biggest, grown (in backward order blobs
-        # mostly grow: FCN's diffs go from scores to conv1's)
-        groups = []  # [size, last step, blobs]
-        for blob, (first, last) in sorted(self._diff_lifetimes().items(), key=lambda kv: kv[1][0]):
-            free = [g for g in groups if g[1] < first]
-            big = [g for g in free if g[0] >= blob.count]
-            if big:
-                group = min(big, key=lambda g: g[0])
-            elif free:
-                group = max(free, key=lambda g: g[0])
-            else:
-                group = [0, 0, []]
-                groups.append(group)
-            group[0] = max(group[0], blob.count)
-            group[1] = last
-            group[2].append(blob)
-        # keep the previous plan's buffers where they are big enough: nets reshaped per batch
-        # (FCN on images of varying size) then do not allocate on every iteration
-        spare, pool = list(getattr(self, "_diff_pool", None) or []), []
-        for size, _, blobs in sorted(groups, key=lambda g: -g[0]):
-            fits = [i for i, b in enumerate(spare) if b.size >= size]
-            if fits:
-                buf = spare.pop(min(fits, key=lambda i: spare[i].size))
-            else:
-                buf = self.backend.xp.empty(max(size, 1), dtype=self.dtype)
-            pool.append(buf)
-            for blob in blobs:
-                blob.use_diff_buffer(buf)
-        self._diff_pool = pool
-        self._diff_plan_key = key
+        steps = [(self._top_ids[li], list(zip(self._bottom_ids[li], self._bottom_need_backward[li])))
+                 for li in range(len(self.layers) - 1, -1, -1) if self._layer_need_backward[li]]
+        return diff_lifetimes(steps, keep)
 
     def clear_param_diffs(self):
         for blob in self.learnable_params:
@@ -541,6 +440,12 @@ class Net:
         if not mem:
             raise NetdefError(f"set_input_arrays: the net has no MemoryData layer{f' named {layer!r}' if layer else ''}")
         mem[0].set_input_arrays(data, labels)
+
+    def close(self):
+        """Release what the layers hold besides blobs (data readers' prefetch threads); the
+        net may not run afterwards."""
+        for layer in self.layers:
+            layer.close()
 
     def layer_need_backward(self, name):
         return self._layer_need_backward[self._index(name, 0)]

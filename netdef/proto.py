@@ -1,5 +1,7 @@
-"""Reading and writing Caffe's files: prototxt text, binary .caffemodel / .solverstate,
-the upgrade of legacy formats, and NetState filtering.
+"""Reading and writing Caffe's files: prototxt text, binary .caffemodel / .binaryproto /
+.solverstate, BlobProto <-> arrays, and the line of a layer in a prototxt (for errors).
+Passes over the NetParameter once read (V1 upgrade, NetState filtering, Split insertion) are
+in netdef.graph; a file read here is upgraded with graph.upgrade_net before it is returned.
 
 Data flows one way: text or bytes → NetParameter (the schema in protos/netdef.proto, with
 Caffe's field numbers) → Net. Every failure here is a ParseError naming the file and, for
@@ -14,23 +16,7 @@ from google.protobuf import text_format
 from . import netdef_pb2 as pb
 from . import tempfiles
 from .errors import NetdefError, ParseError
-
-# V1LayerParameter.LayerType value → V2 type string (Caffe's UpgradeV1LayerType).
-_V1_TYPE_NAMES = {
-    "NONE": "", "ABSVAL": "AbsVal", "ACCURACY": "Accuracy", "ARGMAX": "ArgMax", "BNLL": "BNLL",
-    "CONCAT": "Concat", "CONTRASTIVE_LOSS": "ContrastiveLoss", "CONVOLUTION": "Convolution",
-    "DATA": "Data", "DECONVOLUTION": "Deconvolution", "DROPOUT": "Dropout",
-    "DUMMY_DATA": "DummyData", "EUCLIDEAN_LOSS": "EuclideanLoss", "ELTWISE": "Eltwise",
-    "EXP": "Exp", "FLATTEN": "Flatten", "HDF5_DATA": "HDF5Data", "HDF5_OUTPUT": "HDF5Output",
-    "HINGE_LOSS": "HingeLoss", "IM2COL": "Im2col", "IMAGE_DATA": "ImageData",
-    "INFOGAIN_LOSS": "InfogainLoss", "INNER_PRODUCT": "InnerProduct", "LRN": "LRN",
-    "MEMORY_DATA": "MemoryData", "MULTINOMIAL_LOGISTIC_LOSS": "MultinomialLogisticLoss",
-    "MVN": "MVN", "POOLING": "Pooling", "POWER": "Power", "RELU": "ReLU", "SIGMOID": "Sigmoid",
-    "SIGMOID_CROSS_ENTROPY_LOSS": "SigmoidCrossEntropyLoss", "SILENCE": "Silence",
-    "SOFTMAX": "Softmax", "SOFTMAX_LOSS": "SoftmaxWithLoss", "SPLIT": "Split", "SLICE": "Slice",
-    "TANH": "TanH", "WINDOW_DATA": "WindowData", "THRESHOLD": "Threshold",
-}
-
+from .graph import filter_net, upgrade_net  # noqa: F401  (filter_net: re-exported for draw.py)
 
 def _is_text(source):
     return "{" in source or "\n" in source or source.strip() == ""
@@ -185,121 +171,6 @@ def write_binary(message, path):
     except Exception as e:  # over 2 GiB the wire format cannot hold it
         raise NetdefError(f"cannot serialize: {e}", file=os.fspath(path)) from None
     atomic_write(path, data)
-
-
-# ---------------------------------------------------------------------------------------------
-# Upgrades of legacy formats
-
-
-def upgrade_net(net, filename=None):
-    """Bring a NetParameter to the current format in place: V1 `layers` become `layer`, and
-    the deprecated `input`/`input_shape`/`input_dim` fields become an Input layer."""
-    if net.layers:
-        if net.layer:
-            raise ParseError("both 'layer' and legacy 'layers' fields are used; use only 'layer'", file=filename)
-        for v1 in net.layers:
-            net.layer.add().CopyFrom(_upgrade_v1_layer(v1, filename))
-        del net.layers[:]
-    if net.input:
-        _upgrade_inputs(net, filename)
-    return net
-
-
-def _upgrade_v1_layer(v1, filename):
-    if v1.HasField("layer"):
-        raise ParseError(
-            f"layer '{v1.name or v1.layer.name}' uses the V0 format (layers {{ layer {{ ... }} }}), "
-            "which netdef does not read; upgrade it with Caffe's upgrade_net_proto_text", file=filename)
-    layer = pb.LayerParameter()
-    layer.name = v1.name
-    if v1.HasField("type"):
-        enum_name = pb.V1LayerParameter.LayerType.Name(v1.type)
-        layer.type = _V1_TYPE_NAMES[enum_name]
-    layer.bottom.extend(v1.bottom)
-    layer.top.extend(v1.top)
-    layer.include.extend(v1.include)
-    layer.exclude.extend(v1.exclude)
-    layer.blobs.extend(v1.blobs)
-    layer.loss_weight.extend(v1.loss_weight)
-    nparams = max(len(v1.param), len(v1.blob_share_mode), len(v1.blobs_lr), len(v1.weight_decay))
-    for i in range(nparams):
-        spec = layer.param.add()
-        if i < len(v1.param):
-            spec.name = v1.param[i]
-        if i < len(v1.blob_share_mode):
-            spec.share_mode = v1.blob_share_mode[i]
-        if i < len(v1.blobs_lr):
-            spec.lr_mult = v1.blobs_lr[i]
-        if i < len(v1.weight_decay):
-            spec.decay_mult = v1.weight_decay[i]
-    # Every other V1 *_param has the same message type and name as its V2 counterpart.
-    for field, value in v1.ListFields():
-        if field.name.endswith("_param"):
-            getattr(layer, field.name).CopyFrom(value)
-    return layer
-
-
-def _upgrade_inputs(net, filename):
-    n = len(net.input)
-    if net.input_dim and len(net.input_dim) != 4 * n:
-        raise ParseError(f"input_dim has {len(net.input_dim)} values; expected 4 per input ({4 * n})",
-                         file=filename)
-    if net.input_shape and len(net.input_shape) not in (1, n):
-        raise ParseError(f"{len(net.input_shape)} input_shape for {n} inputs", file=filename)
-    layer = pb.LayerParameter(name="input", type="Input")
-    layer.top.extend(net.input)
-    for i in range(n):
-        shape = layer.input_param.shape.add()
-        if net.input_shape:
-            shape.CopyFrom(net.input_shape[i if len(net.input_shape) == n else 0])
-        elif net.input_dim:
-            shape.dim.extend(net.input_dim[4 * i:4 * i + 4])
-        else:
-            raise ParseError(f"input '{net.input[i]}' has no input_shape or input_dim", file=filename)
-    layers = [layer] + list(net.layer)
-    del net.layer[:]
-    net.layer.extend(layers)
-    del net.input[:]
-    del net.input_shape[:]
-    del net.input_dim[:]
-
-
-# ---------------------------------------------------------------------------------------------
-# NetState filtering
-
-
-def state_meets_rule(state, rule):
-    if rule.HasField("phase") and rule.phase != state.phase:
-        return False
-    if rule.HasField("min_level") and state.level < rule.min_level:
-        return False
-    if rule.HasField("max_level") and state.level > rule.max_level:
-        return False
-    stages = set(state.stage)
-    if any(s not in stages for s in rule.stage):
-        return False
-    if any(s in stages for s in rule.not_stage):
-        return False
-    return True
-
-
-def filter_net(net, state, filename=None):
-    """A copy of `net` with only the layers whose include/exclude rules admit `state`."""
-    out = pb.NetParameter()
-    out.CopyFrom(net)
-    del out.layer[:]
-    for layer in net.layer:
-        if layer.include and layer.exclude:
-            raise ParseError("a layer may have include or exclude rules, not both",
-                             file=filename, layer=layer.name)
-        if layer.include:
-            keep = any(state_meets_rule(state, r) for r in layer.include)
-        else:
-            keep = not any(state_meets_rule(state, r) for r in layer.exclude)
-        if keep:
-            out.layer.add().CopyFrom(layer)
-    out.state.CopyFrom(state)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------

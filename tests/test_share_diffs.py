@@ -52,7 +52,7 @@ def test_same_gradients_with_far_less_diff_memory():
     shared = net._diff_lifetimes()
     assert len(shared) > 20
     served = sum(b.count for b in shared)
-    pooled = sum(buf.size for buf in net._diff_pool)
+    pooled = sum(buf.size for buf in net._diff_pool.buffers)
     assert pooled < 0.5 * served, (pooled, served)
     # blobs whose lives overlap never share memory
     for a, (fa, la) in shared.items():
@@ -60,10 +60,10 @@ def test_same_gradients_with_far_less_diff_memory():
             if a is not b and fa <= lb and fb <= la:
                 assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
     # a second pass reuses the plan
-    pool = [id(b) for b in net._diff_pool]
+    pool = [id(b) for b in net._diff_pool.buffers]
     loss2, grads2, _ = gradients(net)
     assert loss2 == loss0 and all(np.array_equal(a, b) for a, b in zip(grads0, grads2))
-    assert [id(b) for b in net._diff_pool] == pool
+    assert [id(b) for b in net._diff_pool.buffers] == pool
 
 
 def test_a_smaller_batch_replans_in_the_same_buffers():
@@ -72,7 +72,7 @@ def test_a_smaller_batch_replans_in_the_same_buffers():
     net = fcn_train_net(size=48)
     net.share_diffs = True
     gradients(net)
-    pool = {id(b) for b in net._diff_pool}
+    pool = {id(b) for b in net._diff_pool.buffers}
     ref = fcn_train_net(size=40)
     for n in (net, ref):
         n.blobs["data"].reshape(2, 3, 40, 40)
@@ -85,7 +85,7 @@ def test_a_smaller_batch_replans_in_the_same_buffers():
     assert got[0] == want[0]
     for a, b in zip(got[1], want[1]):
         np.testing.assert_array_equal(a, b)
-    assert {id(b) for b in net._diff_pool} <= pool
+    assert {id(b) for b in net._diff_pool.buffers} <= pool
 
 
 def test_inputs_outputs_and_loss_tops_keep_their_own_diffs():
@@ -158,4 +158,27 @@ def test_turning_it_off_gives_every_blob_its_own_diff_again():
             assert not np.shares_memory(a.diff, b.diff), (a.name, b.name)
     net.share_diffs = True  # and on again
     loss, grads, _ = gradients(net)
-    assert net._diff_pool
+    assert net._diff_pool.buffers
+
+
+def test_the_planning_rule_on_a_chain():
+    """memory.diff_lifetimes and DiffPool without a Net: in a chain a <- b <- c <- d (backward
+    order), a blob lives from the step that writes its diff to the step that reads it, so
+    blobs two steps apart share, and a kept blob or one no step writes is left alone."""
+    from netdef.backend import get_backend
+    from netdef.blob import Blob
+    from netdef.memory import DiffPool, diff_lifetimes
+
+    a, b, c, d, e = (Blob((n,), name=name) for n, name in zip((4, 6, 5, 3, 2), "abcde"))
+    steps = [([a], [(b, True)]), ([b], [(c, True)]), ([c], [(d, True), (e, False)])]
+    lives = diff_lifetimes(steps, keep={id(a)})
+    assert lives == {b: (0, 1), c: (1, 2), d: (2, 2)}  # a kept, e never written
+    pool = DiffPool(get_backend(), np.float32)
+    calls = []
+    pool.plan("shapes", lambda: calls.append(1) or lives)
+    assert sorted(buf.size for buf in pool.buffers) == [5, 6]  # b and d share, c alone
+    assert np.shares_memory(b.diff, d.diff) and not np.shares_memory(b.diff, c.diff)
+    pool.plan("shapes", lambda: calls.append(1) or lives)
+    assert len(calls) == 1  # same shapes: the plan stands
+    pool.release()
+    assert pool.buffers == [] and not b.has_diff and not np.shares_memory(b.diff, d.diff)

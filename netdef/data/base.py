@@ -79,7 +79,6 @@ class PrefetchingDataLayer(Layer):
         self.reader = self.make_reader(top)
         self.prefetcher = Prefetcher(self.reader.produce, self.reader.initial_state(),
                                      depth=self.prefetch_depth, name=f"netdef-data-{self.name}")
-        self.tops_reshaped = False
 
     def make_reader(self, top):
         raise NotImplementedError

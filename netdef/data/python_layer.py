@@ -22,9 +22,10 @@ may load its next sample in reshape, as FCN's do; when the tops change shape, th
 it are reshaped too.
 
 The module is imported by name (logged as 'Importing Python layer module X') with the
-prototxt's directory appended to sys.path. The instance the net holds is the user's class
-itself (net.layers[i] / net.layer_dict[name]), so its methods and attributes can be reached
-from Python as in pycaffe. Blobs are netdef Blobs (.data and .diff are numpy arrays on the
+prototxt's directory appended to sys.path. pycaffe's behaviour comes from the class PythonLayer,
+put in front of the user's class (class Double(PythonLayer, my_layers.Double), named Double):
+the instance the net holds (net.layers[i] / net.layer_dict[name]) is an instance of the user's
+class, so its methods and attributes can be reached from Python as in pycaffe. Blobs are netdef Blobs (.data and .diff are numpy arrays on the
 CPU, cupy arrays on a GPU; .reshape(*shape); .num/.channels/.height/.width); learnable blobs
 are added with self.blobs.add_blob(*shape). A Python layer may compute in place (top = bottom)
 unless its class sets in_place_ok = False.
@@ -77,79 +78,103 @@ def _add_search_path(net_filename):
     return d
 
 
-def _overrides(klass, attr):
+def _declares(klass, attr):
+    """Does the user's class (or a base of it outside netdef's Layer) set `attr` itself?"""
     return any(attr in vars(c) for c in klass.__mro__ if c is not Layer and c is not object
                and c.__module__ != __name__)
 
 
 @register_layer("Python")
 class PythonLayer(Layer):
-    """Placeholder in the registry: create_layer calls from_layer_param, which returns an
-    instance of the class python_param names."""
+    """pycaffe's caffe.Layer behaviour, which a user's class (a subclass of netdef.Layer) gets
+    by being put in front of it: the net holds an instance of `class X(PythonLayer, UserX)`,
+    made once per user class (pycaffe_class) and named, to the user, as their class.
+
+    What it adds: self.param_str (python_param.param_str), self.blobs with add_blob(*shape), in
+    place allowed unless the user's class says in_place_ok = False, and reshape before every
+    forward, as Caffe's Layer::Forward does (FCN's data layers load the next sample in
+    reshape); when that changes the tops' shapes, tops_reshaped tells the Net."""
+
+    #: python_param.param_str of the prototxt
+    param_str = ""
+
+    def __init__(self, layer_param=None, *args, **kwargs):
+        super().__init__(layer_param, *args, **kwargs)
+        self.param_str = self.layer_param.python_param.param_str
+        if isinstance(self.blobs, list) and not isinstance(self.blobs, BlobVec) and not self.blobs:
+            self.blobs = BlobVec(self)
+
+    def forward(self, bottom, top):
+        before = [t.shape for t in top]
+        self.reshape(bottom, top)
+        if [t.shape for t in top] != before:
+            self.tops_reshaped = True
+        super().forward(bottom, top)
 
     @classmethod
     def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):
-        pp = layer_param.python_param
-        module, name = pp.module.strip(), pp.layer.strip()
-
-        def err(msg):
-            return LayerSetupError(f"Python: {msg}", layer=layer_param.name)
-
-        if not layer_param.HasField("python_param") or not module:
-            raise err("python_param.module is not set (the Python module holding the layer class)")
-        if not name:
-            raise err(f"python_param.layer is not set (the class in module '{module}')")
-        if module.endswith(".py") or "/" in module or "\\" in module:
-            raise err(f"python_param.module must be a module name, not a file path: '{module}' (put the "
-                      "file next to the prototxt or on PYTHONPATH and give its name without .py)")
-        where = _add_search_path(net_filename)
-        target = ALIASES.get(module, module)
-        if target != module:
-            log.info("Importing Python layer module %s (netdef's implementation %s)", module, target)
-        else:
-            log.info("Importing Python layer module %s", module)
+        """An instance of the class python_param names, with pycaffe's behaviour (above)."""
+        if cls is not PythonLayer:  # an adapted user class built directly
+            return cls(layer_param, phase, backend, dtype)
+        klass = _user_class(layer_param, net_filename)
         try:
-            mod = importlib.import_module(target)
-        except Exception as e:
-            searched = f" (searched the prototxt's directory {where} and sys.path)" if where else ""
-            raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}") from e
-        klass = getattr(mod, name, None)
-        if klass is None:
-            raise err(f"module '{module}' ({getattr(mod, '__file__', '?')}) has no class '{name}'")
-        if not (isinstance(klass, type) and issubclass(klass, Layer)):
-            what = "class" if isinstance(klass, type) else type(klass).__name__
-            raise err(f"'{module}.{name}' ({what}) is not a subclass of netdef.Layer; write "
-                      f"'class {name}(netdef.Layer)' (pycaffe's caffe.Layer)")
-        if klass is Layer:
-            raise err(f"'{module}.{name}' is netdef.Layer itself; give a subclass")
-        try:
-            obj = klass(layer_param, phase, backend, dtype)
+            return pycaffe_class(klass)(layer_param, phase, backend, dtype)
         except TypeError as e:
-            raise err(f"cannot construct '{module}.{name}': {e} (a Python layer's __init__ must accept "
-                      "the arguments of netdef.Layer.__init__; pycaffe layers usually define none)") from e
-        obj.type = "Python"
-        obj.param_str = pp.param_str
-        obj.net_filename = net_filename
-        if isinstance(obj.blobs, list) and not isinstance(obj.blobs, BlobVec) and not obj.blobs:
-            obj.blobs = BlobVec(obj)
-        if not _overrides(klass, "in_place_ok"):
-            obj.in_place_ok = True
-        _reshape_before_forward(obj)
-        return obj
+            raise LayerSetupError(
+                f"Python: cannot construct '{layer_param.python_param.module.strip()}.{klass.__name__}': {e} "
+                "(a Python layer's __init__ must accept the arguments of netdef.Layer.__init__; "
+                "pycaffe layers usually define none)", layer=layer_param.name) from e
 
 
-def _reshape_before_forward(obj):
-    """As Caffe does for every layer, call reshape before each forward (FCN-style Python data
-    layers load the next image in reshape); if the tops change shape, the Net reshapes the
-    layers after this one."""
-    forward = obj.forward
+def pycaffe_class(klass):
+    """The class the net instantiates for the user's `klass`: PythonLayer in front of it, so
+    that its methods wrap the user's; made once per user class and kept on it."""
+    made = vars(klass).get("_netdef_pycaffe_class")
+    if made is None:
+        attrs = {"__module__": klass.__module__, "__qualname__": klass.__qualname__,
+                 "__doc__": klass.__doc__,
+                 "in_place_ok": klass.in_place_ok if _declares(klass, "in_place_ok") else True}
+        made = type(klass.__name__, (PythonLayer, klass), attrs)
+        klass._netdef_pycaffe_class = made
+    return made
 
-    def forward_with_reshape(bottom, top):
-        before = [t.shape for t in top]
-        obj.reshape(bottom, top)
-        if [t.shape for t in top] != before:
-            obj.tops_reshaped = True
-        forward(bottom, top)
 
-    forward_with_reshape.__doc__ = forward.__doc__
-    obj.forward = forward_with_reshape
+def _user_class(layer_param, net_filename):
+    """The class python_param names, imported, checked to subclass netdef.Layer."""
+    pp = layer_param.python_param
+    module, name = pp.module.strip(), pp.layer.strip()
+
+    def err(msg):
+        return LayerSetupError(f"Python: {msg}", layer=layer_param.name)
+
+    if not layer_param.HasField("python_param") or not module:
+        raise err("python_param.module is not set (the Python module holding the layer class)")
+    if not name:
+        raise err(f"python_param.layer is not set (the class in module '{module}')")
+    if module.endswith(".py") or "/" in module or "\\" in module:
+        raise err(f"python_param.module must be a module name, not a file path: '{module}' (put the "
+                  "file next to the prototxt or on PYTHONPATH and give its name without .py)")
+    where = _add_search_path(net_filename)
+    target = ALIASES.get(module, module)
+    if target != module:
+        log.info("Importing Python layer module %s (netdef's implementation %s)", module, target)
+    else:
+        log.info("Importing Python layer module %s", module)
+    try:
+        mod = importlib.import_module(target)
+    except Exception as e:
+        searched = f" (searched the prototxt's directory {where} and sys.path)" if where else ""
+        raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}") from e
+    klass = getattr(mod, name, None)
+    if klass is None:
+        raise err(f"module '{module}' ({getattr(mod, '__file__', '?')}) has no class '{name}'")
+    if not (isinstance(klass, type) and issubclass(klass, Layer)):
+        what = "class" if isinstance(klass, type) else type(klass).__name__
+        raise err(f"'{module}.{name}' ({what}) is not a subclass of netdef.Layer; write "
+                  f"'class {name}(netdef.Layer)' (pycaffe's caffe.Layer)")
+    if klass is Layer:
+        raise err(f"'{module}.{name}' is netdef.Layer itself; give a subclass")
+    if issubclass(klass, PythonLayer):
+        raise err(f"'{module}.{name}' subclasses netdef's PythonLayer; subclass netdef.Layer "
+                  "(pycaffe's caffe.Layer) instead")
+    return klass

@@ -33,10 +33,7 @@ class _FCNSegDataLayer(SegDataLayer):
 
     def param_dict(self):
         err = layer_error(self)
-        text = getattr(self, "param_str", None)
-        if text is None:
-            text = self.layer_param.python_param.param_str
-        p = parse_param_str(text, err)
+        p = parse_param_str(self.layer_param.python_param.param_str, err)
         known = {self.dir_key, "split", "mean", "randomize", "seed"}
         unknown = sorted(set(p) - known)
         if unknown:

@@ -41,18 +41,17 @@ def layer_class(type_name, layer_name=None):
 
 
 def create_layer(layer_param, phase=None, backend=None, dtype=None, net_filename=None):
-    """An instance of the layer's type. `net_filename` (the prototxt the layer comes from, or
-    None) becomes layer.net_filename: data layers resolve relative paths against its directory.
-    A class with a `from_layer_param` classmethod builds the instance itself (the Python layer
-    returns an instance of the user's class)."""
+    """An instance of the layer's type, made by its class's from_layer_param (the Python layer
+    returns an instance of the user's class). `net_filename` (the prototxt the layer comes from,
+    or None) becomes layer.net_filename: data layers resolve relative paths against its
+    directory."""
     import numpy as np
 
     from .. import netdef_pb2 as pb
 
     cls = layer_class(layer_param.type, layer_param.name)
-    args = (layer_param, pb.TEST if phase is None else phase, backend, dtype or np.float32)
-    factory = getattr(cls, "from_layer_param", None)
-    layer = factory(*args, net_filename=net_filename) if factory is not None else cls(*args)
+    layer = cls.from_layer_param(layer_param, pb.TEST if phase is None else phase, backend,
+                                 dtype or np.float32, net_filename=net_filename)
     layer.net_filename = net_filename
     return layer
 

@@ -1,5 +1,5 @@
-"""Shared machinery of the one-bottom, one-top elementwise ("neuron") layers: Sigmoid, TanH,
-AbsVal, Power, Exp, Log, BNLL, ELU, PReLU. Not a layer type itself.
+"""Shared machinery of the one-bottom, one-top elementwise ("neuron") layers: ReLU, Sigmoid,
+TanH, AbsVal, Power, Exp, Log, BNLL, ELU, PReLU, Dropout. Not a layer type itself.
 
 top has the bottom's shape and may be the bottom (in place). A layer whose backward pass needs
 the input x itself, not only the output y, says so through backward_reads_input(); when it runs

@@ -11,11 +11,7 @@ from ._neuron import NeuronLayer
 
 @register_layer("AbsVal")
 class AbsValLayer(NeuronLayer):
-    in_place_ok = False
-
-    def setup(self, bottom, top):
-        if top[0] is bottom[0]:
-            raise self.error("AbsVal cannot be computed in place")
+    in_place_ok = False  # backward reads x, and |x| has lost its sign
 
     def forward(self, bottom, top):
         self.activation().absval_forward(bottom[0].count, bottom[0].data, top[0].data)

@@ -12,11 +12,9 @@ forward:  a position with label l (not ignored) is a hit when #{c : x[o, c, t] >
 backward: none (Caffe defines none; the layer never asks for it).
 shape:    top[0] = () (a scalar), top[1] = (C,)
 """
-from ..errors import NetdefError
 from ..layer import Layer
 from . import register_layer
-from .softmax import softmax_dims
-from .softmax_with_loss import first_bad_label
+from ._labels import bad_label_error, check_labels
 
 #: pixels per partial sum of the per-class counts (the partial sums are then added by the backend)
 CHUNK = 4096
@@ -39,17 +37,12 @@ class AccuracyLayer(Layer):
         return False
 
     def reshape(self, bottom, top):
-        axis = self.layer_param.accuracy_param.axis
-        self.outer, self.C, self.inner = softmax_dims(self, bottom[0].shape, axis)
+        self.outer, self.C, self.inner = check_labels(self, bottom[0], bottom[1],
+                                                      self.layer_param.accuracy_param.axis)
         n = self.outer * self.inner
         if self.top_k < 1 or self.top_k > self.C:
             raise self.error(f"top_k {self.top_k} must be between 1 and the number of classes "
                              f"{self.C} (score shape {bottom[0].shape})")
-        if bottom[1].count != n:
-            raise self.shape_error(
-                f"label shape {bottom[1].shape} ({bottom[1].count} labels) does not fit score shape "
-                f"{bottom[0].shape}: with classes on axis {axis} there must be one label per "
-                f"position, {n} labels")
         top[0].reshape(())
         if len(top) > 1:
             top[1].reshape((self.C,))
@@ -67,11 +60,8 @@ class AccuracyLayer(Layer):
                            self.top_k, int(self.has_ignore), self.ignore_label)
         hits, count, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))
         if bad > 0:
-            j, where, value = first_bad_label(self, px[2], labels)
-            ign = f" and not the ignore_label {self.ignore_label}" if self.has_ignore else ""
-            raise self.error(f"{int(bad)} label(s) outside [0, {self.C}){ign}; the first is {value:g} "
-                             f"at index {where} of the label blob {bottom[1].shape} "
-                             f"(scores {bottom[0].shape})", NetdefError)
+            raise bad_label_error(self, bad, px[2], bottom[0], bottom[1], self.has_ignore,
+                                  self.ignore_label, self.C)
         top[0].data[...] = hits / count if count > 0 else 0.0
         if len(top) > 1:
             chunks = max(1, -(-n // CHUNK))

@@ -13,7 +13,6 @@ backward: none (Caffe defines none).
 """
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
 
 
 @register_layer("ArgMax")
@@ -35,21 +34,19 @@ class ArgMaxLayer(Layer):
     def reshape(self, bottom, top):
         shape = bottom[0].shape
         if self.has_axis:
-            self.axis = canonical_axis(self.layer_param.argmax_param.axis, len(shape), self)
+            self.axis = bottom[0].canonical_axis(self.layer_param.argmax_param.axis)
             self.dim = shape[self.axis]
             if self.top_k > self.dim:
                 raise self.error(f"top_k {self.top_k} is larger than axis {self.axis} of the bottom "
                                  f"{shape} ({self.dim} values)")
-            self.dist = 1
-            for d in shape[self.axis + 1:]:
-                self.dist *= d
+            self.dist = bottom[0].count_range(self.axis + 1)
             out = list(shape)
             out[self.axis] = self.top_k
             self.mode = 1 if self.out_max_val else 0
         else:
             if len(shape) < 1:
                 raise self.shape_error(f"bottom shape {shape} has no axes")
-            self.dim = bottom[0].count // shape[0] if shape[0] else 0
+            self.dim = bottom[0].count_range(1) if shape[0] else 0
             if self.top_k > self.dim:
                 raise self.error(f"top_k {self.top_k} is larger than the {self.dim} values per item "
                                  f"of the bottom {shape}")

@@ -6,7 +6,6 @@ shape:    all axes equal except `axis`, whose sizes add up
 """
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
 
 
 @register_layer("Concat")
@@ -22,7 +21,7 @@ class ConcatLayer(Layer):
 
     def reshape(self, bottom, top):
         ref = bottom[0].shape
-        self.axis = canonical_axis(self.axis_param, len(ref), self)
+        self.axis = bottom[0].canonical_axis(self.axis_param)
         total = 0
         for i, b in enumerate(bottom):
             s = b.shape

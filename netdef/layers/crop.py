@@ -14,7 +14,6 @@ import numpy as np
 
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
 
 
 @register_layer("Crop")
@@ -34,7 +33,7 @@ class CropLayer(Layer):
         src, ref = bottom[0].shape, bottom[1].shape
         if len(src) != len(ref):
             raise self.shape_error(f"bottom[0] {src} and bottom[1] {ref} must have the same number of axes")
-        axis = canonical_axis(self.layer_param.crop_param.axis, len(src), self)
+        axis = bottom[0].canonical_axis(self.layer_param.crop_param.axis)
         n_crop = len(src) - axis
         offs = self.offsets_param
         if len(offs) > 1 and len(offs) != n_crop:
@@ -50,7 +49,7 @@ class CropLayer(Layer):
         self.offsets = offs
         out = tuple(src[:axis]) + tuple(ref[axis:])
         top[0].reshape(out)
-        outer = int(np.prod(src[:axis], dtype=np.int64))
+        outer = bottom[0].count_range(0, axis)
         key = (src, out, tuple(offs))
         if key != self.geom_key:
             geom = [outer] + list(src[axis:]) + [outer] + list(ref[axis:]) + [0] + list(offs)

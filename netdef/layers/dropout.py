@@ -5,26 +5,19 @@ TRAIN backward: dx = dy * m / (1 - p)
 TEST:           y = x, dx = dy
 shape:          top = bottom (may be computed in place)
 """
-from ..layer import TRAIN, Layer
+from ..layer import TRAIN
 from . import register_layer
+from ._neuron import NeuronLayer
 
 
 @register_layer("Dropout")
-class DropoutLayer(Layer):
-    exact_num_bottom = 1
-    exact_num_top = 1
-    in_place_ok = True
-
+class DropoutLayer(NeuronLayer):
     def setup(self, bottom, top):
         self.ratio = float(self.layer_param.dropout_param.dropout_ratio)
         if not 0.0 <= self.ratio < 1.0:
             raise self.error(f"dropout_ratio must be in [0, 1), got {self.ratio}")
         self.scale = 1.0 / (1.0 - self.ratio)
         self.uniform = None
-
-    def reshape(self, bottom, top):
-        if top[0] is not bottom[0]:
-            top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom, top):
         if self.phase == TRAIN:

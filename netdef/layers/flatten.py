@@ -4,7 +4,6 @@ shape: (d_0 .. d_{a-1}, d_a * .. * d_e, d_{e+1} ..);  forward copies, backward c
 """
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
 
 
 @register_layer("Flatten")
@@ -15,14 +14,11 @@ class FlattenLayer(Layer):
     def reshape(self, bottom, top):
         p = self.layer_param.flatten_param
         s = bottom[0].shape
-        a = canonical_axis(p.axis, len(s), self)
-        e = canonical_axis(p.end_axis, len(s), self)
+        a = bottom[0].canonical_axis(p.axis)
+        e = bottom[0].canonical_axis(p.end_axis)
         if e < a:
             raise self.shape_error(f"end_axis {p.end_axis} comes before axis {p.axis} for shape {s}")
-        inner = 1
-        for d in s[a:e + 1]:
-            inner *= d
-        top[0].reshape(s[:a] + (inner,) + s[e + 1:])
+        top[0].reshape(s[:a] + (bottom[0].count_range(a, e + 1),) + s[e + 1:])
 
     def forward(self, bottom, top):
         top[0].data.reshape(-1)[...] = bottom[0].data.reshape(-1)

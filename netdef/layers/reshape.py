@@ -4,6 +4,7 @@ In `shape`, 0 copies the bottom's dimension at that position and -1 (at most onc
 Only axes [axis, axis + num_axes) of the bottom are replaced (num_axes -1: to the end).
 forward copies, backward copies back; the count never changes.
 """
+from ..blob import count_range
 from ..layer import Layer
 from . import register_layer
 
@@ -41,16 +42,11 @@ class ReshapeLayer(Layer):
                 new.append(d)
         shape = list(s[:start]) + new + list(s[end:])
         if -1 in shape:
-            known = 1
-            for d in shape:
-                if d != -1:
-                    known *= d
+            known = count_range([d for d in shape if d != -1])
             if known == 0 or bottom[0].count % known:
                 raise self.shape_error(f"cannot infer -1 in {shape} for a bottom of {bottom[0].count} values")
             shape[shape.index(-1)] = bottom[0].count // known
-        count = 1
-        for d in shape:
-            count *= d
+        count = count_range(shape)
         if count != bottom[0].count:
             raise self.shape_error(f"reshape of {s} ({bottom[0].count} values) to {tuple(shape)} "
                                    f"({count} values) changes the count")

@@ -8,18 +8,7 @@ shape:    top = bottom (may be computed in place)
 """
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
-
-
-def softmax_dims(layer, shape, axis):
-    """(outer, C, inner) of `shape` around the canonical `axis`."""
-    axis = canonical_axis(axis, len(shape), layer)
-    outer = inner = 1
-    for d in shape[:axis]:
-        outer *= d
-    for d in shape[axis + 1:]:
-        inner *= d
-    return outer, shape[axis], inner
+from ._labels import class_dims
 
 
 @register_layer("Softmax")
@@ -29,8 +18,7 @@ class SoftmaxLayer(Layer):
     in_place_ok = True
 
     def reshape(self, bottom, top):
-        self.outer, self.C, self.inner = softmax_dims(self, bottom[0].shape,
-                                                      self.layer_param.softmax_param.axis)
+        self.outer, self.C, self.inner = class_dims(bottom[0], self.layer_param.softmax_param.axis)
         if top[0] is not bottom[0]:
             top[0].reshape(bottom[0].shape)
 

@@ -3,8 +3,9 @@
 softmax_param { axis (1) }   loss_param { ignore_label  normalization (VALID)  normalize }
 bottom[0]: scores, seen as (outer, C, inner) around axis (N x C x H x W: outer N, inner H W);
 bottom[1]: one label per (outer, inner) position (N x 1 x H x W, N x H x W, ...: its count must
-           be outer * inner, and its first axis the scores' first axis, as Caffe's LossLayer checks). Labels are stored as floats and truncated to integers; a label that
-           is neither ignore_label nor in [0, C) is an error.
+           be outer * inner, and its first axis the scores' first axis, as Caffe's LossLayer
+           checks: layers/_labels.py). Labels are stored as floats and truncated to integers;
+           a label that is neither ignore_label nor in [0, C) is an error.
 forward:  p = softmax(x) over axis (written to top[1] when given)
           L = sum over valid positions of -log(max(p[o, label, t], FLT_MIN)) / normalizer
           normalizer: FULL = outer * inner, VALID = number of positions whose label is not
@@ -16,13 +17,10 @@ backward: dx[o, c, t] = (p[o, c, t] - [c == label]) * dL / normalizer, 0 at igno
           No gradient to the labels.
 shape:    top[0] = () (a scalar), top[1] = bottom[0]
 """
-import numpy as np
-
 from .. import netdef_pb2 as pb
-from ..errors import NetdefError
 from ..layer import Layer
 from . import register_layer
-from .softmax import softmax_dims
+from ._labels import bad_label_error, check_labels
 
 Norm = pb.LossParameter
 
@@ -39,15 +37,6 @@ def loss_normalization(loss_param):
 def loss_normalizer(mode, outer, inner, valid):
     n = {Norm.FULL: outer * inner, Norm.VALID: valid, Norm.BATCH_SIZE: outer, Norm.NONE: 1}[mode]
     return max(float(n), 1.0)
-
-
-def first_bad_label(layer, flags, labels):
-    """Message naming the first label that is neither ignored nor a class (flags: 1 where bad)."""
-    xp = layer.xp
-    j = int(xp.argmax(flags))
-    where = tuple(int(v) for v in np.unravel_index(j, labels.shape))
-    value = float(labels.reshape(-1)[j])
-    return j, where, value
 
 
 @register_layer("SoftmaxWithLoss")
@@ -72,20 +61,10 @@ class SoftmaxWithLossLayer(Layer):
         return bottom_index == 0
 
     def reshape(self, bottom, top):
-        self.outer, self.C, self.inner = softmax_dims(self, bottom[0].shape,
-                                                      self.layer_param.softmax_param.axis)
+        self.outer, self.C, self.inner = check_labels(self, bottom[0], bottom[1],
+                                                      self.layer_param.softmax_param.axis,
+                                                      same_first_axis=True)
         n = self.outer * self.inner
-        if not bottom[1].shape or bottom[1].shape[0] != bottom[0].shape[0]:
-            raise self.shape_error(f"label shape {bottom[1].shape} and score shape {bottom[0].shape} "
-                                   "must have the same first (batch) dimension")
-        if bottom[1].count != n:
-            raise self.shape_error(
-                f"label shape {bottom[1].shape} ({bottom[1].count} labels) does not fit score shape "
-                f"{bottom[0].shape}: with softmax over axis {self.layer_param.softmax_param.axis} "
-                f"there must be one label per position, {n} labels "
-                f"(e.g. N x 1 x H x W labels for N x C x H x W scores)")
-        if self.C == 0:
-            raise self.shape_error(f"score shape {bottom[0].shape} has no classes on the softmax axis")
         top[0].reshape(())
         if len(top) > 1:
             top[1].reshape(bottom[0].shape)
@@ -108,11 +87,8 @@ class SoftmaxWithLossLayer(Layer):
                                int(self.has_ignore), self.ignore_label)
         loss, valid, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))
         if bad > 0:
-            j, where, value = first_bad_label(self, px[2], labels)
-            ign = f" and not the ignore_label {self.ignore_label}" if self.has_ignore else ""
-            raise self.error(f"{int(bad)} label(s) outside [0, {self.C}){ign}; the first is {value:g} "
-                             f"at index {where} of the label blob {bottom[1].shape} "
-                             f"(scores {bottom[0].shape})", NetdefError)
+            raise bad_label_error(self, bad, px[2], bottom[0], bottom[1], self.has_ignore,
+                                  self.ignore_label, self.C)
         self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner, valid)
         top[0].data[...] = loss / self.normalizer
 
