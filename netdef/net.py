@@ -323,13 +323,14 @@ class Net:
             if end is not None else list(self.outputs)
         return {n: self.blobs[n].data for n in names + list(blobs or [])}
 
-    def _set_loss_diffs(self):
+    def set_loss_diffs(self):
+        """Seed backward: each loss top's diff = its loss weight (what backward() starts from)."""
         for blob, w in self._loss_tops:
             blob.diff[...] = w
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
         """pycaffe's backward: output diffs as keyword arrays; returns {input name: diff}."""
-        self._set_loss_diffs()
+        self.set_loss_diffs()
         self._fill(kwargs, self.outputs, "output", "diff")
         self.backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
         names = list(self.inputs) + list(diffs or [])
@@ -340,7 +341,7 @@ class Net:
         loss = self.forward_range()
         if self._share_diffs:
             self._diff_pool.plan(tuple(b.shape for b in self.blobs.values()), self._diff_lifetimes)
-        self._set_loss_diffs()
+        self.set_loss_diffs()
         self.backward_range()
         return loss
 

@@ -21,11 +21,6 @@ def fill_inputs(net, seed=0):
         blob.data[...] = net.backend.asarray(values, dtype=net.dtype)
 
 
-def set_loss_diffs(net):
-    """Seed backward as Net.backward does: each loss top's diff = its loss weight."""
-    net._set_loss_diffs()
-
-
 def time_net(net, iterations=50):
     """{'forward': [ms per layer], 'backward': [ms per layer], 'forward_total', 'backward_total',
     'total', 'iterations': [ms per forward-backward]} averaged over `iterations` passes."""
@@ -42,7 +37,7 @@ def time_net(net, iterations=50):
             net.forward_range(li, li)
             sync()
             fwd[li] += time.perf_counter() - t0
-        set_loss_diffs(net)
+        net.set_loss_diffs()
         for li in reversed(range(n)):
             sync()
             t0 = time.perf_counter()

@@ -9,7 +9,7 @@ import logging
 
 from ..errors import NetdefError
 from ..net import Net
-from ..timing import fill_inputs, set_loss_diffs, time_net
+from ..timing import fill_inputs, time_net
 from ._common import add_device_arguments, add_phase_argument, phase, select_device
 
 log = logging.getLogger("netdef")
@@ -34,7 +34,7 @@ def run(args):
     loss = net.forward_range()
     log.info("Initial loss: %g", loss)
     log.info("Performing Backward")
-    set_loss_diffs(net)
+    net.set_loss_diffs()
     net.backward_range()
     log.info("*** Benchmark begins ***")
     log.info("Testing for %d iterations.", args.iterations)

@@ -35,6 +35,9 @@ def run(args):
             if w:
                 solver.copy_trained_layers(w)
     progress = {"auto": None, "on": True, "off": False}[args.progress]
-    with solver.handle_signals():
-        solver.solve(args.snapshot, progress=progress)
+    try:
+        with solver.handle_signals():
+            solver.solve(args.snapshot, progress=progress)
+    finally:
+        solver.close()
     return 0

@@ -41,7 +41,7 @@ def resolve_path(path, base_dir=None):
 
 def base_dir_of(layer):
     """The directory of the prototxt the layer was read from (None for nets built in code)."""
-    fn = getattr(layer, "net_filename", None)
+    fn = layer.net_filename
     return os.path.dirname(os.path.abspath(fn)) if fn else None
 
 

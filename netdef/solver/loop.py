@@ -186,6 +186,12 @@ class Solver(Snapshots):
                                       f"{theirs.shape} in the train net", layer=name)
                 layer.blobs[i] = theirs
 
+    def close(self):
+        """Stop what the nets' layers run besides training (data readers' prefetch threads);
+        the solver may not step afterwards. `netdef train` calls it when it ends."""
+        for net in [self.net] + self.test_nets:
+            net.close()
+
     def copy_trained_layers(self, path):
         """Load weights by layer name into the train and test nets (fine-tuning, --weights)."""
         log.info("Finetuning from %s", path)

@@ -6,7 +6,7 @@ renamed. snapshot_prefix is relative to the solver file's directory and defaults
 file's name without extension.
 For an exact resume the solverstate also carries, in its netdef_state field (JSON; Caffe ignores
 it), the random generators of the backend (host: fillers and data order; device: Dropout masks)
-and the state of every layer that has get_state() / set_state(state) (data readers: the state
+and the state of every layer whose get_state() is not None (data readers; see Layer: the state
 must be JSON-able and describe the next batch the layer will deliver, not what a prefetch thread
 has read ahead). On the CPU a run resumed at iteration k then ends bit-identical to one never
 stopped. A GPU generator's state cannot be read back, so on the GPU each snapshot reseeds it from
@@ -127,8 +127,8 @@ class Snapshots:
     def _layer_states(self):
         out = {}
         for key, net in self._nets():
-            states = {name: layer.get_state() for name, layer in net.layer_dict.items()
-                      if callable(getattr(layer, "get_state", None))}
+            states = {name: state for name, layer in net.layer_dict.items()
+                      if (state := layer.get_state()) is not None}
             if states:
                 out[key] = states
         return out
@@ -166,7 +166,7 @@ class Snapshots:
             for key, net in self._nets():
                 saved = layers.get(key, {})
                 for name, layer in net.layer_dict.items():
-                    if callable(getattr(layer, "set_state", None)) and name in saved:
+                    if name in saved:
                         layer.set_state(saved[name])
         except (TypeError, ValueError, KeyError, IndexError, AttributeError, OverflowError, BackendError) as e:
             # netdef_state is JSON of the expected shape unless the file was damaged or edited
