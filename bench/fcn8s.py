@@ -95,7 +95,7 @@ def torch_fcn(torch, classes, widths=(64, 128, 256, 512, 512), fc=4096):
     class FCN8s(nn.Module):
         def __init__(self):
             super().__init__()
-            layers, cin = [], 3
+            cin = 3
             self.stages = nn.ModuleList()
             for s, (w, n) in enumerate(zip(widths, (2, 2, 3, 3, 3))):
                 convs = []

@@ -159,9 +159,6 @@ class Blob:
             else:
                 self._diff = self._diff_buf[:count].reshape(shape)
 
-    def reshape_like(self, other):
-        self.reshape(other.shape)
-
     # ---- data and diff ------------------------------------------------------------------
     @property
     def data(self):

@@ -19,7 +19,6 @@ and 31) come about. Arithmetic is exact (fractions).
 """
 from fractions import Fraction
 
-from . import netdef_pb2 as pb
 from .errors import LayerSetupError
 
 _CONV = ("Convolution",)

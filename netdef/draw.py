@@ -36,7 +36,7 @@ def _q(s):
 
 def to_dot(net, rankdir="LR"):
     lines = [f"digraph {_q(net.name or 'Net')} {{", f"  rankdir={rankdir};"]
-    for i, lp in enumerate(net.layer):
+    for lp in net.layer:
         in_place = list(lp.bottom) == list(lp.top) and lp.bottom
         colour = "#90EE90" if in_place else _COLOURS.get(lp.type, "#6495ED")
         lines.append(f"  {_q('layer:' + lp.name)} [shape=record, style=filled, fillcolor={_q(colour)}, "

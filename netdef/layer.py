@@ -102,12 +102,6 @@ class Layer:
     def shape_error(self, message):
         return self.error(message, ShapeError)
 
-    def reject_unsupported(self, msg, *fields):
-        """Raise for fields of `msg` that the prototxt sets but this layer does not implement."""
-        for f in fields:
-            if msg.HasField(f):
-                raise self.error(f"{msg.DESCRIPTOR.name}.{f} is not supported by netdef")
-
     def param_needs_grad(self, i):
         return i < len(self.param_propagate_down) and self.param_propagate_down[i]
 

@@ -133,7 +133,7 @@ class Net:
             bottoms.append(self.blobs[b])
             available.pop(b, None)
         tops = []
-        for ti, t in enumerate(lp.top):
+        for t in lp.top:
             if t in self.blobs:
                 if t in lp.bottom:
                     if not layer.in_place_ok:

@@ -4,7 +4,6 @@ import argparse
 import logging
 import re
 
-import numpy as np
 import pytest
 
 import netdef

@@ -775,7 +775,7 @@ def test_hdf5_data(tmp_path):
         xs.append(x)
         ys.append(y)
     (tmp_path / "list.txt").write_text("\n".join(files) + "\n")
-    X, Y = np.concatenate(xs), np.concatenate(ys)
+    X = np.concatenate(xs)
     text = f"""layer {{ name: "d" type: "HDF5Data" top: "data" top: "label"
       hdf5_data_param {{ source: "{tmp_path}/list.txt" batch_size: 3 SHUFFLE }} }}"""
     net = netdef.Net(text.replace("SHUFFLE", ""), netdef.TRAIN)

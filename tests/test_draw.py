@@ -1,6 +1,5 @@
 import shutil
 
-import pytest
 
 from netdef.cli import main
 

@@ -7,7 +7,6 @@ import os
 import sys
 
 import numpy as np
-import pytest
 
 import netdef
 from netdef.coord_map import fill_crop_offsets

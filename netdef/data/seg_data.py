@@ -369,7 +369,6 @@ class SegDataLayer(PrefetchingDataLayer):
         if o["prefetch"] is not None:
             self.prefetch_depth = int(o["prefetch"])
         self.sources = samples
-        self.config = o
         return SegReader(samples, o, EpochSampler(len(samples), o["shuffle"], seed), transform)
 
 

@@ -14,7 +14,6 @@ import faulthandler
 import os
 import random
 import re
-import struct
 import sys
 import time
 import traceback
@@ -539,7 +538,3 @@ class Outcome:
             lines = [f"{len(self.crashes)} of {self.tried} fuzz cases crashed; first ones:"]
             lines += [f"  {label}\n      {err}" for label, err in self.crashes[:8]]
             raise AssertionError("\n".join(lines))
-
-
-def f32_bytes(xs):
-    return struct.pack("<%df" % len(xs), *xs)

@@ -110,6 +110,6 @@ def test_mutated_solver_trains_or_raises_netdef_error(seed_name, tmp_path):
 def test_unmutated_solver_seeds_train(tmp_path):
     (tmp_path / "train.prototxt").write_text(SOLVER_NET)
     (tmp_path / "snaps").mkdir()
-    for name, text in SEEDS.items():
+    for text in SEEDS.values():
         (tmp_path / "solver.prototxt").write_text(text)
         train_a_little(tmp_path / "solver.prototxt")

@@ -7,7 +7,6 @@ import fuzzlib
 import netdef
 import wire
 from netdef import proto
-from netdef import netdef_pb2 as pb
 from netdef.blob import set_max_blob_bytes
 
 MLP = os.path.join(os.path.dirname(__file__), "..", "..", "examples", "mlp.prototxt")

@@ -6,7 +6,6 @@ import pytest
 
 import netdef
 from gradcheck import build_layer, check_gradients, compare_devices, forward
-from netdef import netdef_pb2 as pb
 from netdef.layers import base_conv
 from test_convolution import conv_param
 
@@ -111,7 +110,7 @@ def test_deconvolution_is_the_transpose_of_convolution(cfg):
     np.testing.assert_allclose(np.vdot(down, v), np.vdot(u, up), rtol=1e-10)
 
 
-def _interp_matrix(out_size, in_size, u):
+def _interp_matrix(in_size, u):
     """Linear interpolation of in_size samples at positions u (np.interp on unit vectors)."""
     eye = np.eye(in_size)
     return np.stack([np.interp(u, np.arange(in_size), eye[i]) for i in range(in_size)], axis=1)
@@ -140,7 +139,7 @@ def test_frozen_bilinear_deconvolution_upsamples_as_bilinear_interpolation(f):
     shift = 0.5 if f % 2 == 0 else 1.0
     uh, uw = (np.arange(OH) + shift) / f - 1, (np.arange(OW) + shift) / f - 1
     ih, iw = (uh >= 0) & (uh <= H - 1), (uw >= 0) & (uw <= W - 1)
-    Ah, Aw = _interp_matrix(OH, H, uh), _interp_matrix(OW, W, uw)
+    Ah, Aw = _interp_matrix(H, uh), _interp_matrix(W, uw)
     expected = np.einsum("yh,chw,xw->cyx", Ah, x[0], Aw)
     assert ih.sum() == f * (H - 1) + f % 2 and iw.sum() == f * (W - 1) + f % 2
     np.testing.assert_allclose(y[0][:, ih][:, :, iw], expected[:, ih][:, :, iw], rtol=1e-12, atol=1e-12)
