@@ -121,8 +121,10 @@ class Backend:
     def rng_state(self):
         """The generators' state as JSON-able data (a solverstate's netdef_state.rng), such
         that set_rng_state() continues both streams exactly where they are now."""
-        return {"backend": self.name, "host": self.host_rng.bit_generator.state,
-                **self._device_rng_state()}
+        # the device's state first: where it is a seed drawn from the host generator, the host
+        # state recorded must be the one after that draw, as the uninterrupted run goes on from it
+        device = self._device_rng_state()
+        return {"backend": self.name, "host": self.host_rng.bit_generator.state, **device}
 
     def _device_rng_state(self):
         """A device generator whose state cannot be read back (CuPy's) is restarted here from
