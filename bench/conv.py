@@ -9,8 +9,8 @@ For every layer: median forward and backward ms (backward = weight, bias and bot
 conv1_1 skips the bottom gradient as in a net, its bottom being the data), the share of the
 time spent in im2col/col2im, in GEMMs, and elsewhere (bias, depthwise kernels), the GEMM rate,
 and PyTorch's conv2d forward + backward on the same shapes and threads when it is installed
-(a bench-only extra). The shares come from a separate run with base_conv.PROFILE set, which
-synchronises around every phase.
+(a bench-only extra). The shares come from a separate run with the backend's profile set,
+which synchronises around every phase (Backend.timed).
 
 On few cores, OpenBLAS's worker threads used to spin after each GEMM and OpenMP's after each
 kernel, each slowing the other (on 2 cores VGG16's total went 835 -> 688 ms with
@@ -117,7 +117,6 @@ def main():
     args = ap.parse_args()
 
     import netdef
-    from netdef.layers import base_conv
 
     backend = netdef.get_backend("gpu" if args.gpu else "cpu")
     dtype = np.float64 if args.double else np.float32
@@ -129,10 +128,10 @@ def main():
         prop = [spec[0] != "conv1_1"]
         fwd = timeit(lambda: layer.forward([x], [y]), backend.synchronize, args.warmup, args.iters)
         bwd = timeit(lambda: layer.backward([y], prop, [x]), backend.synchronize, args.warmup, args.iters)
-        base_conv.PROFILE = {}
+        backend.profile = {}
         layer.forward([x], [y])
         layer.backward([y], prop, [x])
-        prof, base_conv.PROFILE = base_conv.PROFILE, None
+        prof, backend.profile = backend.profile, None
         spent = sum(prof.values()) or 1.0
         cols = prof.get("im2col", 0) + prof.get("col2im", 0)
         gemm = prof.get("gemm", 0)

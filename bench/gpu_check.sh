@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The GPU checks in one run, for a machine with a CUDA device and no network (see bench/README.md):
 #   1. installs netdef editable, building the CPU extension (the GPU tests compare against it);
-#   2. pytest -m gpu: every layer's GPU forward/backward against the CPU, GPU resume;
+#   2. pytest -m gpu: every layer's GPU forward/backward against the CPU, GPU resume, the cuBLAS
+#      products with beta (tests/test_emulated_gpu.py: test_cublas_products_on_a_device);
 #   3. bench/fcn8s.py --gpu --size 500 (netdef against PyTorch, time and peak memory);
 #   4. bench/layers.py --gpu --size 500;
 #   5. compute-sanitizer memcheck over the GPU tests of the layers (skipped where it is missing

@@ -53,3 +53,29 @@ def test_kernels_take_arrays_or_addresses():
     with pytest.raises((BufferError, ValueError, TypeError)):
         kern(3, x[::2], 2.0, np.zeros(3, np.float32), 0.0)
     kern(0, np.zeros(0, np.float32), 1.0, np.zeros(0, np.float32), 0.0)  # empty: no null pointer error
+
+
+def test_workspaces_and_ones_belong_to_the_backend(emulated_gpu_backend):
+    """Scratch arrays are shared per backend, dtype and name, grow when asked for more, and are
+    not shared with another backend (the emulated GPU's)."""
+    be = netdef.get_backend("cpu")
+    a = be.workspace(np.float32, 1 << 20, "test-scratch")
+    b = be.workspace(np.float32, 10, "test-scratch")
+    assert np.shares_memory(a, b) and b.size == 10
+    assert not np.shares_memory(a, be.workspace(np.float32, 10, "test-other"))
+    assert not np.shares_memory(a, be.workspace(np.float64, 10, "test-scratch"))
+    assert not np.shares_memory(a, emulated_gpu_backend.workspace(np.float32, 10, "test-scratch"))
+    c = be.workspace(np.float32, (1 << 20) + 1, "test-scratch")
+    assert c.size == (1 << 20) + 1 and not np.shares_memory(a, c)
+    ones = be.ones(np.float64, 7)
+    assert ones.shape == (7,) and (ones == 1).all()
+    be._workspaces = {k: v for k, v in be._workspaces.items() if not k[1].startswith("test-")}
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 4, 5), (3, 17, 60, 70)])  # numpy's sum; GEMVs with ones
+def test_add_channel_sums(shape):
+    be = netdef.get_backend("cpu")
+    x = np.random.default_rng(0).standard_normal(shape)
+    out = np.full(shape[1], 0.5)
+    be.add_channel_sums(x, out)
+    np.testing.assert_allclose(out, 0.5 + x.sum(axis=(0, 2, 3)), rtol=1e-12)

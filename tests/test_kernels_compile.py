@@ -63,10 +63,16 @@ def test_nvrtc_compiles_as_the_gpu_backend_does(path, dtype):
     assert status == 0, log.value.decode(errors="replace")
 
 
-def test_kernel_files_include_only_common_header():
+def test_kernel_files_include_only_their_own_headers():
+    """NVRTC has no host headers: a .cu includes common.cuh first, then only headers of kernels/
+    (which the GPU backend inlines, and which include nothing themselves)."""
+    local = {os.path.basename(p) for p in glob.glob(os.path.join(KERNELS, "*.cuh"))}
     for path in CU_FILES:
         includes = re.findall(r'^\s*#\s*include\s*[<"]([^>"]+)[>"]', open(path).read(), re.M)
-        assert includes == ["common.cuh"], f"{path}: NVRTC has no host headers; include only common.cuh"
+        assert includes[:1] == ["common.cuh"] and set(includes) <= local, f"{path}: {includes}"
+    for name in local - {"common.cuh"}:
+        text = open(os.path.join(KERNELS, name)).read()
+        assert not re.findall(r"^\s*#\s*include", text, re.M), f"{name} includes a header"
 
 
 def test_cpu_extension_has_every_kernel_in_both_dtypes():
@@ -93,3 +99,6 @@ def test_gpu_source_inlines_the_header():
 
     src = kernel_source("activation")
     assert '#include "common.cuh"' not in src and "KERNEL_LOOP" in src
+    for family in ("im2col", "depthwise_conv"):  # both take the shared tap arithmetic
+        src = kernel_source(family)
+        assert '.cuh"' not in src and src.count("DEVICE_FN index_t first_tap(") == 1

@@ -96,14 +96,15 @@ def test_train_step_allocates_nothing_large_once_warm(nets):
 
 def test_conv_workspace_is_shared_between_layers(nets):
     train, _ = nets
-    base_conv._workspaces.clear()
+    backend = netdef.get_backend("cpu")
+    backend._workspaces.clear()
     net = netdef.Net(train, netdef.TRAIN)
     net.blobs["data"].data[...] = 1.0
     net.forward()
     net.backward()
-    keys = [k for k in base_conv._workspaces if len(k) == 2 and k[1] == np.dtype(np.float32).str]
+    keys = [k for k in backend._workspaces if k == (np.dtype(np.float32).str, "col")]
     assert len(keys) == 1  # one buffer for every convolution of the net
     convs = [layer for layer in net.layers if isinstance(layer, base_conv.BaseConvolutionLayer)
              and layer.path == "im2col"]
     biggest = max(layer.K * layer.L for layer in convs)
-    assert base_conv._workspaces[keys[0]].size >= min(biggest, base_conv.COL_BUDGET, base_conv.CPU_COL_BUDGET) // 2
+    assert backend._workspaces[keys[0]].size >= min(biggest, backend.col_budget) // 2

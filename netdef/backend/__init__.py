@@ -1,9 +1,25 @@
 """Device selection. The device is chosen once per Net/Solver from the global mode
 (pycaffe's set_mode_cpu / set_mode_gpu / set_device); layers only ever talk to the backend
-object they were given: `xp` for array operations, `kernels(family)` for compiled kernels.
+object they were given: `xp` for array operations, `kernels(family)` for compiled kernels,
+and the operations below for everything whose best implementation depends on the device:
+
+    matmul(a, b, out, accumulate=False)   out (+)= a @ b, batched, out possibly strided
+    matmul_sum(a, b, out)                 out += sum_i a[i] @ b[i]   (weight gradients)
+    add_channel_sums(x, out)              out[c] += sum of x[:, c, ...]   (bias gradients)
+    reduce_parts(rows, inner)             partial sums per row of a two-stage reduction
+    workspace(dtype, size, name), ones(dtype, size)   scratch shared by the layers of a device
+    col_budget, row_tile(width, rows), fill(array, value)
+    profile, timed(phase)                 where the time goes (bench/conv.py)
+
+Backend holds what every device does alike; gpu_policy.GPUPolicy the GPU's decisions (cuBLAS
+with beta, bounded temporaries, launch-shaped reductions) apart from CuPy itself, so that the
+test suite's emulated GPU (tests/conftest.py) takes them on numpy arrays; cpu.CPUBackend the
+CPU's (OpenBLAS through blas.gemm, products computed transposed where OpenBLAS is slow).
 """
+import contextlib
 import os
 import sys
+import time
 
 import numpy as np
 
@@ -89,13 +105,22 @@ def get_backend(which=None, device=None):
 
 
 class Backend:
-    """What the two devices have in common: scalar conversion and launching by family/name."""
+    """What the two devices have in common: launching by family/name, the generators' state,
+    scratch arrays, profiling."""
 
     name = None
     xp = np
+    #: Most elements the convolutions' column workspace may hold for one chunk of images (or
+    #: one band of rows). Fewer, larger GEMMs and launches pay on a GPU; the CPU caps it lower.
+    col_budget = 1 << 25
 
     def __init__(self):
         self._families = {}
+        self._workspaces = {}
+        self._ones = {}
+        #: When set to a dict, seconds spent per phase accumulate in it under timed(phase),
+        #: with the device synchronised around each phase (bench/conv.py).
+        self.profile = None
         self.rng = None
         self.seed(None)
 
@@ -121,8 +146,10 @@ class Backend:
     def rng_state(self):
         """The generators' state as JSON-able data (a solverstate's netdef_state.rng), such
         that set_rng_state() continues both streams exactly where they are now."""
-        return {"backend": self.name, "host": self.host_rng.bit_generator.state,
-                **self._device_rng_state()}
+        # the device's state first: where it is a seed drawn from the host generator, the host
+        # state recorded must be the one after that draw, as the uninterrupted run goes on from it
+        device = self._device_rng_state()
+        return {"backend": self.name, "host": self.host_rng.bit_generator.state, **device}
 
     def _device_rng_state(self):
         """A device generator whose state cannot be read back (CuPy's) is restarted here from
@@ -161,6 +188,53 @@ class Backend:
         """array[...] = value (a contiguous float array of this device)."""
         array.fill(value)
 
+    # ---- scratch -----------------------------------------------------------------------
+    def workspace(self, dtype, size, name="col"):
+        """A flat scratch array of `size` elements, shared by every layer of this backend and
+        dtype that asks for `name` (layers run one at a time and keep nothing in it between
+        calls); different names are scratch arrays that one call needs at the same time."""
+        key = (np.dtype(dtype).str, name)
+        buf = self._workspaces.get(key)
+        if buf is None or buf.size < size:
+            self._workspaces.pop(key, None)  # free the old one before taking the new one
+            buf = self._workspaces[key] = self.xp.empty(max(size, 1), dtype=dtype)
+        return buf[:size]
+
+    def ones(self, dtype, size):
+        """A read-only vector of `size` ones (sums as products), shared like workspace()."""
+        key = np.dtype(dtype).str
+        buf = self._ones.get(key)
+        if buf is None or buf.size < size:
+            buf = self._ones[key] = self.xp.ones(max(size, 1), dtype=dtype)
+        return buf[:size]
+
+    # ---- profiling -----------------------------------------------------------------------
+    def timed(self, phase):
+        """A context that adds its duration to profile[phase] while profile is a dict."""
+        if self.profile is None:
+            return _NULL
+        return _Timed(self, phase)
+
+    # ---- products and reductions (the device's own choices) ------------------------------
+    def matmul(self, a, b, out, accumulate=False):
+        """out = a @ b, or out += a @ b with accumulate, over the leading (batch) axes of out;
+        a and b may have fewer leading axes (broadcast) and be transposed views; out may be
+        strided (a band of columns of a bigger array), and is written only where it lies."""
+        raise NotImplementedError
+
+    def matmul_sum(self, a, b, out):
+        """out (..., m, n) += sum over i of a[i] @ b[i], a (nb, ..., m, k), b (nb, ..., k, n)."""
+        raise NotImplementedError
+
+    def add_channel_sums(self, x, out):
+        """out (C,) += x (N, C, ...) summed over every axis but the second."""
+        out += x.sum(axis=(0,) + tuple(range(2, x.ndim)))
+
+    def reduce_parts(self, rows, inner):
+        """How many strided partial sums per row the first stage of a two-stage reduction over
+        `rows` rows of `inner` values makes (kernels/scale.cu's *_partial_* kernels)."""
+        return 1
+
     def row_tile(self, width, rows):
         """Elements of one image row that a kernel iteration takes at once, for kernels with a
         `tile` parameter (im2col, col2im, pooling): 1 here and on the GPU, where neighbouring
@@ -169,6 +243,39 @@ class Backend:
 
 
 _FLOAT_DTYPES = (np.dtype(np.float32), np.dtype(np.float64))
+_NULL = contextlib.nullcontext()
+
+
+class _Timed:
+    def __init__(self, backend, phase):
+        self.backend, self.phase = backend, phase
+
+    def __enter__(self):
+        self.backend.synchronize()
+        self.t0 = time.perf_counter()
+
+    def __exit__(self, *exc):
+        self.backend.synchronize()
+        prof = self.backend.profile
+        if prof is not None:
+            prof[self.phase] = prof.get(self.phase, 0.0) + time.perf_counter() - self.t0
+
+
+def bounded_matmul(xp, a, b, out, accumulate, temp_elements):
+    """matmul for a device that cannot accumulate into its output: out += a @ b through
+    temporary products of at most `temp_elements` elements, block of rows by block of rows
+    (fc6's weight gradient would otherwise take a 411 MB product next to the 411 MB gradient);
+    a strided out is written through one temporary."""
+    if accumulate:
+        m = out.shape[-2]
+        rows = max(1, temp_elements // max(1, out.size // max(m, 1)))
+        for r0 in range(0, m, rows):
+            out[..., r0:r0 + rows, :] += xp.matmul(a[..., r0:r0 + rows, :], b)
+    elif out.flags.c_contiguous:
+        xp.matmul(a, b, out=out)
+    else:
+        out[...] = xp.matmul(a, b)
+    return out
 
 
 class KernelFamily:

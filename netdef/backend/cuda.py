@@ -1,12 +1,15 @@
 """GPU backend: cupy for array operations and cuBLAS, one cached RawModule per kernel file and
-dtype compiled by NVRTC from the same kernels/*.cu the CPU extension is built from."""
+dtype compiled by NVRTC from the same kernels/*.cu the CPU extension is built from. What it
+decides (products, reductions, budgets) is gpu_policy.GPUPolicy's; this module is CuPy."""
 import hashlib
+import re
 from importlib import resources
 
 import numpy as np
 
 from ..errors import BackendError
-from . import _FLOAT_DTYPES, Backend
+from . import _FLOAT_DTYPES, tf32_enabled
+from .gpu_policy import GPUPolicy
 
 _BLOCK = 256
 _MAX_GRID = 65535 * 32
@@ -54,15 +57,31 @@ def apply_tf32(enabled):
 
 
 def kernel_source(family):
-    """The text of kernels/<family>.cu with common.cuh inlined: CuPy's disk cache hashes only
-    the code string, so an #include'd header edit would otherwise reuse a stale cubin."""
+    """The text of kernels/<family>.cu with its headers (common.cuh, and kernels/*.cuh such as
+    conv_taps.cuh) inlined, each once: CuPy's disk cache hashes only the code string, so an
+    #include'd header edit would otherwise reuse a stale cubin."""
     files = resources.files("netdef.kernels")
     try:
         src = (files / f"{family}.cu").read_text()
     except FileNotFoundError:
         raise BackendError(f"no kernel file kernels/{family}.cu") from None
-    header = (files / "common.cuh").read_text()
-    return src.replace('#include "common.cuh"', header)
+    done = set()
+
+    def inline(match):
+        name = match.group(1)
+        if name in done:
+            return ""
+        done.add(name)
+        try:
+            text = (files / name).read_text()
+        except FileNotFoundError:
+            raise BackendError(f"kernels/{family}.cu includes {name}, which kernels/ lacks") from None
+        return _INCLUDE.sub(inline, text)
+
+    return _INCLUDE.sub(inline, src)
+
+
+_INCLUDE = re.compile(r'^[ \t]*#[ \t]*include[ \t]*"([\w.]+\.cuh)"[ \t]*$', re.M)
 
 
 def compile_options(src, dtype):
@@ -72,7 +91,7 @@ def compile_options(src, dtype):
             "-DNETDEF_SRC_HASH=" + hashlib.sha1(src.encode()).hexdigest()[:12])
 
 
-class CUDABackend(Backend):
+class CUDABackend(GPUPolicy):
     name = "gpu"
 
     def __init__(self, device=0):
@@ -82,11 +101,50 @@ class CUDABackend(Backend):
         self.device_id = device
         self._modules = {}
         self._functions = {}
+        self._cublas = None
         super().__init__()
 
     def _seed_device(self, seed):
         with self.cupy.cuda.Device(self.device_id):
             self.rng = self.cupy.random.default_rng(seed)
+
+    def _gemm_ok(self, dtype):
+        # A direct sgemm ignores CuPy's compute-type switch: with TF32 on, float32 products
+        # stay with cupy.matmul (and the bounded-temporary accumulation) so that TF32 applies.
+        if np.dtype(dtype) == np.float32 and tf32_enabled():
+            return False
+        return super()._gemm_ok(dtype)
+
+    def _gemm(self, op_a, op_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
+              stride_c, batch):
+        """cublas<s|d>gemm[StridedBatched] on CuPy's handle for this device, scalars from the
+        host (the handle's pointer mode is set for the call and restored)."""
+        cp = self.cupy
+        if self._cublas is None:
+            from cupy_backends.cuda.libs import cublas  # also reachable as cupy.cuda.cublas
+
+            self._cublas = cublas
+        cublas = self._cublas
+        single = C.dtype == np.float32
+        scalars = np.array([alpha, beta], dtype=C.dtype)  # read by cuBLAS during the call
+        alpha_ptr = scalars.ctypes.data
+        beta_ptr = alpha_ptr + scalars.itemsize
+        ops = {"N": cublas.CUBLAS_OP_N, "T": cublas.CUBLAS_OP_T}
+        with cp.cuda.Device(self.device_id):
+            handle = cp.cuda.device.get_cublas_handle()
+            mode = cublas.getPointerMode(handle)
+            cublas.setPointerMode(handle, cublas.CUBLAS_POINTER_MODE_HOST)
+            try:
+                if batch == 1:
+                    fn = cublas.sgemm if single else cublas.dgemm
+                    fn(handle, ops[op_a], ops[op_b], m, n, k, alpha_ptr, A.data.ptr, lda,
+                       B.data.ptr, ldb, beta_ptr, C.data.ptr, ldc)
+                else:
+                    fn = cublas.sgemmStridedBatched if single else cublas.dgemmStridedBatched
+                    fn(handle, ops[op_a], ops[op_b], m, n, k, alpha_ptr, A.data.ptr, lda, stride_a,
+                       B.data.ptr, ldb, stride_b, beta_ptr, C.data.ptr, ldc, stride_c, batch)
+            finally:
+                cublas.setPointerMode(handle, mode)
 
     def _function(self, family, name, dtype):
         key = (family, name, dtype)

@@ -19,116 +19,25 @@ So Caffe's Deconvolution weight layout (channels, num_output / group, kh, kw) is
 
 How the products run (all batched: no Python loop per image x group):
   * depthwise (group == Ci == Co, e.g. FCN's bilinear upsampling): direct kernels
-    dw_conv_* of kernels/im2col.cu, no GEMM at all;
+    dw_conv_* of kernels/depthwise_conv.cu, no GEMM at all;
   * 1x1 kernel, stride 1, pad 0: the image *is* its column matrix: one batched GEMM;
-  * otherwise im2col / col2im (kernels/im2col.cu) into a workspace shared by all layers of a
-    device and dtype, then one matmul over a (images, group, ...) view. Images are taken
-    together as long as their column matrices fit in COL_BUDGET elements (CPU_COL_BUDGET on the
-    CPU); a single image whose column matrix is larger is processed in bands of output rows.
-On the CPU the products that accumulate (dW +=, db +=) or write a band of rows go straight to
-BLAS's GEMM (netdef/backend/blas.py) with beta = 1 / a leading dimension, so a train step
-allocates nothing the size of a weight or an output; the bias gradient is a GEMV with a vector of
-ones; and a GEMV-like backward-data product (few output pixels, many weights: fc6/fc7 at batch
-1) is computed transposed. The GPU runs the same products as batched CuPy matmuls.
+  * otherwise im2col / col2im (kernels/im2col.cu) into the backend's workspace (shared by all
+    layers of a device and dtype), then one product over a (images, group, ...) view. Images
+    are taken together as long as their column matrices fit in the backend's col_budget
+    elements; a single image whose column matrix is larger is processed in bands of output rows.
+The products are asked of the backend as math (backend.matmul: out = A B, written in place even
+into a band of rows; backend.matmul_sum: dW += sum_i A_i B_i; backend.add_channel_sums: the bias
+gradient); how each device runs them (BLAS with beta, a product taken transposed, cuBLAS, bounded
+temporaries) is the backend's business (netdef/backend/).
 ConvolutionParameter.engine and force_nd_im2col only choose an implementation in Caffe; netdef
 accepts them and always uses the paths above (the results are the same).
 """
-import contextlib
 import math
-import time
 
 import numpy as np
 
-from ..backend import blas
 from ..fillers import fill
 from ..layer import Layer
-
-#: Most elements the column workspace may hold for one chunk of images (or one band of rows).
-COL_BUDGET = 1 << 25
-#: The CPU's cap on it: bands of 16 MB cost no measurable time on FCN-8s (its conv1_2 column
-#: matrix alone is 245 MB at 128x128), and save ~110 MB over 1 << 25. The GPU keeps COL_BUDGET:
-#: there fewer, larger GEMMs and launches pay.
-CPU_COL_BUDGET = 1 << 22
-#: When set to a dict, seconds spent per phase ('im2col', 'col2im', 'gemm', 'depthwise',
-#: 'bias') accumulate in it, with the device synchronised around each phase (bench/conv.py).
-PROFILE = None
-
-#: Multiply-adds below which the CPU keeps numpy's matmul (+ a small temporary): a direct BLAS
-#: call through ctypes costs ~10 µs, a tiny matmul ~2 µs (per-layer dispatch on small nets).
-SMALL_PRODUCT = 1 << 16
-
-#: Most elements of the temporary product that an accumulating matmul_into takes at once
-#: where it cannot accumulate in place (the GPU).
-ACCUMULATE_TEMP = 1 << 22
-
-_NULL = contextlib.nullcontext()
-_workspaces = {}
-_ones = {}
-
-
-def workspace(backend, dtype, size, name="col"):
-    """A flat scratch array of `size` elements, shared by every conv layer of one backend and
-    dtype (layers run one at a time, and no layer keeps its contents between calls); `name`
-    tells apart scratch arrays that one call needs at the same time."""
-    key = (id(backend), np.dtype(dtype).str) if name == "col" else (id(backend), np.dtype(dtype).str, name)
-    buf = _workspaces.get(key)
-    if buf is None or buf.size < size:
-        _workspaces.pop(key, None)
-        buf = _workspaces[key] = backend.xp.empty(max(size, 1), dtype=dtype)
-    return buf[:size]
-
-
-def ones(backend, dtype, size):
-    """A read-only vector of `size` ones (bias gradients as a GEMV), shared like workspace()."""
-    key = (id(backend), np.dtype(dtype).str)
-    buf = _ones.get(key)
-    if buf is None or buf.size < size:
-        buf = _ones[key] = backend.xp.ones(max(size, 1), dtype=dtype)
-    return buf[:size]
-
-
-def matmul_into(backend, a, b, out, accumulate=False):
-    """out = a @ b, or out += a @ b, over the leading (batch) axes of out; `a` and `b` may have
-    fewer leading axes (broadcast). Nothing the size of out is allocated on the CPU: accumulation
-    goes to BLAS's GEMM with beta = 1, and a strided out (a band of rows) is written in place.
-    On the GPU the accumulation adds products of at most ACCUMULATE_TEMP elements, block of
-    rows by block of rows (cupy.cublas.gemm with beta = 1 would need none; not done without a
-    device to test it on)."""
-    xp = backend.xp
-    if (backend.name == "cpu" and (accumulate or not out.flags.c_contiguous)
-            and out.size * a.shape[-1] > SMALL_PRODUCT):
-        beta = 1.0 if accumulate else 0.0
-        lead = out.shape[:-2]
-        na, nb = a.ndim - 2, b.ndim - 2
-        for idx in np.ndindex(*lead):
-            blas.gemm(a[idx[len(idx) - na:]] if na else a, b[idx[len(idx) - nb:]] if nb else b,
-                      out[idx], beta=beta)
-        return out
-    if accumulate:
-        # a bounded temporary, row block by row block: fc6's weight gradient would otherwise
-        # take a 411 MB product (kept by CuPy's pool) next to the 411 MB gradient itself
-        m = out.shape[-2]
-        rows = max(1, ACCUMULATE_TEMP // max(1, out.size // m))
-        for r0 in range(0, m, rows):
-            out[..., r0:r0 + rows, :] += xp.matmul(a[..., r0:r0 + rows, :], b)
-    elif out.flags.c_contiguous:
-        xp.matmul(a, b, out=out)
-    else:
-        out[...] = xp.matmul(a, b)
-    return out
-
-
-class _Timed:
-    def __init__(self, backend, phase):
-        self.backend, self.phase = backend, phase
-
-    def __enter__(self):
-        self.backend.synchronize()
-        self.t0 = time.perf_counter()
-
-    def __exit__(self, *exc):
-        self.backend.synchronize()
-        PROFILE[self.phase] = PROFILE.get(self.phase, 0.0) + time.perf_counter() - self.t0
 
 
 def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):
@@ -279,7 +188,7 @@ class BaseConvolutionLayer(Layer):
         else:
             self.path = "im2col"
         per_image = max(self.K * self.L, self.Co * self.K // G)
-        budget = min(COL_BUDGET, CPU_COL_BUDGET) if self.backend.name == "cpu" else COL_BUDGET
+        budget = self.backend.col_budget
         self.images_per_chunk = min(N, budget // per_image) if N else 0
         self.rows_per_chunk = self.OH
         if self.images_per_chunk == 0 and N:
@@ -296,7 +205,7 @@ class BaseConvolutionLayer(Layer):
                     yield n0, 1, oh0, min(self.rows_per_chunk, self.OH - oh0)
 
     def _timed(self, phase):
-        return _Timed(self.backend, phase) if PROFILE is not None else _NULL
+        return self.backend.timed(phase)
 
     # ---- the three products -------------------------------------------------------------
     def _weights_g(self, W):
@@ -307,7 +216,7 @@ class BaseConvolutionLayer(Layer):
         """Column matrices of images n0 .. n0 + nb - 1, output rows oh0 .. oh0 + rows - 1,
         as a (nb, group, K / group, rows * OW) view of the workspace."""
         G = self.group
-        col = workspace(self.backend, self.dtype, nb * self.K * rows * self.OW)
+        col = self.backend.workspace(self.dtype, nb * self.K * rows * self.OW)
         iters, tile = self.row_launch(nb * self.K * rows * self.OW, self.OW)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
@@ -339,31 +248,31 @@ class BaseConvolutionLayer(Layer):
 
     def correlate(self, img, out):
         """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW)."""
-        xp, G, N = self.xp, self.group, img.shape[0]
+        G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
             with self._timed("depthwise"):
-                self.kernels("im2col").dw_conv_forward(out.size, img, W, out, *self._dw_args())
+                self.kernels("depthwise_conv").dw_conv_forward(out.size, img, W, out, *self._dw_args())
             return
         Wg = self._weights_g(W)
         out4 = out.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                xp.matmul(Wg, img.reshape(N, G, self.K // G, self.L), out=out4)
+                self.backend.matmul(Wg, img.reshape(N, G, self.K // G, self.L), out4)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
-                matmul_into(self.backend, Wg, col, out4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW])
+                self.backend.matmul(Wg, col, out4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW])
 
     def correlate_adjoint(self, cols, img):
         """img (N, Ci, IH, IW) = col2im(W^T cols), cols (N, Co, OH, OW): written, not added."""
-        xp, G, N = self.xp, self.group, img.shape[0]
+        G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
             iters, tile = self.row_launch(img.size, self.IW)
             with self._timed("depthwise"):
-                self.kernels("im2col").dw_conv_backward(
+                self.kernels("depthwise_conv").dw_conv_backward(
                     iters, cols, W, img, *self._dw_args(),
                     self.steph, self.stepw, tile)
             return
@@ -371,46 +280,25 @@ class BaseConvolutionLayer(Layer):
         cols4 = cols.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                self._adjoint_product(WgT, cols4, img.reshape(N, G, self.K // G, self.L))
+                self.backend.matmul(WgT, cols4, img.reshape(N, G, self.K // G, self.L))
             return
         for n0, nb, oh0, rows in self._chunks(N):
-            col = workspace(self.backend, self.dtype, nb * self.K * rows * self.OW)
+            col = self.backend.workspace(self.dtype, nb * self.K * rows * self.OW)
             col = col.reshape(nb, G, self.K // G, rows * self.OW)
             with self._timed("gemm"):
-                if rows == self.OH:
-                    self._adjoint_product(WgT, cols4[n0:n0 + nb], col)
-                else:
-                    xp.matmul(WgT, cols4[n0, :, :, oh0 * self.OW:(oh0 + rows) * self.OW], out=col[0])
+                self.backend.matmul(WgT, cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW], col)
             self._col2im(col, img, n0, nb, oh0, rows)
-
-    #: The CPU computes W^T c as (c^T W)^T when W has at least this many elements and c's
-    #: columns are few (FCN's fc6 / fc7 at batch 1: 25 columns, 100M weights): BLAS then streams
-    #: W once as the wide operand (fc6's backward-data GEMM 91 -> 70 ms on 2 cores).
-    transposed_adjoint_min_weights = 1 << 22
-
-    def _adjoint_product(self, WgT, c, out):
-        """out (nb, G, K / G, l) = WgT (G, K / G, Co / G) @ c (nb, G, Co / G, l)."""
-        nb, G, m, l = out.shape
-        if (self.backend.name != "cpu" or WgT[0].size < self.transposed_adjoint_min_weights
-                or 16 * l > m):
-            self.xp.matmul(WgT, c, out=out)
-            return
-        scratch = workspace(self.backend, self.dtype, l * m, "adjoint").reshape(l, m)
-        for i in range(nb):
-            for g in range(G):
-                blas.gemm(c[i, g].T, WgT[g].T, scratch)
-                out[i, g] = scratch.T
 
     def weight_grad(self, img, cols, dW):
         """dW (Co, Ci / group, kh, kw) += cols * im2col(img)^T, summed over the images."""
-        xp, G, N = self.xp, self.group, img.shape[0]
+        G, N = self.group, img.shape[0]
         if self.path == "depthwise":
             taps = self.Co * self.kh * self.kw
             target = 1 << 16
             parts = max(1, min(N * self.OH, -(-target // taps)))
-            partial = workspace(self.backend, self.dtype, taps * parts)
+            partial = self.backend.workspace(self.dtype, taps * parts)
             with self._timed("depthwise"):
-                self.kernels("im2col").dw_conv_weight_partial(
+                self.kernels("depthwise_conv").dw_conv_weight_partial(
                     taps * parts, img, cols, partial, N, *self._dw_args(), parts)
                 dW += partial.reshape(dW.shape + (parts,)).sum(axis=-1)
             return
@@ -419,39 +307,13 @@ class BaseConvolutionLayer(Layer):
         if self.path == "1x1":
             with self._timed("gemm"):
                 img4 = img.reshape(N, G, self.K // G, self.L)
-                self._accumulate_over_images(cols4, img4.transpose(0, 1, 3, 2), dWg)
+                self.backend.matmul_sum(cols4, img4.transpose(0, 1, 3, 2), dWg)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
                 c = cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
-                self._accumulate_over_images(c, col.transpose(0, 1, 3, 2), dWg)
-
-    #: The CPU takes a weight gradient (G, m, n) += a @ b as its transpose when it has at most
-    #: this many rows m (output channels per group) and fewer rows than columns: OpenBLAS runs
-    #: products of few rows and a long inner dimension slowly, and the transpose turns the long
-    #: side into rows (fcn8s-mini's conv1_2, 8 x 72 over 58k pixels: 3.4 -> 1.8 ms per band;
-    #: VGG's 128-channel convs ~30 % faster). Above it, adding the transposed scratch back costs
-    #: more than it saves.
-    transposed_grad_max_rows = 128
-
-    def _accumulate_over_images(self, a, b, out):
-        """out (G, m, n) += sum over the images i of a[i] @ b[i] (a: (nb, G, m, k))."""
-        nb, G, m, k = a.shape
-        n = out.shape[-1]
-        small = nb * out.size * k <= SMALL_PRODUCT
-        if self.backend.name == "cpu" and not small and m < n and m <= self.transposed_grad_max_rows:
-            scratch = workspace(self.backend, self.dtype, G * n * m, "wgrad").reshape(G, n, m)
-            for g in range(G):
-                for i in range(nb):
-                    blas.gemm(b[i, g].T, a[i, g].T, scratch[g], beta=1.0 if i else 0.0)
-            out += scratch.transpose(0, 2, 1)
-            return
-        if (self.backend.name == "cpu" and not small) or nb == 1:
-            for i in range(nb):
-                matmul_into(self.backend, a[i], b[i], out, accumulate=True)
-        else:
-            out += self.xp.matmul(a, b).sum(axis=0)
+                self.backend.matmul_sum(c, col.transpose(0, 1, 3, 2), dWg)
 
     # ---- forward / backward -------------------------------------------------------------
     def _add_bias(self, y):
@@ -460,15 +322,8 @@ class BaseConvolutionLayer(Layer):
                 y += self.blobs[1].data.reshape(1, -1, 1, 1)
 
     def _bias_grad(self, dy, db):
-        """db += sum over images and pixels of dy (N, C, H, W): on the CPU one GEMV per image."""
-        if self.backend.name != "cpu" or dy.size <= SMALL_PRODUCT:
-            db += dy.sum(axis=(0, 2, 3))
-            return
-        n, c = dy.shape[:2]
-        hw = dy.size // max(n * c, 1)
-        one = ones(self.backend, self.dtype, hw).reshape(hw, 1)
-        for i in range(n):
-            blas.gemm(dy[i].reshape(c, hw), one, db.reshape(c, 1), beta=1.0)
+        """db += sum over images and pixels of dy (N, C, H, W)."""
+        self.backend.add_channel_sums(dy, db)
 
     def forward(self, bottom, top):
         for b, t in zip(bottom, top):

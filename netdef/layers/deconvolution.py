@@ -10,7 +10,7 @@ shape:    bottom (N, C, H, W) -> top (N, num_output, OH, OW),
           OH = sh (H - 1) + dh (kh - 1) + 1 - 2 ph, likewise OW;
           W: (C, num_output / group, kh, kw), b: (num_output,)
 With group == C == num_output (FCN's fixed bilinear upsampling: filler "bilinear", lr_mult 0)
-the layer runs the direct depthwise kernels of kernels/im2col.cu, not one GEMM per group.
+the layer runs the direct depthwise kernels of kernels/depthwise_conv.cu, not one GEMM per group.
 Parameters as Convolution; the machinery lives in base_conv.py.
 """
 from . import register_layer

@@ -69,10 +69,11 @@ class InnerProductLayer(Layer):
         dY = top[0].diff.reshape(-1, self.N)
         if self.param_needs_grad(0):
             dW = self.blobs[0].diff
+            # accumulated in place by the backend: no temporary the size of the weights
             if self.transpose:
-                dW += X.T @ dY
+                self.backend.matmul(X.T, dY, dW, accumulate=True)
             else:
-                dW += dY.T @ X
+                self.backend.matmul(dY.T, X, dW, accumulate=True)
         if len(self.blobs) > 1 and self.param_needs_grad(1):
             self.blobs[1].diff += dY.sum(axis=0)
         if propagate_down[0]:

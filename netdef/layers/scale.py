@@ -21,19 +21,12 @@ from . import register_layer
 from .inner_product import canonical_axis
 
 
-def partial_count(backend, rows, inner):
-    """How many strided partial sums per row the first reduction stage makes: 1 on the CPU
-    (contiguous loops); on a GPU enough threads (~64k) to fill it, each summing >= 32 values."""
-    if backend.name != "gpu" or inner < 64:
-        return 1
-    return int(max(1, min(inner // 32, 65536 // max(rows, 1), 1024)))
-
-
 def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0):
     """out[d] = alpha * sum_{o < outer, t < inner} f(o, d, t) + beta * out[d] (out not read when
     beta = 0), for rows r = o * D + d of inner values each. partial_fn(n, partial, parts)
-    launches the first-stage kernel that writes the n = outer * D * parts partial sums."""
-    parts = partial_count(layer.backend, outer * D, inner)
+    launches the first-stage kernel that writes the n = outer * D * parts partial sums; how many
+    parts per row is the backend's choice (1 on the CPU, enough to fill a GPU)."""
+    parts = layer.backend.reduce_parts(outer * D, inner)
     partial = layer.xp.empty(outer * D * parts, dtype=layer.dtype)
     partial_fn(outer * D * parts, partial, parts)
     layer.kernels("scale").reduce_partials(D, partial, out, outer, parts, float(alpha), float(beta))

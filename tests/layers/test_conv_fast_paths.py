@@ -1,36 +1,42 @@
-"""The CPU-only shortcuts of base_conv.py against the reference im2col + GEMM path: gradient
-accumulation through GEMM's beta, the GEMV-like backward-data product taken transposed, bias
-gradients as GEMVs, and the matmul_into helper."""
+"""The CPU backend's product choices under the convolutions, against the reference im2col +
+GEMM path: gradient accumulation through GEMM's beta, the GEMV-like backward-data product taken
+transposed, bias gradients as GEMVs, and Backend.matmul's branches (the CPU's and the GPU
+policy's)."""
 import numpy as np
 import pytest
 
 import netdef
 from gradcheck import build_layer
-from netdef.layers import base_conv
+from netdef.backend import gpu_policy
 
 from test_convolution import conv_param
 
 
+@pytest.fixture
+def cpu():
+    return netdef.get_backend("cpu")
+
+
 @pytest.fixture(params=["blas", "numpy"], autouse=True)
 def small_products(request, monkeypatch):
-    """Run every test with BLAS for every product (SMALL_PRODUCT 0) and with the default, under
+    """Run every test with BLAS for every product (small_product 0) and with the default, under
     which these small shapes keep numpy's matmul."""
     if request.param == "blas":
-        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 0)
+        monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)
     return request.param
 
 
 @pytest.fixture
-def workspace_names(monkeypatch):
-    """The names of the scratch arrays base_conv asks for, as they are asked for."""
+def workspace_names(monkeypatch, cpu):
+    """The names of the scratch arrays the CPU backend is asked for, as they are asked for."""
     names = []
-    real = base_conv.workspace
+    real = cpu.workspace
 
-    def spy(backend, dtype, size, name="col"):
+    def spy(dtype, size, name="col"):
         names.append(name)
-        return real(backend, dtype, size, name)
+        return real(dtype, size, name)
 
-    monkeypatch.setattr(base_conv, "workspace", spy)
+    monkeypatch.setattr(cpu, "workspace", spy)
     return names
 
 
@@ -38,10 +44,20 @@ def run(kind, cfg, threshold=None, dtype=np.float64, transposed_grad_max_rows=No
     N, C, H, W, m, k, s, p, g = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
     layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, (1, 1), g, True), [x], dtype=dtype)
-    if threshold is not None:
-        layer.transposed_adjoint_min_weights = threshold
-    if transposed_grad_max_rows is not None:
-        layer.transposed_grad_max_rows = transposed_grad_max_rows
+    cpu, saved = layer.backend, {}
+    for attr, value in (("transposed_adjoint_min_weights", threshold),
+                        ("transposed_grad_max_rows", transposed_grad_max_rows)):
+        if value is not None:
+            saved[attr] = getattr(cpu, attr)
+            setattr(cpu, attr, value)
+    try:
+        return _pass(layer, bottom, top)
+    finally:
+        for attr, value in saved.items():
+            setattr(cpu, attr, value)
+
+
+def _pass(layer, bottom, top):
     layer.param_propagate_down = [True, True]
     layer.forward(bottom, top)
     top[0].diff[...] = np.random.default_rng(1).standard_normal(top[0].shape)
@@ -121,18 +137,18 @@ def test_param_gradients_accumulate_on_the_cpu():
 
 @pytest.mark.parametrize("temp", [1 << 22, 130, 1], ids=["one-block", "blocks-of-3-rows", "row-by-row"])
 @pytest.mark.parametrize("accumulate", [False, True])
-@pytest.mark.parametrize("backend_name", ["cpu", "gpu-logic"])
-def test_matmul_into(accumulate, backend_name, temp, monkeypatch):
-    """Both branches of matmul_into (the GPU one run with numpy: its logic is device-free),
-    the GPU's accumulation with its temporary product bounded to whole and partial row blocks."""
-    monkeypatch.setattr(base_conv, "ACCUMULATE_TEMP", temp)
-    cpu = netdef.get_backend("cpu")
-
-    class FakeGPU:
-        name = "gpu"
-        xp = np
-
-    backend = cpu if backend_name == "cpu" else FakeGPU()
+@pytest.mark.parametrize("device", ["cpu", "gpu-cublas", "gpu-fallback"])
+def test_backend_matmul(accumulate, device, temp, monkeypatch, emulated_gpu_backend):
+    """Every branch of Backend.matmul: the CPU's (BLAS with beta, numpy, bounded temporaries),
+    and the GPU policy's, its cuBLAS-shaped calls (emulated from their column-major arguments)
+    and its fallback with the temporary product bounded to whole and partial row blocks."""
+    if device == "cpu":
+        backend = netdef.get_backend("cpu")
+    else:
+        backend = emulated_gpu_backend
+        if device == "gpu-fallback":
+            monkeypatch.setattr(backend, "_gemm_ok", lambda dtype: False)
+    monkeypatch.setattr(backend, "accumulate_temp", temp)
     rng = np.random.default_rng(3)
     a = rng.standard_normal((2, 4, 5))            # (G, m, k), broadcast over images
     b = rng.standard_normal((3, 2, 5, 7))         # (nb, G, k, n)
@@ -140,21 +156,41 @@ def test_matmul_into(accumulate, backend_name, temp, monkeypatch):
     out = big[..., 1:8]                           # strided: a band of columns
     want = np.matmul(a, b) + (out if accumulate else 0)
     keep = big[..., :1].copy(), big[..., 8:].copy()
-    base_conv.matmul_into(backend, a, b, out, accumulate=accumulate)
+    backend.matmul(a, b, out, accumulate=accumulate)
     np.testing.assert_allclose(out, want, rtol=1e-12, atol=1e-12)
     np.testing.assert_array_equal(big[..., :1], keep[0])
     np.testing.assert_array_equal(big[..., 8:], keep[1])
     full = np.zeros((3, 2, 4, 7))
-    base_conv.matmul_into(backend, a, b, full)
+    backend.matmul(a, b, full)
     np.testing.assert_allclose(full, np.matmul(a, b), rtol=1e-12, atol=1e-12)
+    # transposed operands (a weight gradient's im2col^T, a backward-data's W^T)
+    at, bt = rng.standard_normal((2, 5, 4)).swapaxes(-1, -2), rng.standard_normal((2, 7, 5)).swapaxes(-1, -2)
+    acc = rng.standard_normal((2, 4, 7))
+    want = np.matmul(at, bt) + (acc if accumulate else 0)
+    backend.matmul(at, bt, acc, accumulate=accumulate)
+    np.testing.assert_allclose(acc, want, rtol=1e-12, atol=1e-12)
 
 
-def _pass(kind, cfg, budget, monkeypatch):
+def test_gemm_plan_refuses_what_cublas_cannot_read():
+    rng = np.random.default_rng(4)
+    out = np.zeros((2, 3, 4))
+    assert gpu_policy.gemm_plan(rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 5, 4)), out)
+    assert gpu_policy.gemm_plan(rng.standard_normal((2, 3, 10))[..., ::2], rng.standard_normal((2, 5, 4)),
+                                out) is None  # no unit stride
+    assert gpu_policy.gemm_plan(rng.standard_normal((3, 5)), rng.standard_normal((2, 5, 4)),
+                                out) is None  # broadcast along the batch axis
+    assert gpu_policy.gemm_plan(rng.standard_normal((2, 3, 5)), rng.standard_normal((2, 5, 4)),
+                                np.zeros((2, 4, 3)).swapaxes(-1, -2)) is None  # a transposed out
+    assert gpu_policy.gemm_plan(rng.standard_normal((2, 3, 5)).astype(np.float32),
+                                rng.standard_normal((2, 5, 4)), out) is None  # mixed dtypes
+
+
+def _budget_pass(kind, cfg, budget, monkeypatch):
     N, C, H, W, m, k, s, p, d, g, bias = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
     layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, d, g, bias), [x])
     if budget == "rows":
-        monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+        monkeypatch.setattr(layer.backend, "col_budget", 1)
         layer.reshape(bottom, top)
     layer.param_propagate_down = [True] * len(layer.blobs)
     layer.forward(bottom, top)
@@ -162,7 +198,7 @@ def _pass(kind, cfg, budget, monkeypatch):
     for b in layer.blobs:
         b.diff[...] = 0.5
     layer.backward(top, [True], bottom)
-    monkeypatch.setattr(base_conv, "COL_BUDGET", 1 << 25)
+    monkeypatch.undo()
     return [top[0].data.copy(), bottom[0].diff.copy()] + [b.diff.copy() for b in layer.blobs]
 
 
@@ -180,13 +216,13 @@ def test_blas_products_match_numpy_products_on_every_config(kind, budget, small_
     ran = 0
     for cfg in CONFIGS + RANDOM:
         try:
-            got = _pass(kind, cfg, budget, monkeypatch)
+            monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)
+            got = _budget_pass(kind, cfg, budget, monkeypatch)
         except NetdefError:  # a Convolution geometry that makes no Deconvolution
             continue
         ran += 1
-        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 1 << 62)
-        want = _pass(kind, cfg, budget, monkeypatch)
-        monkeypatch.setattr(base_conv, "SMALL_PRODUCT", 0)
+        monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 1 << 62)
+        want = _budget_pass(kind, cfg, budget, monkeypatch)
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=str(cfg))
     assert ran >= 10

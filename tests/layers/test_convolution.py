@@ -96,7 +96,7 @@ def chunking(request, monkeypatch):
         if request.param == "whole":
             return
         per_image = max(layer.K * layer.L, layer.Co * layer.K // layer.group)
-        monkeypatch.setattr(base_conv, "COL_BUDGET", per_image if request.param == "images" else 1)
+        monkeypatch.setattr(layer.backend, "col_budget", per_image if request.param == "images" else 1)
         layer.reshape(bottom, top)
         assert request.param != "images" or layer.images_per_chunk == 1
         assert request.param != "rows" or layer.rows_per_chunk == 1
@@ -178,7 +178,7 @@ def test_convolution_gradients(cfg):
 
 @pytest.mark.parametrize("cfg", [CONFIGS[4], CONFIGS[5], CONFIGS[9]], ids=["dil34", "group2", "depthwise"])
 def test_convolution_gradients_im2col_path_in_row_bands(cfg, monkeypatch):
-    monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+    monkeypatch.setattr(netdef.get_backend("cpu"), "col_budget", 1)
     monkeypatch.setattr(base_conv.BaseConvolutionLayer, "fast_paths", False)
     N, C, H, Wd, m, k, s, p, d, g, bias = cfg
     x = np.random.default_rng(4).standard_normal((N, C, H, Wd))

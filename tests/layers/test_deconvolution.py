@@ -66,7 +66,7 @@ def _build(cfg, fast=True, dtype=np.float64, seed=0):
 def test_deconvolution_forward_matches_reference(cfg, fast, tile, budget, monkeypatch):
     """tile 1 is how the GPU runs the kernels: one element per iteration."""
     if budget == "rows":
-        monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+        monkeypatch.setattr(netdef.get_backend("cpu"), "col_budget", 1)
     layer, bottom, top, x = _build(cfg, fast=fast)
     layer.tile = tile
     (y,) = forward(layer, bottom, top)
@@ -88,7 +88,7 @@ def test_deconvolution_gradients(cfg):
 
 @pytest.mark.parametrize("cfg", [CONFIGS[5], CONFIGS[6], CONFIGS[10]], ids=["dil34", "group2", "depthwise"])
 def test_deconvolution_gradients_im2col_path_in_row_bands(cfg, monkeypatch):
-    monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+    monkeypatch.setattr(netdef.get_backend("cpu"), "col_budget", 1)
     monkeypatch.setattr(base_conv.BaseConvolutionLayer, "fast_paths", False)
     N, C, H, Wd, m, k, s, p, d, g, bias = cfg
     x = np.random.default_rng(4).standard_normal((N, C, H, Wd))
@@ -214,7 +214,8 @@ def test_fcn_upsampling_gpu_matches_cpu():
 
 @pytest.mark.gpu
 def test_deconvolution_gpu_row_bands_im2col_path(monkeypatch):
-    monkeypatch.setattr(base_conv, "COL_BUDGET", 1)
+    for device in ("cpu", "gpu"):
+        monkeypatch.setattr(netdef.get_backend(device), "col_budget", 1)
     monkeypatch.setattr(base_conv.BaseConvolutionLayer, "fast_paths", False)
     x = np.random.default_rng(18).standard_normal((2, 4, 5, 6))
     compare_devices(conv_param("Deconvolution", 6, (4, 3), (2, 3), (1, 2), (2, 1), 2, True), [x],
