@@ -7,8 +7,6 @@
 // floor(a / b) and ceil(a / b) for b > 0 and any sign of a.
 DEVICE_FN index_t ffloor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
 DEVICE_FN index_t fceil_div(index_t a, index_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
-DEVICE_FN index_t imax(index_t a, index_t b) { return a > b ? a : b; }
-DEVICE_FN index_t imin(index_t a, index_t b) { return a < b ? a : b; }
 
 // The taps k in [0, K) of one axis that hit input position x through output positions o in
 // [o0, o0 + O): o s - p + k d = x. Returns the first such tap (or K when there is none) and the
@@ -18,8 +16,8 @@ DEVICE_FN index_t first_tap(index_t x, index_t K, index_t s, index_t p, index_t 
   const index_t xp = x + p;
   index_t lo = fceil_div(xp - (o0 + O - 1) * s, d);  // o <= o0 + O - 1
   index_t hi = ffloor_div(xp - o0 * s, d);           // o >= o0
-  lo = imax(lo, 0);
-  hi = imin(hi, K - 1);
+  lo = index_max(lo, 0);
+  hi = index_min(hi, K - 1);
   for (index_t k = lo; k <= hi && k < lo + step; ++k) {
     const index_t t = xp - k * d;
     if (t % s == 0) {
@@ -32,5 +30,5 @@ DEVICE_FN index_t first_tap(index_t x, index_t K, index_t s, index_t p, index_t 
 
 // The last tap usable from the range of first_tap (inclusive bound for the loop).
 DEVICE_FN index_t last_tap(index_t x, index_t K, index_t s, index_t p, index_t d, index_t o0) {
-  return imin(ffloor_div(x + p - o0 * s, d), K - 1);
+  return index_min(ffloor_div(x + p - o0 * s, d), K - 1);
 }

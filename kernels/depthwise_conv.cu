@@ -26,8 +26,8 @@ KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtyp
     const index_t r = i / (OW * OH);  // img * C + c
     const index_t c = r % C;
     const index_t hb = oh * sh - ph, wb = ow * sw - pw;
-    const index_t ki0 = imax(fceil_div(-hb, dh), 0), ki1 = imin(ffloor_div(H - 1 - hb, dh), kh - 1);
-    const index_t kj0 = imax(fceil_div(-wb, dw), 0), kj1 = imin(ffloor_div(W - 1 - wb, dw), kw - 1);
+    const index_t ki0 = index_max(fceil_div(-hb, dh), 0), ki1 = index_min(ffloor_div(H - 1 - hb, dh), kh - 1);
+    const index_t kj0 = index_max(fceil_div(-wb, dw), 0), kj1 = index_min(ffloor_div(W - 1 - wb, dw), kw - 1);
     const Dtype* inr = in + r * H * W;
     const Dtype* wc = wt + c * kh * kw;
     Dtype acc = Dtype(0);
@@ -55,7 +55,7 @@ KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dt
     const index_t r = i / (ntiles * H);  // img * C + c
     const index_t c = r % C;
     const index_t w0 = t * tile;
-    const index_t w1 = imin(w0 + tile, W);
+    const index_t w1 = index_min(w0 + tile, W);
     index_t oh = 0;
     const index_t kif = first_tap(h, kh, sh, ph, dh, steph, 0, OH, &oh);
     const index_t kil = last_tap(h, kh, sh, ph, dh, 0);
@@ -80,8 +80,8 @@ KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dt
         const Dtype* row = outr + oh * OW;
         for (index_t kj = 0; kj < kw; ++kj) {
           const index_t off = kj * dw - pw;  // w = ow sw + off
-          const index_t lo = imax(fceil_div(w0 - off, sw), 0);
-          const index_t hi = imin(ffloor_div(w1 - 1 - off, sw), OW - 1);
+          const index_t lo = index_max(fceil_div(w0 - off, sw), 0);
+          const index_t hi = index_min(ffloor_div(w1 - 1 - off, sw), OW - 1);
           const Dtype wv = wc[ki * kw + kj];
           Dtype* iw = inr + off;
           for (index_t ow = lo; ow <= hi; ++ow) iw[ow * sw] += wv * row[ow];
@@ -105,8 +105,8 @@ KERNEL(dw_conv_weight_partial, (const index_t n, const Dtype* in, const Dtype* o
     const index_t ki = (tap / kw) % kh;
     const index_t c = tap / (kw * kh);
     const index_t wb = kj * dw - pw;  // w = ow sw + wb
-    const index_t ow0 = imax(fceil_div(-wb, sw), 0);
-    const index_t ow1 = imin(ffloor_div(W - 1 - wb, sw), OW - 1);
+    const index_t ow0 = index_max(fceil_div(-wb, sw), 0);
+    const index_t ow1 = index_min(ffloor_div(W - 1 - wb, sw), OW - 1);
     Dtype acc = Dtype(0);
     for (index_t q = p; q < N * OH; q += parts) {
       const index_t oh = q % OH;

@@ -22,10 +22,10 @@
 #include "common.cuh"
 #include "conv_taps.cuh"
 
-KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t C, const index_t H,
-                const index_t W, const index_t kh, const index_t kw, const index_t sh,
-                const index_t sw, const index_t ph, const index_t pw, const index_t dh,
-                const index_t dw, const index_t OW, const index_t oh0, const index_t rows,
+KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t H, const index_t W,
+                const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                const index_t ph, const index_t pw, const index_t dh, const index_t dw,
+                const index_t OW, const index_t oh0, const index_t rows,
                 const index_t tile)) {
   // n = images * C * kh * kw * rows * ntiles
   const index_t ntiles = (OW + tile - 1) / tile;
@@ -40,15 +40,15 @@ KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t C, co
     const index_t ki = r % kh;
     r /= kh;  // r = img * C + c
     const index_t ow0 = t * tile;
-    const index_t ow1 = imin(ow0 + tile, OW);
+    const index_t ow1 = index_min(ow0 + tile, OW);
     Dtype* out = col + (((r * kh + ki) * kw + kj) * rows + ohr) * OW;
     const index_t h = (oh0 + ohr) * sh - ph + ki * dh;
     if (h < 0 || h >= H) {
       for (index_t ow = ow0; ow < ow1; ++ow) out[ow] = Dtype(0);
     } else {
       const index_t off = kj * dw - pw;  // w = ow sw + off
-      const index_t lo = imin(imax(fceil_div(-off, sw), ow0), ow1);
-      const index_t hi = imax(imin(ffloor_div(W - 1 - off, sw) + 1, ow1), lo);
+      const index_t lo = index_min(index_max(fceil_div(-off, sw), ow0), ow1);
+      const index_t hi = index_max(index_min(ffloor_div(W - 1 - off, sw) + 1, ow1), lo);
       const Dtype* in = x + (r * H + h) * W + off;
       for (index_t ow = ow0; ow < lo; ++ow) out[ow] = Dtype(0);
       if (sw == 1) {
@@ -61,10 +61,10 @@ KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t C, co
   }
 }
 
-KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, const index_t H,
-                const index_t W, const index_t kh, const index_t kw, const index_t sh,
-                const index_t sw, const index_t ph, const index_t pw, const index_t dh,
-                const index_t dw, const index_t OW, const index_t oh0, const index_t rows,
+KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t H, const index_t W,
+                const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                const index_t ph, const index_t pw, const index_t dh, const index_t dw,
+                const index_t OW, const index_t oh0, const index_t rows,
                 const index_t h0, const index_t hrows, const index_t steph, const index_t stepw,
                 const index_t tile, const index_t accumulate)) {
   // n = images * C * hrows * ntiles
@@ -79,7 +79,7 @@ KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, co
     const index_t h = h0 + r % hrows;
     r /= hrows;  // r = img * C + c
     const index_t w0 = t * tile;
-    const index_t w1 = imin(w0 + tile, W);
+    const index_t w1 = index_min(w0 + tile, W);
     index_t oh = 0;
     const index_t kif = first_tap(h, kh, sh, ph, dh, steph, oh0, rows, &oh);
     const index_t kil = last_tap(h, kh, sh, ph, dh, oh0);
@@ -107,8 +107,8 @@ KERNEL(col2im, (const index_t n, const Dtype* col, Dtype* x, const index_t C, co
       for (index_t ki = kif; ki <= kil; ki += steph, ohr -= dohr) {
         for (index_t kj = 0; kj < kw; ++kj) {
           const index_t off = kj * dw - pw;  // w = ow sw + off
-          const index_t lo = imax(fceil_div(w0 - off, sw), 0);
-          const index_t hi = imin(ffloor_div(w1 - 1 - off, sw), OW - 1);
+          const index_t lo = index_max(fceil_div(w0 - off, sw), 0);
+          const index_t hi = index_min(ffloor_div(w1 - 1 - off, sw), OW - 1);
           const Dtype* crow = colc + (ki * kw + kj) * plane + ohr * OW;
           Dtype* xw = xr + off;
           if (sw == 1) {

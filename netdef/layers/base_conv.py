@@ -220,7 +220,7 @@ class BaseConvolutionLayer(Layer):
         iters, tile = self.row_launch(nb * self.K * rows * self.OW, self.OW)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
-                iters, img[n0:n0 + nb], col, self.Ci, self.IH, self.IW,
+                iters, img[n0:n0 + nb], col, self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
                 oh0, rows, tile)
         return col.reshape(nb, G, self.K // G, rows * self.OW)
@@ -238,7 +238,7 @@ class BaseConvolutionLayer(Layer):
         iters, tile = self.row_launch(nb * self.Ci * hrows * self.IW, self.IW)
         with self._timed("col2im"):
             self.kernels("im2col").col2im(
-                iters, col, img[n0:n0 + nb], self.Ci, self.IH, self.IW,
+                iters, col, img[n0:n0 + nb], self.IH, self.IW,
                 self.kh, self.kw, self.sh, self.sw, self.ph, self.pw, self.dh, self.dw, self.OW,
                 oh0, rows, h0, hrows, self.steph, self.stepw, tile, acc)
 
