@@ -4,15 +4,10 @@ forward:  Y (M x N) = X (M x K) W^T + 1 b^T      W: (N, K), or (K, N) with trans
 backward: dW += dY^T X  (transpose: X^T dY),  db += sum_m dY,  dX = dY W
 shape:    bottom (d_0 .. d_{axis-1}, ...K...) -> top (d_0 .. d_{axis-1}, N)
 """
+from ..blob import count_range
 from ..fillers import fill
 from ..layer import Layer
 from . import register_layer
-
-
-def canonical_axis(axis, num_axes, layer):
-    if not -num_axes <= axis < num_axes:
-        raise layer.shape_error(f"axis {axis} is out of range for a blob of {num_axes} axes")
-    return axis % num_axes
 
 
 @register_layer("InnerProduct")
@@ -26,7 +21,7 @@ class InnerProductLayer(Layer):
             raise self.error("inner_product_param.num_output must be set and > 0")
         self.N = p.num_output
         self.transpose = p.transpose
-        self.axis = canonical_axis(p.axis, bottom[0].num_axes, self)
+        self.axis = bottom[0].canonical_axis(p.axis)
         self.K = self._inner(bottom[0].shape)
         if self.K == 0:
             raise self.shape_error(f"bottom shape {bottom[0].shape} has no inputs from axis {self.axis}")
@@ -38,10 +33,7 @@ class InnerProductLayer(Layer):
             fill(self.blobs[1], p.bias_filler, self.name)
 
     def _inner(self, shape):
-        k = 1
-        for d in shape[self.axis:]:
-            k *= d
-        return k
+        return count_range(shape, self.axis)
 
     def reshape(self, bottom, top):
         shape = bottom[0].shape

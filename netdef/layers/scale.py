@@ -14,11 +14,11 @@ backward: dx = dy * s[d]
           db[d] = sum_{o, t} dy
 shape:    top = bottom[0] (may be computed in place; x is then kept for ds)
 """
-from ..fillers import fill
 from .. import netdef_pb2 as pb
+from ..blob import canonical_axis, count_range
+from ..fillers import fill
 from ..layer import Layer
 from . import register_layer
-from .inner_product import canonical_axis
 
 
 def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0):
@@ -32,16 +32,9 @@ def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0)
     layer.kernels("scale").reduce_partials(D, partial, out, outer, parts, float(alpha), float(beta))
 
 
-def _prod(dims):
-    p = 1
-    for d in dims:
-        p *= d
-    return p
-
-
 def param_shape(layer, bottom_shape, axis, num_axes):
     """bottom_shape[axis : axis + num_axes] for the one-bottom Scale / Bias param."""
-    axis = canonical_axis(axis, len(bottom_shape), layer)
+    axis = canonical_axis(axis, bottom_shape)
     if num_axes < -1:
         raise layer.error(f"num_axes must be >= 0, or -1 to extend to the last axis; got {num_axes}")
     if num_axes >= 0 and len(bottom_shape) < axis + num_axes:
@@ -52,11 +45,11 @@ def param_shape(layer, bottom_shape, axis, num_axes):
 def broadcast_dims(layer, bottom_shape, operand_shape, axis_param, what):
     """(outer, D, inner) of the bottom for an operand broadcast from axis (checked)."""
     k = len(operand_shape)
-    axis = 0 if k == 0 else canonical_axis(axis_param, len(bottom_shape), layer)
+    axis = 0 if k == 0 else canonical_axis(axis_param, bottom_shape)
     if len(bottom_shape) < axis + k or tuple(bottom_shape[axis:axis + k]) != tuple(operand_shape):
         raise layer.shape_error(f"{what} of shape {tuple(operand_shape)} does not match bottom[0] "
                                 f"shape {tuple(bottom_shape)} from axis {axis}")
-    return _prod(bottom_shape[:axis]), _prod(operand_shape), _prod(bottom_shape[axis + k:])
+    return count_range(bottom_shape, 0, axis), count_range(operand_shape), count_range(bottom_shape, axis + k)
 
 
 @register_layer("Scale")
