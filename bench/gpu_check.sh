@@ -3,12 +3,14 @@
 #   1. installs netdef editable, building the CPU extension (the GPU tests compare against it);
 #   2. pytest -m gpu: every layer's GPU forward/backward against the CPU, GPU resume, the cuBLAS
 #      products with beta (tests/test_emulated_gpu.py: test_cublas_products_on_a_device);
-#   3. bench/fcn8s.py --gpu --size 500 (netdef against PyTorch, time and peak memory);
+#   3. bench/fcn8s.py --gpu --size 500 (netdef against PyTorch, time and peak memory; one round);
 #   4. bench/layers.py --gpu --size 500;
 #   5. compute-sanitizer memcheck over the GPU tests of the layers (skipped where it is missing
 #      or refuses the device).
 # Logs go to $OUT (or ./gpu-check-out). Python packages missing there travel as wheels in .whl/
 # and are installed to /tmp/site first. Each step's exit status is printed; the script goes on.
+# The steps' time limits add up to 510 s, so that one device command (10 min) holds them all
+# with start-up to spare; the most important checks come first.
 set -u
 cd "$(dirname "$0")/.."
 OUT=${OUT:-$PWD/gpu-check-out}
@@ -35,11 +37,11 @@ nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader >"
 cat "$OUT/device.txt"
 
 # editable, without the network: the image has setuptools, pybind11 and cmake
-step build 300 $PY -m pip install --no-build-isolation --no-deps --no-index -e .
-step pytest-gpu 240 $PY -m pytest -q -m gpu -p no:cacheprovider tests
-step fcn8s 300 $PY bench/fcn8s.py --gpu --size 500 --classes 21 --rounds 2 --iters 10 --warmup 3
-step layers 180 $PY bench/layers.py --gpu --size 500 --iters 10
+step build 120 $PY -m pip install --no-build-isolation --no-deps --no-index -e .
+step pytest-gpu 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests
+step fcn8s 150 $PY bench/fcn8s.py --gpu --size 500 --classes 21 --rounds 1 --iters 10 --warmup 3
+step layers 60 $PY bench/layers.py --gpu --size 500 --iters 10
 if command -v compute-sanitizer >/dev/null; then
-  step memcheck 300 compute-sanitizer --tool memcheck --error-exitcode 9 \
+  step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/layers
 fi

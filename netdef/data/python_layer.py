@@ -25,8 +25,9 @@ The module is imported by name (logged as 'Importing Python layer module X') wit
 prototxt's directory appended to sys.path. pycaffe's behaviour comes from the class PythonLayer,
 put in front of the user's class (class Double(PythonLayer, my_layers.Double), named Double):
 the instance the net holds (net.layers[i] / net.layer_dict[name]) is an instance of the user's
-class, so its methods and attributes can be reached from Python as in pycaffe. Blobs are netdef Blobs (.data and .diff are numpy arrays on the
-CPU, cupy arrays on a GPU; .reshape(*shape); .num/.channels/.height/.width); learnable blobs
+class, so its methods and attributes can be reached from Python as in pycaffe. Blobs are
+netdef Blobs (.data and .diff are numpy arrays on the CPU, cupy arrays on a GPU;
+.reshape(*shape); .num/.channels/.height/.width); learnable blobs
 are added with self.blobs.add_blob(*shape). A Python layer may compute in place (top = bottom)
 unless its class sets in_place_ok = False.
 
