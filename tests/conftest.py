@@ -152,6 +152,26 @@ def _cpu_mode():
 
 
 @pytest.fixture
+def python_module(tmp_path, monkeypatch):
+    """python_module(source, stem) -> the name of a new importable module holding `source`
+    (unique per call, so Python layer classes of different tests never collide in sys.modules)."""
+    import uuid
+
+    names = []
+
+    def write(source, stem="test_layers"):
+        name = f"{stem}_{uuid.uuid4().hex[:8]}"
+        (tmp_path / f"{name}.py").write_text(source)
+        names.append(name)
+        return name
+
+    monkeypatch.syspath_prepend(str(tmp_path))
+    yield write
+    for name in names:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
 def fcn_reference():
     if not os.path.isdir(FCN_REFERENCE):
         pytest.skip("../shared/data/fcn-reference is not present (a user's clone)")

@@ -1,8 +1,6 @@
 """The gradient checker enforces the Layer contract, not only the math: param gradients are
 added to diff, bottom gradients are written. Each toy layer below has the right derivative
 but breaks one half of the contract; the checker must reject it."""
-import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -63,12 +61,8 @@ class SkipsBottomElements(_ChannelScale):
 
 
 @pytest.fixture
-def module(tmp_path, monkeypatch):
-    name = f"toy_layers_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(TOY_LAYERS)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def module(python_module):
+    return python_module(TOY_LAYERS, "toy_layers")
 
 
 def _param(module, layer):

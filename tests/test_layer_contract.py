@@ -1,7 +1,6 @@
 """The Layer contract's defaults (everything Net and Solver read from or call on a layer is
 declared on netdef.Layer), what the Net sets on its layers, and Net.close()."""
 import sys
-import uuid
 
 import numpy as np
 import pytest
@@ -88,12 +87,8 @@ class Adapted(PythonLayer):
 
 
 @pytest.fixture
-def module(tmp_path, monkeypatch):
-    name = f"contract_layers_{uuid.uuid4().hex[:8]}"
-    (tmp_path / f"{name}.py").write_text(LAYERS_PY)
-    monkeypatch.syspath_prepend(str(tmp_path))
-    yield name
-    sys.modules.pop(name, None)
+def module(python_module):
+    return python_module(LAYERS_PY, "contract_layers")
 
 
 def py(module, cls, name, bottom="x", top="y"):
