@@ -35,11 +35,14 @@ Errors: an empty module or layer name, a file path given as the module, a module
 to import (the import error is quoted), a missing class, or a class that does not subclass
 netdef.Layer: a LayerSetupError naming the module and class.
 
-The module name `voc_layers` (FCN's Python data layers VOCSegDataLayer and SBDDSegDataLayer)
-resolves to netdef's own implementation, netdef.data.voc_layers, so the published FCN
-prototxts run unchanged; a user module of that name is not consulted.
+The user's module always wins. Only when no module of a name in ALIASES can be found (next to
+the prototxt or on sys.path) does netdef's own implementation answer it: `voc_layers` (FCN's
+Python data layers VOCSegDataLayer and SBDDSegDataLayer) is then netdef.data.voc_layers, so the
+published FCN prototxts run unchanged without FCN's files, and one log line says so. A user's
+voc_layers.py, e.g. edited for their own data, is imported and run like any other module.
 """
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -51,7 +54,7 @@ from ..layers import register_layer
 
 log = logging.getLogger("netdef")
 
-#: module names netdef answers itself
+#: module names netdef answers itself when the user has no module of that name
 ALIASES = {"voc_layers": "netdef.data.voc_layers"}
 
 
@@ -156,16 +159,25 @@ def _user_class(layer_param, net_filename):
         raise err(f"python_param.module must be a module name, not a file path: '{module}' (put the "
                   "file next to the prototxt or on PYTHONPATH and give its name without .py)")
     where = _add_search_path(net_filename)
-    target = ALIASES.get(module, module)
-    if target != module:
-        log.info("Importing Python layer module %s (netdef's implementation %s)", module, target)
+    target = module
+    if module in ALIASES and importlib.util.find_spec(module) is None:
+        # No user module of that name anywhere: netdef's own implementation answers it. A
+        # user's module, even one that then fails to import, always wins (FCN users edit
+        # voc_layers.py for their own data).
+        target = ALIASES[module]
+        log.info("Importing Python layer module %s: none next to the prototxt or on sys.path, "
+                 "using netdef's implementation %s", module, target)
     else:
         log.info("Importing Python layer module %s", module)
     try:
         mod = importlib.import_module(target)
     except Exception as e:
         searched = f" (searched the prototxt's directory {where} and sys.path)" if where else ""
-        raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}") from e
+        hint = ""
+        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "caffe":
+            hint = (" (the module imports caffe: run the script with `netdef run`, or "
+                    "call netdef.caffe_compat.install() first, so that caffe means netdef)")
+        raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}{hint}") from e
     klass = getattr(mod, name, None)
     if klass is None:
         raise err(f"module '{module}' ({getattr(mod, '__file__', '?')}) has no class '{name}'")
