@@ -21,7 +21,9 @@ netdef ships no top-level `caffe` package, so installing netdef never changes wh
 It never shadows a real Caffe silently: when a `caffe` other than this alias is already
 imported or importable, install() raises a NetdefError naming it, unless force=True
 (`netdef run --force`), which installs the alias and logs a warning naming what it hides.
-install() is idempotent; uninstall() removes the alias again.
+install() is idempotent; uninstall() removes the alias again. The one implicit use: a Python
+layer module that does `import caffe` while no Caffe is installed gets the alias installed for
+it (netdef.data.python_layer logs it), since then nothing can be hidden.
 """
 import importlib.util
 import logging

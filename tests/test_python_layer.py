@@ -305,11 +305,27 @@ def test_without_a_user_module_netdefs_voc_layers_answers(tmp_path, clean_voc_im
 
 
 def test_user_voc_layers_that_fails_to_import_is_reported(tmp_path, clean_voc_import):
-    (tmp_path / "voc_layers.py").write_text("import caffe\n")
+    (tmp_path / "voc_layers.py").write_text("import a_module_nobody_has_xyz\n")
     net_file = tmp_path / "train.prototxt"
     net_file.write_text(VOC_NET % "{}")
-    import importlib.util
-    if "caffe" in sys.modules or importlib.util.find_spec("caffe") is not None:
-        pytest.skip("a caffe module is importable in this process")
-    with pytest.raises(LayerSetupError, match="voc_layers.*No module named 'caffe'.*netdef run"):
+    with pytest.raises(LayerSetupError, match="voc_layers.*No module named 'a_module_nobody_has_xyz'"):
         netdef.Net(str(net_file), netdef.TRAIN)
+
+
+def test_a_pycaffe_layer_module_gets_the_caffe_alias(tmp_path, clean_voc_import, caplog):
+    from netdef import caffe_compat
+
+    if caffe_compat.real_caffe() is not None:
+        pytest.skip("a real caffe is importable here")
+    caffe_compat.uninstall()
+    (tmp_path / "voc_layers.py").write_text(USER_VOC.replace("import netdef", "import caffe")
+                                            .replace("netdef.Layer", "caffe.Layer"))
+    net_file = tmp_path / "train.prototxt"
+    net_file.write_text(VOC_NET % "{'value': 2}")
+    try:
+        with caplog.at_level(logging.INFO, logger="netdef"):
+            net = netdef.Net(str(net_file), netdef.TRAIN)
+        np.testing.assert_array_equal(net.forward()["data"], np.full((1, 3, 2, 2), 2.0))
+        assert "imports caffe, which is not installed: answering it with netdef" in caplog.text
+    finally:
+        caffe_compat.uninstall()

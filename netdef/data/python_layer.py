@@ -31,6 +31,10 @@ netdef Blobs (.data and .diff are numpy arrays on the CPU, cupy arrays on a GPU;
 are added with self.blobs.add_blob(*shape). A Python layer may compute in place (top = bottom)
 unless its class sets in_place_ok = False.
 
+A module written for pycaffe (`import caffe`, `class X(caffe.Layer)`) runs as it is: when no
+Caffe is installed, `import caffe` is answered by netdef's alias (netdef.caffe_compat, logged);
+a real Caffe is never hidden.
+
 Errors: an empty module or layer name, a file path given as the module, a module that fails
 to import (the import error is quoted), a missing class, or a class that does not subclass
 netdef.Layer: a LayerSetupError naming the module and class.
@@ -143,6 +147,24 @@ def pycaffe_class(klass):
     return made
 
 
+def _import(target, module):
+    """Import a layer module. One written for pycaffe (`import caffe`) gets netdef's caffe
+    alias when no Caffe is importable at all, so nothing is hidden; logged."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name != "caffe":
+            raise
+        from .. import caffe_compat
+
+        if caffe_compat.real_caffe() is not None:
+            raise
+        log.info("Python layer module %s imports caffe, which is not installed: answering it "
+                 "with netdef (netdef.caffe_compat)", module)
+        caffe_compat.install()
+        return importlib.import_module(target)
+
+
 def _user_class(layer_param, net_filename):
     """The class python_param names, imported, checked to subclass netdef.Layer."""
     pp = layer_param.python_param
@@ -170,14 +192,10 @@ def _user_class(layer_param, net_filename):
     else:
         log.info("Importing Python layer module %s", module)
     try:
-        mod = importlib.import_module(target)
+        mod = _import(target, module)
     except Exception as e:
         searched = f" (searched the prototxt's directory {where} and sys.path)" if where else ""
-        hint = ""
-        if isinstance(e, ModuleNotFoundError) and (e.name or "").split(".")[0] == "caffe":
-            hint = (" (the module imports caffe: run the script with `netdef run`, or "
-                    "call netdef.caffe_compat.install() first, so that caffe means netdef)")
-        raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}{hint}") from e
+        raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}") from e
     klass = getattr(mod, name, None)
     if klass is None:
         raise err(f"module '{module}' ({getattr(mod, '__file__', '?')}) has no class '{name}'")
