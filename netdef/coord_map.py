@@ -27,6 +27,8 @@ CoordMapError, which is both a RuntimeError and an AssertionError (what pycaffe 
 """
 from fractions import Fraction
 
+import numpy as _np
+
 from .errors import LayerSetupError
 
 _CONV = ("Convolution",)
@@ -153,7 +155,6 @@ def fill_crop_offsets(net):
 # A map is (axis, a, b): a coordinate x of a layer's bottom sits at a * x + b in its top, for
 # the axes from `axis` on (None: any axis, the layer is pointwise). a and b are numpy arrays
 # (one value per spatial axis, or one for all), as pycaffe's; FCN's `crop` is built on them.
-import numpy as _np
 
 #: layers whose top pixels are their bottom pixels (pycaffe's PASS_THROUGH_LAYERS)
 PASS_THROUGH_LAYERS = ["AbsVal", "BatchNorm", "Bias", "BNLL", "Dropout", "Eltwise", "ELU", "Log",

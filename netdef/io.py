@@ -263,7 +263,9 @@ def blobproto_to_array(blob, return_diff=False):
     else:
         values = (np.array(blob.double_data, dtype=np.float64) if len(blob.double_data)
                   else np.array(blob.data, dtype=np.float32))
-    count = int(np.prod(shape, dtype=np.int64)) if shape else (0 if not values.size else 1)
+    if not shape and not values.size:
+        return values  # an empty message: no shape, no values
+    count = int(np.prod(shape, dtype=np.int64))
     if values.size != count:
         what = "diff" if return_diff else "data"
         raise IOError_(f"BlobProto: shape {shape} holds {count} values but the {what} has {values.size}")

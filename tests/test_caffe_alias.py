@@ -112,3 +112,29 @@ def test_netdef_run_refuses_a_real_caffe_and_missing_scripts(alias, tmp_path, ca
     assert res.returncode == 1 and "real Caffe is importable" in res.stderr, res.stderr
     res = subprocess.run(cmd + ["--force", str(script)], env=env, capture_output=True, text=True, timeout=120)
     assert res.returncode == 0 and "NET" in res.stdout, res.stderr
+
+
+DRAW_NET_PY = '''
+import sys
+from google.protobuf import text_format
+import caffe
+import caffe.draw
+from caffe.proto import caffe_pb2
+
+net = caffe_pb2.NetParameter()
+text_format.Merge(open(sys.argv[1]).read(), net)
+caffe.draw.draw_net_to_file(net, sys.argv[2], "TB", caffe.TEST, False)
+'''
+
+
+def test_caffe_draw_net_script(alias, tmp_path):
+    pytest.importorskip("pydot")
+    (tmp_path / "draw_net.py").write_text(DRAW_NET_PY)
+    (tmp_path / "n.prototxt").write_text(
+        'name: "n" layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 1 } } }\n'
+        'layer { name: "fc" type: "InnerProduct" bottom: "data" top: "fc" inner_product_param { num_output: 3 } }\n'
+        'layer { name: "t" type: "ReLU" bottom: "fc" top: "t" include { phase: TRAIN } }\n')
+    assert main(["run", str(tmp_path / "draw_net.py"), str(tmp_path / "n.prototxt"), str(tmp_path / "n.dot")]) == 0
+    dot = (tmp_path / "n.dot").read_text()
+    assert '"layer:fc_InnerProduct" -> "blob:fc" [label="3"]' in dot and "rankdir=TB" in dot
+    assert "layer:t_ReLU" not in dot  # TRAIN-only layer left out of the TEST picture
