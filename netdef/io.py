@@ -28,8 +28,8 @@ mode='constant' blends in zeros, so values always stay within the input's range.
 (pycaffe's scales a float32 input in place). blobproto_to_array returns float32 for `data` /
 `diff` (the precision the message stores; pycaffe widens to float64) and float64 for
 `double_data`; datum_to_array decodes an encoded datum (to BGR, as Caffe's readers do) instead
-of failing. Errors are netdef's IOError_ types, which are also ValueErrors, so that scripts
-catching pycaffe's ValueError/Exception keep working.
+of failing. Errors are netdef.io.IOValueError, a NetdefError that is also a ValueError, so
+that scripts catching pycaffe's ValueError/Exception keep working.
 """
 import io as _pyio
 
@@ -40,7 +40,7 @@ from . import proto
 from .errors import NetdefError
 
 
-class IOError_(NetdefError, ValueError):
+class IOValueError(NetdefError, ValueError):
     """Bad input to netdef.io (pycaffe raises ValueError or Exception for these)."""
 
 
@@ -52,20 +52,20 @@ class Transformer:
 
     def __init__(self, inputs):
         if not isinstance(inputs, dict) or not inputs:
-            raise IOError_("Transformer(inputs): inputs is a dict {input name: blob shape}")
+            raise IOValueError("Transformer(inputs): inputs is a dict {input name: blob shape}")
         self.inputs = {k: tuple(int(d) for d in v) for k, v in inputs.items()}
         self.transpose, self.channel_swap = {}, {}
         self.raw_scale, self.mean, self.input_scale = {}, {}, {}
 
     def _check_input(self, in_):
         if in_ not in self.inputs:
-            raise IOError_(f"{in_} is not one of the net inputs: {sorted(self.inputs)}")
+            raise IOValueError(f"{in_} is not one of the net inputs: {sorted(self.inputs)}")
 
     def set_transpose(self, in_, order):
         """Axis order to apply to the image, e.g. (2, 0, 1) for H x W x K -> K x H x W."""
         self._check_input(in_)
         if len(order) != len(self.inputs[in_]) - 1:
-            raise IOError_(f"Transpose order needs to have the same number of dimensions as the "
+            raise IOValueError(f"Transpose order needs to have the same number of dimensions as the "
                            f"input: {tuple(order)} for input '{in_}' of shape {self.inputs[in_]}")
         self.transpose[in_] = tuple(order)
 
@@ -73,7 +73,7 @@ class Transformer:
         """Channel order after the transpose, e.g. (2, 1, 0) for RGB -> BGR."""
         self._check_input(in_)
         if len(order) != self.inputs[in_][1]:
-            raise IOError_(f"Channel swap needs to have the same number of dimensions as the input "
+            raise IOValueError(f"Channel swap needs to have the same number of dimensions as the input "
                            f"channels: {tuple(order)} for input '{in_}' with {self.inputs[in_][1]} channels")
         self.channel_swap[in_] = tuple(order)
 
@@ -89,15 +89,15 @@ class Transformer:
         shape = self.inputs[in_]
         if mean.ndim == 1:
             if mean.shape[0] != shape[1]:
-                raise IOError_(f"Mean channels incompatible with input: mean has {mean.shape[0]} "
+                raise IOValueError(f"Mean channels incompatible with input: mean has {mean.shape[0]} "
                                f"values, input '{in_}' of shape {shape} has {shape[1]} channels")
             mean = mean[:, np.newaxis, np.newaxis]
         else:
             ms = mean.shape if mean.ndim != 2 else (1,) + mean.shape
             if len(ms) != 3:
-                raise IOError_(f"Mean shape invalid: {mean.shape} (give (C,), (H, W) or (C, H, W))")
+                raise IOValueError(f"Mean shape invalid: {mean.shape} (give (C,), (H, W) or (C, H, W))")
             if ms != shape[1:]:
-                raise IOError_(f"Mean shape incompatible with input shape: mean {mean.shape}, input "
+                raise IOValueError(f"Mean shape incompatible with input shape: mean {mean.shape}, input "
                                f"'{in_}' {shape[1:]}; resize the mean or take its per-channel "
                                f"value (mean.mean(1).mean(1))")
         self.mean[in_] = mean
@@ -172,9 +172,9 @@ def load_image(filename, color=True):
             else:  # P, RGBA, CMYK, YCbCr...: the colour channels (alpha dropped, as pycaffe does)
                 img = np.asarray(im.convert("RGB"), dtype=np.float64) / 255.0
     except FileNotFoundError:
-        raise IOError_(f"{filename}: no such image file") from None
+        raise IOValueError(f"{filename}: no such image file") from None
     except (UnidentifiedImageError, OSError, ValueError) as e:
-        raise IOError_(f"{filename}: cannot read the image: {e}") from e
+        raise IOValueError(f"{filename}: cannot read the image: {e}") from e
     if img.ndim == 3 and not color:
         img = img[:, :, :3] @ _GRAY
     if img.ndim == 2:
@@ -194,15 +194,15 @@ def resize_image(im, new_dims, interp_order=1):
     1 bilinear; values stay within the range of `im`."""
     im = np.asarray(im)
     if im.ndim != 3:
-        raise IOError_(f"resize_image: the image must be (H, W, K), got shape {im.shape}")
+        raise IOValueError(f"resize_image: the image must be (H, W, K), got shape {im.shape}")
     if len(new_dims) != 2 or any(int(d) <= 0 for d in new_dims):
-        raise IOError_(f"resize_image: new_dims must be two positive sizes (h, w), got {tuple(new_dims)}")
+        raise IOValueError(f"resize_image: new_dims must be two positive sizes (h, w), got {tuple(new_dims)}")
     if interp_order not in (0, 1):
-        raise IOError_(f"resize_image: interp_order {interp_order} is not supported (0 nearest, 1 bilinear)")
+        raise IOValueError(f"resize_image: interp_order {interp_order} is not supported (0 nearest, 1 bilinear)")
     h, w = int(new_dims[0]), int(new_dims[1])
     H, W = im.shape[:2]
     if H == 0 or W == 0:
-        raise IOError_(f"resize_image: the image is empty, shape {im.shape}")
+        raise IOValueError(f"resize_image: the image is empty, shape {im.shape}")
     src = im.astype(np.float64, copy=False)
     if interp_order == 0:
         ys = np.clip(np.floor((np.arange(h) + 0.5) * H / h), 0, H - 1).astype(np.intp)
@@ -228,16 +228,16 @@ def oversample(images, crop_dims):
     Returns (10 N, h, w, K) float32."""
     images = list(images)
     if not images:
-        raise IOError_("oversample: no images")
+        raise IOValueError("oversample: no images")
     shape = np.asarray(images[0]).shape
     ch, cw = int(crop_dims[0]), int(crop_dims[1])
     for im in images:
         s = np.asarray(im).shape
         if len(s) != 3 or s != shape:
-            raise IOError_(f"oversample: images must all be (H, W, K) of one shape, got {s} and {shape}")
+            raise IOValueError(f"oversample: images must all be (H, W, K) of one shape, got {s} and {shape}")
     H, W = shape[:2]
     if not (0 < ch <= H and 0 < cw <= W):
-        raise IOError_(f"oversample: crop {(ch, cw)} does not fit the image size {(H, W)}")
+        raise IOValueError(f"oversample: crop {(ch, cw)} does not fit the image size {(H, W)}")
     corners = [(i, j) for i in (0, H - ch) for j in (0, W - cw)]
     corners.append((int(np.floor(H / 2.0 - ch / 2.0)), int(np.floor(W / 2.0 - cw / 2.0))))
     crops = np.empty((10 * len(images), ch, cw, shape[2]), dtype=np.float32)
@@ -268,7 +268,7 @@ def blobproto_to_array(blob, return_diff=False):
     count = int(np.prod(shape, dtype=np.int64))
     if values.size != count:
         what = "diff" if return_diff else "data"
-        raise IOError_(f"BlobProto: shape {shape} holds {count} values but the {what} has {values.size}")
+        raise IOValueError(f"BlobProto: shape {shape} holds {count} values but the {what} has {values.size}")
     return values.reshape(shape)
 
 
@@ -278,7 +278,7 @@ def array_to_blobproto(arr, diff=None):
     if diff is not None:
         diff = np.asarray(diff)
         if diff.shape != arr.shape:
-            raise IOError_(f"array_to_blobproto: diff shape {diff.shape} differs from data shape {arr.shape}")
+            raise IOValueError(f"array_to_blobproto: diff shape {diff.shape} differs from data shape {arr.shape}")
         diff = diff.astype(np.float32)
     return proto.blob_to_proto(arr.astype(np.float32), diff=diff)
 
@@ -296,7 +296,7 @@ def blobprotovector_str_to_arraylist(str_):
     try:
         vec.ParseFromString(bytes(str_))
     except Exception as e:
-        raise IOError_(f"not a serialized BlobProtoVector: {e}") from e
+        raise IOValueError(f"not a serialized BlobProtoVector: {e}") from e
     return [blobproto_to_array(b) for b in vec.blobs]
 
 
@@ -304,7 +304,7 @@ def array_to_datum(arr, label=None):
     """A Datum of a (C, H, W) array: uint8 goes to `data` bytes, any other type to `float_data`."""
     arr = np.asarray(arr)
     if arr.ndim != 3:
-        raise IOError_(f"Incorrect array shape: a Datum holds (C, H, W), got {arr.shape}")
+        raise IOValueError(f"Incorrect array shape: a Datum holds (C, H, W), got {arr.shape}")
     datum = pb.Datum()
     datum.channels, datum.height, datum.width = (int(d) for d in arr.shape)
     if arr.dtype == np.uint8:
@@ -327,13 +327,13 @@ def datum_to_array(datum):
             with Image.open(_pyio.BytesIO(datum.data)) as im:
                 a = np.asarray(im.convert("L") if im.mode in ("1", "L", "LA", "I;16") else im.convert("RGB"))
         except Exception as e:
-            raise IOError_(f"Datum: cannot decode its encoded image: {e}") from e
+            raise IOValueError(f"Datum: cannot decode its encoded image: {e}") from e
         return a[np.newaxis] if a.ndim == 2 else a[:, :, ::-1].transpose(2, 0, 1).copy()
     count = int(np.prod(shape, dtype=np.int64))
     if len(datum.data):
         if len(datum.data) != count:
-            raise IOError_(f"Datum: shape {shape} holds {count} values but data has {len(datum.data)} bytes")
+            raise IOValueError(f"Datum: shape {shape} holds {count} values but data has {len(datum.data)} bytes")
         return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape).copy()
     if len(datum.float_data) != count:
-        raise IOError_(f"Datum: shape {shape} holds {count} values but float_data has {len(datum.float_data)}")
+        raise IOValueError(f"Datum: shape {shape} holds {count} values but float_data has {len(datum.float_data)}")
     return np.array(datum.float_data, dtype=np.float64).reshape(shape)
