@@ -203,6 +203,8 @@ def test_fcn_net_solve_infer_flow(fcn_dir):
         for a, b in zip(deploy.params[name], solver_net.params[name]):
             np.testing.assert_array_equal(a.data, b.data)
 
+    # The image has the deploy size: infer.py's data.reshape() + forward() on another size needs
+    # the Net to propagate the reshape (issue 14, first half); then make this image e.g. 40x48.
     rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(fcn_dir / "image.png")
     assert main(["run", "infer.py"]) == 0
