@@ -241,3 +241,91 @@ def test_errors_inside_user_code_propagate(tmp_path, module):
     text = INPUT + py_layer(module, "Scale", param_str="{'factor': }")
     with pytest.raises(SyntaxError):
         netdef.Net(write_net(tmp_path, text))
+
+
+# ---- a user's module always wins over netdef's built-in voc_layers ------------------------------
+
+USER_VOC = '''
+import numpy as np
+import netdef
+
+
+class VOCSegDataLayer(netdef.Layer):
+    """The user's own data: a constant image and label."""
+
+    def setup(self, bottom, top):
+        self.value = float(eval(self.param_str)["value"])
+
+    def reshape(self, bottom, top):
+        top[0].reshape(1, 3, 2, 2)
+        top[1].reshape(1, 1, 2, 2)
+
+    def forward(self, bottom, top):
+        top[0].data[...] = self.value
+        top[1].data[...] = 1
+
+    def backward(self, top, propagate_down, bottom):
+        pass
+'''
+
+VOC_NET = ('layer { name: "data" type: "Python" top: "data" top: "label" python_param { '
+           'module: "voc_layers" layer: "VOCSegDataLayer" param_str: "%s" } }')
+
+
+@pytest.fixture
+def clean_voc_import(monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    saved = sys.modules.pop("voc_layers", None)
+    yield
+    sys.modules.pop("voc_layers", None)
+    if saved is not None:
+        sys.modules["voc_layers"] = saved
+
+
+def test_user_voc_layers_module_wins(tmp_path, clean_voc_import, caplog):
+    (tmp_path / "voc_layers.py").write_text(USER_VOC)
+    net_file = tmp_path / "train.prototxt"
+    net_file.write_text(VOC_NET % "{'value': 7}")
+    with caplog.at_level(logging.INFO, logger="netdef"):
+        net = netdef.Net(str(net_file), netdef.TRAIN)
+    assert "Importing Python layer module voc_layers" in caplog.text
+    assert "netdef's implementation" not in caplog.text
+    out = net.forward()
+    np.testing.assert_array_equal(out["data"], np.full((1, 3, 2, 2), 7.0))
+    assert type(net.layers[0]).__module__ == "voc_layers"
+
+
+def test_without_a_user_module_netdefs_voc_layers_answers(tmp_path, clean_voc_import, caplog):
+    net_file = tmp_path / "train.prototxt"
+    net_file.write_text(VOC_NET % "{'voc_dir': '/nonexistent/voc', 'split': 'train', 'mean': (1, 2, 3)}")
+    with caplog.at_level(logging.INFO, logger="netdef"), pytest.raises(netdef.NetdefError, match="nonexistent"):
+        netdef.Net(str(net_file), netdef.TRAIN)
+    lines = [r.getMessage() for r in caplog.records if "voc_layers" in r.getMessage()]
+    assert len(lines) == 1 and "using netdef's implementation netdef.data.voc_layers" in lines[0]
+
+
+def test_user_voc_layers_that_fails_to_import_is_reported(tmp_path, clean_voc_import):
+    (tmp_path / "voc_layers.py").write_text("import a_module_nobody_has_xyz\n")
+    net_file = tmp_path / "train.prototxt"
+    net_file.write_text(VOC_NET % "{}")
+    with pytest.raises(LayerSetupError, match="voc_layers.*No module named 'a_module_nobody_has_xyz'"):
+        netdef.Net(str(net_file), netdef.TRAIN)
+
+
+def test_a_pycaffe_layer_module_gets_the_caffe_alias(tmp_path, clean_voc_import, caplog):
+    from netdef import caffe_compat
+
+    if caffe_compat.real_caffe() is not None:
+        pytest.skip("a real caffe is importable here")
+    caffe_compat.uninstall()
+    (tmp_path / "voc_layers.py").write_text(USER_VOC.replace("import netdef", "import caffe")
+                                            .replace("netdef.Layer", "caffe.Layer"))
+    net_file = tmp_path / "train.prototxt"
+    net_file.write_text(VOC_NET % "{'value': 2}")
+    try:
+        with caplog.at_level(logging.INFO, logger="netdef"):
+            net = netdef.Net(str(net_file), netdef.TRAIN)
+        np.testing.assert_array_equal(net.forward()["data"], np.full((1, 3, 2, 2), 2.0))
+        assert "imports caffe, which is not installed: answering it with netdef" in caplog.text
+    finally:
+        caffe_compat.uninstall()

@@ -31,15 +31,22 @@ netdef Blobs (.data and .diff are numpy arrays on the CPU, cupy arrays on a GPU;
 are added with self.blobs.add_blob(*shape). A Python layer may compute in place (top = bottom)
 unless its class sets in_place_ok = False.
 
+A module written for pycaffe (`import caffe`, `class X(caffe.Layer)`) runs as it is: when no
+Caffe is installed, `import caffe` is answered by netdef's alias (netdef.caffe_compat, logged);
+a real Caffe is never hidden.
+
 Errors: an empty module or layer name, a file path given as the module, a module that fails
 to import (the import error is quoted), a missing class, or a class that does not subclass
 netdef.Layer: a LayerSetupError naming the module and class.
 
-The module name `voc_layers` (FCN's Python data layers VOCSegDataLayer and SBDDSegDataLayer)
-resolves to netdef's own implementation, netdef.data.voc_layers, so the published FCN
-prototxts run unchanged; a user module of that name is not consulted.
+The user's module always wins. Only when no module of a name in ALIASES can be found (next to
+the prototxt or on sys.path) does netdef's own implementation answer it: `voc_layers` (FCN's
+Python data layers VOCSegDataLayer and SBDDSegDataLayer) is then netdef.data.voc_layers, so the
+published FCN prototxts run unchanged without FCN's files, and one log line says so. A user's
+voc_layers.py, e.g. edited for their own data, is imported and run like any other module.
 """
 import importlib
+import importlib.util
 import logging
 import os
 import sys
@@ -51,7 +58,7 @@ from ..layers import register_layer
 
 log = logging.getLogger("netdef")
 
-#: module names netdef answers itself
+#: module names netdef answers itself when the user has no module of that name
 ALIASES = {"voc_layers": "netdef.data.voc_layers"}
 
 
@@ -140,6 +147,24 @@ def pycaffe_class(klass):
     return made
 
 
+def _import(target, module):
+    """Import a layer module. One written for pycaffe (`import caffe`) gets netdef's caffe
+    alias when no Caffe is importable at all, so nothing is hidden; logged."""
+    try:
+        return importlib.import_module(target)
+    except ModuleNotFoundError as e:
+        if e.name != "caffe":
+            raise
+        from .. import caffe_compat
+
+        if caffe_compat.real_caffe() is not None:
+            raise
+        log.info("Python layer module %s imports caffe, which is not installed: answering it "
+                 "with netdef (netdef.caffe_compat)", module)
+        caffe_compat.install()
+        return importlib.import_module(target)
+
+
 def _user_class(layer_param, net_filename):
     """The class python_param names, imported, checked to subclass netdef.Layer."""
     pp = layer_param.python_param
@@ -156,13 +181,18 @@ def _user_class(layer_param, net_filename):
         raise err(f"python_param.module must be a module name, not a file path: '{module}' (put the "
                   "file next to the prototxt or on PYTHONPATH and give its name without .py)")
     where = _add_search_path(net_filename)
-    target = ALIASES.get(module, module)
-    if target != module:
-        log.info("Importing Python layer module %s (netdef's implementation %s)", module, target)
+    target = module
+    if module in ALIASES and importlib.util.find_spec(module) is None:
+        # No user module of that name anywhere: netdef's own implementation answers it. A
+        # user's module, even one that then fails to import, always wins (FCN users edit
+        # voc_layers.py for their own data).
+        target = ALIASES[module]
+        log.info("Importing Python layer module %s: none next to the prototxt or on sys.path, "
+                 "using netdef's implementation %s", module, target)
     else:
         log.info("Importing Python layer module %s", module)
     try:
-        mod = importlib.import_module(target)
+        mod = _import(target, module)
     except Exception as e:
         searched = f" (searched the prototxt's directory {where} and sys.path)" if where else ""
         raise err(f"cannot import module '{module}'{searched}: {type(e).__name__}: {e}") from e

@@ -6,7 +6,8 @@ prototxts (fcn.berkeleyvision.org) run as they are:
         param_str: "{'voc_dir': '../data/pascal/VOC2011', 'seed': 1337, 'split': 'seg11valid',
                      'mean': (104.00699, 116.66877, 122.67892)}" } }
 
-The module name voc_layers resolves here (see netdef.data.python_layer). param_str keys, as
+The module name voc_layers resolves here when the user has no voc_layers module of their own
+(next to the prototxt or on sys.path; see netdef.data.python_layer). param_str keys, as
 FCN defines them:
   VOCSegDataLayer   voc_dir: a PASCAL VOC directory (ImageSets/Segmentation/<split>.txt,
                     JPEGImages/<id>.jpg, SegmentationClass/<id>.png)
