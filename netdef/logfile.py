@@ -22,6 +22,7 @@ Contract:
 """
 import logging
 import os
+import shlex
 import socket
 import sys
 import time
@@ -57,7 +58,7 @@ class LogFile(logging.Handler):
         self.setFormatter(GlogFormatter("%(message)s"))
         self.path = None
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
-        self.command_line = command_line if command_line is not None else " ".join(sys.argv)
+        self.command_line = command_line if command_line is not None else shlex.join(sys.argv)
         self._stream = None
         # made now, so that their time is the run's start, before any record held for the file
         self._held = [self._header_record(f"netdef {netdef_version()} (Python {sys.version.split()[0]}), "
