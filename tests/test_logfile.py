@@ -95,18 +95,20 @@ def test_resumed_run_appends_and_parses_as_the_uninterrupted_run(model):
     run_cli("train", solver)
     log = model.dir / "snapshots" / "tiny.log"
     whole = parse_log(log)
-    os.rename(log, model.dir / "whole.log")
-    run_cli("train", model(name="short.prototxt", max_iter=10))
     first = log.read_text()
+    # resume from the middle into the same log: what the first run logged after iteration 10 is
+    # logged again by the resumed run and must replace, not duplicate, the first run's rows
     run_cli("train", solver, "--snapshot", str(model.dir / "snapshots" / "tiny_iter_10.solverstate"))
     text = log.read_text()
-    assert text.startswith(first)
+    assert text.startswith(first) and len(text) > len(first)
     assert text.count("Log file created at:") == 1 and text.count("] Command line: ") == 2
     resumed = parse_log(log)
     # the resumed run continues bit for bit: the same rows as the run never stopped
     drop = lambda rows: [{k: v for k, v in r.items() if k != "Seconds"} for r in rows]
+    assert [r["NumIters"] for r in resumed.train] == [0, 5, 10, 15, 20]
     assert drop(resumed.train) == drop(whole.train)
     assert drop(resumed.test) == drop(whole.test)
+    assert resumed.train[-1]["Seconds"] > whole.train[-1]["Seconds"]
 
 
 def test_a_killed_run_leaves_a_log_that_parses(model):
