@@ -143,3 +143,17 @@ def test_csv_has_the_losses_the_solver_reported(trained, tmp_path):
     paths = write_csv(log, str(tmp_path))
     header = open(paths[0]).readline().strip().split(",")
     assert header == ["NumIters", "Seconds", "LearningRate", "loss", "SmoothedLoss"]
+
+
+def test_plot_of_the_real_run_has_its_losses(trained, tmp_path):
+    pytest.importorskip("matplotlib")
+    solver, log, path, records = trained
+    out = tmp_path / "curves.png"
+    assert main(["plot", str(path), "-o", str(out)]) == 0 and out.stat().st_size > 0
+    from netdef.plot import plot_logs
+
+    axes = {ax.get_title(): ax for ax in plot_logs([log]).axes}
+    assert set(axes) == {"train loss", "learning rate", "test net output: loss", "test segmentation metrics"}
+    raw = axes["train loss"].get_lines()[0]
+    assert list(raw.get_xdata()) == [0, 2, 4, 6]
+    np.testing.assert_allclose(raw.get_ydata(), np.array(solver.losses)[[0, 2, 4, 6]], rtol=1e-5)
