@@ -7,7 +7,7 @@ Contract:
   * Panels (`charts`, in this order, default: every one the logs have data for):
       loss  train loss at each displayed iteration (raw: the sum of w * v of the Train net
             outputs that are losses) and its trailing mean over `smooth` displays;
-      lr    learning rate (log scale when it spans more than a factor of 10);
+      lr    learning rate (log scale when it spans a factor of 10 or more);
       test  one panel per Test net output name (Caffe's test accuracy / test loss charts);
       seg   netdef's segmentation metrics: pixel accuracy, mean accuracy, mean IU, fw IU.
     Caffe's eight plot_training_log.py chart types are these panels with x = 'iters' or
@@ -137,7 +137,7 @@ def plot_logs(logs, charts=None, x="iters", smooth=10, title=None):
                 ax.set_ylabel("score (0 to 1)")
         if kind == "lr":
             ys = [y for line in ax.get_lines() for y in line.get_ydata() if y > 0]
-            if ys and max(ys) > 10 * min(ys):
+            if ys and max(ys) >= 10 * min(ys):
                 ax.set_yscale("log")
         ax.set_xlabel(xlabel)
         ax.grid(True, alpha=0.3)
