@@ -17,6 +17,8 @@ Contract:
   * path=None holds the records (in memory) until open(path): `netdef train` learns the file's
     name (next to the snapshots) only once the solver is built, and the lines logged before
     that (device, nets created) still belong at the top of the file.
+  * A write that fails (disk full) is reported once, as a warning on the other handlers, and
+    the file is not written any more; training goes on.
   * attach() lowers the logger's level to INFO when it is higher (else nothing would reach the
     file); detach() / close() restore it.
 """
@@ -60,6 +62,7 @@ class LogFile(logging.Handler):
         self.logger = logging.getLogger(logger) if isinstance(logger, str) else logger
         self.command_line = command_line if command_line is not None else shlex.join(sys.argv)
         self._stream = None
+        self._failed = False
         # made now, so that their time is the run's start, before any record held for the file
         self._held = [self._header_record(f"netdef {netdef_version()} (Python {sys.version.split()[0]}), "
                                           f"pid {os.getpid()}"),
@@ -82,9 +85,9 @@ class LogFile(logging.Handler):
         self.path = path
         if not existed:
             now = time.time()
-            self._stream.write(f"Log file created at: {time.strftime('%Y/%m/%d %H:%M:%S', time.localtime(now))}\n"
-                               f"Running on machine: {socket.gethostname()}\n"
-                               "Log line format: [IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg\n")
+            self._write_line(f"Log file created at: {time.strftime('%Y/%m/%d %H:%M:%S', time.localtime(now))}\n"
+                             f"Running on machine: {socket.gethostname()}\n"
+                             "Log line format: [IWEF]mmdd hh:mm:ss.uuuuuu threadid file:line] msg")
         for record in self._held:
             self._write_record(record)
         self._held = []
@@ -99,16 +102,25 @@ class LogFile(logging.Handler):
                                       frame.f_lineno, message, (), None)
 
     def _write_record(self, record):
-        self._stream.write(self.format(record) + "\n")
+        self._write_line(self.format(record))
+
+    def _write_line(self, text):
+        if self._failed:
+            return
+        try:
+            self._stream.write(text + "\n")
+        except OSError as e:
+            # a full disk must not stop training, nor print a traceback per line: say it once
+            # (on the console, through the logger, which no longer reaches this file)
+            self._failed = True
+            self.logger.warning("Cannot write the log file %s (%s): its lines stop here.", self.path,
+                                e.strerror or e)
 
     def emit(self, record):
-        try:
-            if self._stream is None:
-                self._held.append(record)
-            else:
-                self._write_record(record)
-        except Exception:
-            self.handleError(record)
+        if self._stream is None:
+            self._held.append(record)
+        else:
+            self._write_record(record)
 
     def write_error(self, message):
         """An E-level glog line in the file only (the command prints errors on stderr itself)."""
@@ -138,12 +150,12 @@ class LogFile(logging.Handler):
     def close(self):
         self.detach()
         if self._stream is not None:
-            self._stream.close()
+            try:
+                self._stream.close()
+            except OSError:
+                pass  # the buffered rest of a failed file: already reported
             self._stream = None
-        # made now, so that their time is the run's start, before any record held for the file
-        self._held = [self._header_record(f"netdef {netdef_version()} (Python {sys.version.split()[0]}), "
-                                          f"pid {os.getpid()}"),
-                      self._header_record(f"Command line: {self.command_line}")]
+        self._held = []
         super().close()
 
     def __enter__(self):

@@ -134,3 +134,17 @@ def test_a_killed_run_leaves_a_log_that_parses(model):
     iters = [r["NumIters"] for r in parsed.train]
     assert iters[:8] == list(range(8)) and len(parsed.test) >= 3
     assert all(r["loss"] > 0 for r in parsed.train if "loss" in r)
+
+
+@pytest.mark.skipif(not os.path.exists("/dev/full"), reason="needs /dev/full")
+def test_a_full_disk_is_reported_once_and_training_goes_on(caplog):
+    logger = logging.getLogger("netdef.test_logfile_full")
+    with caplog.at_level(logging.INFO, logger="netdef.test_logfile_full"):
+        lf = LogFile("/dev/full", logger=logger, command_line="x").attach()
+        for i in range(3):
+            logger.info("Iteration %d, loss = 1", i)
+        lf.write_error("TrainingError: late")
+        lf.close()
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "/dev/full" in warnings[0] and "its lines stop here" in warnings[0]
+    assert [r.getMessage() for r in caplog.records if r.levelno == logging.INFO][-1] == "Iteration 2, loss = 1"
