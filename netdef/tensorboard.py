@@ -13,9 +13,9 @@ Contract:
       test<i>/pixel_accuracy, mean_accuracy, mean_iu, fw_iu   for a segmentation test net.
   * Images, after each test of a segmentation net: up to `images` (default 4) samples of the
     test's last batch, test<i>/sample_<k>: the input | the ground truth | the prediction (the
-    score's arg-max), the labels drawn over the image in PASCAL VOC's colours. The input is
-    shown contrast-stretched (the net sees it mean-subtracted), 3 channels read as BGR as
-    Caffe's data layers give them. The last batch is the same images at every test when
+    score's arg-max), the labels drawn over the image in PASCAL VOC's colours (LABEL_ALPHA).
+    The input is shown contrast-stretched (the net sees it mean-subtracted), 3 channels read as
+    BGR as Caffe's data layers give them. The last batch is the same images at every test when
     test_iter x batch_size covers the validation set (as in models/).
   * Hooks: solver.add_callback (train scalars) and solver.add_test_callback (tests); nothing
     is computed on the nets that training would not compute, so a run with the monitor logs
@@ -35,6 +35,10 @@ from .metrics import find_segmentation_blobs
 from .segment import overlay
 
 log = logging.getLogger("netdef")
+
+#: weight of the label colours over the image: the VOC colours are dark, and the synthetic set's
+#: shapes bright, so an even blend hides the labels
+LABEL_ALPHA = 0.65
 
 
 def _summary_writer():
@@ -62,7 +66,7 @@ def sample_panel(image, label, prediction, gap=2):
     image: (C, H, W) as the net sees it; label and prediction: (H, W) integer maps."""
     rgb = _stretch(image)
     bgr = rgb[:, :, ::-1].astype(np.float32)
-    cells = [rgb, overlay(bgr, label), overlay(bgr, prediction)]
+    cells = [rgb, overlay(bgr, label, LABEL_ALPHA), overlay(bgr, prediction, LABEL_ALPHA)]
     h = rgb.shape[0]
     sep = np.full((h, gap, 3), 255, dtype=np.uint8)
     return np.concatenate([cells[0], sep, cells[1], sep, cells[2]], axis=1)

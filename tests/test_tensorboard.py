@@ -13,6 +13,7 @@ from test_cli_train import NET, SOLVER
 
 pytest.importorskip("tensorboardX")
 event_accumulator = pytest.importorskip("tensorboard.backend.event_processing.event_accumulator")
+from netdef.tensorboard import LABEL_ALPHA  # noqa: E402
 
 
 def _solver(root, max_iter=6):
@@ -76,7 +77,7 @@ def test_images_show_image_truth_and_prediction(run):
     assert [e.step for e in events] == [0, 3, 6]
     panel = np.asarray(Image.open(io.BytesIO(events[-1].encoded_image_string)).convert("RGB")).astype(int)
     assert panel.shape == (32, 3 * 32 + 4, 3)
-    # the test net still holds its last batch: the middle cell is the image blended 1:1 with the
+    # the test net still holds its last batch: the middle cell is the image blended with the
     # label colours, the right one with the arg-max's
     net = solver.test_nets[0]
     label = net.blobs["label"].data[0, 0].astype(int)
@@ -84,7 +85,7 @@ def test_images_show_image_truth_and_prediction(run):
     image = panel[:, :32]
     pal = voc_palette().astype(int)
     for cell, labels in ((panel[:, 34:66], label), (panel[:, 68:100], pred)):
-        expected = ((image + pal[labels]) / 2.0)
+        expected = (1 - LABEL_ALPHA) * image + LABEL_ALPHA * pal[labels]
         assert np.abs(cell - expected).max() <= 1.5
     # the image is the data blob, stretched to 0..255 and shown as RGB
     data = net.blobs["data"].data[0]
