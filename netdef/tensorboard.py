@@ -27,6 +27,7 @@ Contract:
     to view the files, is the `tensorboard` package).
 """
 import logging
+import time
 
 import numpy as np
 
@@ -88,7 +89,11 @@ class TensorBoardMonitor:
         if self.writer is None:
             step = self.solver.iter
             try:
-                self.writer = self._writer_class(self.logdir, purge_step=step if step > 0 else None)
+                # tensorboardX names files by the second; a resumed run started within the same
+                # second would overwrite the first run's file, and TensorBoard reads files in name
+                # order, so the suffix keeps them apart and in order
+                self.writer = self._writer_class(self.logdir, purge_step=step if step > 0 else None,
+                                                 filename_suffix=f".{time.time_ns()}")
             except OSError as e:
                 raise NetdefError(f"cannot write TensorBoard events: {e.strerror}", file=self.logdir) from None
             log.info("Writing TensorBoard events to %s", self.logdir)
