@@ -2,7 +2,6 @@
 Figure (not its pixels), for hand-written logs whose values are known."""
 import sys
 
-import numpy as np
 import pytest
 
 pytest.importorskip("matplotlib")
