@@ -84,3 +84,107 @@ def image_files(paths):
             yield p
         else:
             raise NetdefError("no such image or directory", file=p)
+
+
+def find_label(image_path, label_dirs=()):
+    """The label PNG of an image, or None: <dir>/<stem>.png in each of `label_dirs`, then the
+    PASCAL VOC layout (.../JPEGImages/<stem>.jpg -> .../SegmentationClass/<stem>.png)."""
+    stem = os.path.splitext(os.path.basename(image_path))[0]
+    candidates = [os.path.join(d, stem + ".png") for d in label_dirs]
+    parent = os.path.dirname(os.path.abspath(image_path))
+    if os.path.basename(parent) == "JPEGImages":
+        candidates.append(os.path.join(os.path.dirname(parent), "SegmentationClass", stem + ".png"))
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def load_label(path):
+    """(H, W) int64 class map of a label image: palette ('P') or grey PNGs give their indices (VOC
+    stores SegmentationClass as palette PNGs); RGB images are read through the VOC palette."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            if im.mode in ("P", "L", "I", "I;16"):
+                return np.asarray(im).astype(np.int64)
+            rgb = np.asarray(im.convert("RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise NetdefError(f"cannot read label image: {e}", file=path) from None
+    codes = {tuple(c): i for i, c in reversed(list(enumerate(voc_palette().tolist())))}
+    flat = rgb.reshape(-1, 3)
+    colours, inverse = np.unique(flat, axis=0, return_inverse=True)
+    unknown = [tuple(c) for c in colours.tolist() if tuple(c) not in codes]
+    if unknown:
+        raise NetdefError(f"colour {unknown[0]} of this RGB label image is not in the VOC palette",
+                          file=path)
+    lut = np.array([codes[tuple(c)] for c in colours.tolist()], dtype=np.int64)
+    return lut[inverse.reshape(-1)].reshape(rgb.shape[:2])
+
+
+def pixel_accuracy(labels, prediction, ignore_label=255):
+    """Share of the labelled pixels (label != ignore_label) predicted right; None if none is."""
+    valid = labels != ignore_label
+    n = int(valid.sum())
+    return float((prediction[valid] == labels[valid]).sum()) / n if n else None
+
+
+SHEET_COLUMNS = ("image", "ground truth", "prediction")
+
+
+def contact_sheet(rows, path, min_height=96, max_height=320):
+    """One PNG, a row per image: image | ground truth (when known) | prediction, the label maps in
+    VOC colours, the file name and pixel accuracy above each row, column titles at the top.
+    rows: [(name, image_bgr (H, W, 3) float, labels (H, W) or None, prediction (H, W))]; each
+    row is scaled to a height between min_height and max_height (labels without blending)."""
+    from PIL import Image, ImageDraw
+
+    if not rows:
+        raise NetdefError("no images for the contact sheet", file=path)
+    with_truth = any(r[2] is not None for r in rows)
+    columns = SHEET_COLUMNS if with_truth else (SHEET_COLUMNS[0], SHEET_COLUMNS[2])
+    pal, pad, text_h = voc_palette(), 6, 14
+    cells = []
+    for name, image, labels, pred in rows:
+        h, w = pred.shape
+        height = min(max(h, min_height), max_height)
+        size = (max(1, round(w * height / h)), height)
+        img = Image.fromarray(np.clip(image[:, :, ::-1], 0, 255).astype(np.uint8)).resize(size, Image.BILINEAR)
+        as_colours = lambda m: Image.fromarray(pal[np.clip(m, 0, 255).astype(np.int64)]).resize(size, Image.NEAREST)
+        row = [img]
+        caption = name
+        if with_truth:
+            if labels is None:
+                row.append(None)
+                caption += "  (no label)"
+            else:
+                row.append(as_colours(labels))
+                acc = pixel_accuracy(labels, pred)
+                if acc is not None:
+                    caption += f"  pixel accuracy {acc:.3f}"
+        row.append(as_colours(pred))
+        cells.append((caption, size, row))
+    col_w = [max(c[1][0] for c in cells)] * len(columns)
+    width = pad + sum(w + pad for w in col_w)
+    height = text_h + pad + sum(text_h + size[1] + pad for _, size, _ in cells)
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    x = pad
+    for title, w in zip(columns, col_w):
+        draw.text((x, 2), title, fill=(0, 0, 0))
+        x += w + pad
+    y = text_h + pad
+    for caption, size, row in cells:
+        draw.text((pad, y), caption, fill=(0, 0, 0))
+        y += text_h
+        x = pad
+        for cell, w in zip(row, col_w):
+            if cell is None:
+                draw.rectangle([x, y, x + size[0] - 1, y + size[1] - 1], fill=(220, 220, 220))
+            else:
+                sheet.paste(cell, (x, y))
+            x += w + pad
+        y += size[1] + pad
+    try:
+        sheet.save(path)
+    except (OSError, ValueError) as e:
+        raise NetdefError(f"cannot write the contact sheet: {e}", file=path) from None
+    return sheet

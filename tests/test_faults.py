@@ -138,7 +138,8 @@ class Model:
                                 env=self.env, cwd=self.root)
 
     def snaps(self, d="snapshots"):
-        return sorted(os.listdir(self.root / d))
+        # the run's log file (m.log, netdef/logfile.py) lives next to the snapshots too
+        return sorted(n for n in os.listdir(self.root / d) if not n.endswith(".log"))
 
     def weights(self, it, prefix="snapshots/m"):
         net = pb.NetParameter()

@@ -7,7 +7,7 @@
 and raises NetdefError for bad input (cli.main prints it as `netdef CMD: error: ...`).
 Only netdef.cli imports this package; the library never does.
 """
-from . import draw, info, run, segment, surgery, test, time, train
+from . import draw, info, parse_log, plot, run, segment, surgery, test, time, train
 
 #: subcommand name -> module, in the order `netdef -h` lists them
 COMMANDS = {
@@ -18,5 +18,7 @@ COMMANDS = {
     "segment": segment,
     "draw": draw,
     "time": time,
+    "parse-log": parse_log,
+    "plot": plot,
     "run": run,
 }

@@ -84,6 +84,7 @@ class Solver(Snapshots):
         self.iter = 0
         self.current_step = 0
         self.callbacks = []
+        self.test_callbacks = []
         self.losses = []  # raw loss of every iteration this solver ran (for inspection and tests)
         self._smoothed = []
         self.smoothed_loss = 0.0
@@ -203,6 +204,13 @@ class Solver(Snapshots):
         """pycaffe's add_callback: called at the start of each iteration (after testing) and
         once its gradients are computed (before the reduction and the update)."""
         self.callbacks.append((on_start, on_gradients_ready))
+
+    def add_test_callback(self, on_test):
+        """netdef's addition to pycaffe's callbacks: on_test(i, evaluation) after each complete
+        test of test net i (not after an interrupted one), at self.iter, the net's blobs still
+        holding its last batch. `evaluation` is evaluation.Evaluation (loss, outputs,
+        segmentation metrics)."""
+        self.test_callbacks.append(on_test)
 
     # ---- running --------------------------------------------------------------------------
     @property
@@ -367,6 +375,8 @@ class Solver(Snapshots):
             log.info("    Test net #%d segmentation: pixel accuracy = %s, mean accuracy = %s, "
                      "mean IU = %s, fw IU = %s", i, _g(result["pixel_accuracy"]),
                      _g(result["mean_accuracy"]), _g(result["mean_iu"]), _g(result["fw_iu"]))
+        for on_test in self.test_callbacks:
+            on_test(i, r)
         return result
 
     def _serve_requests_in_test(self):
