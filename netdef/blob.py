@@ -75,7 +75,20 @@ def count_range(shape, start=0, end=None, name=None):
     return math.prod(shape[start:end])
 
 
+class ShapeClock:
+    """Counts the shape changes of the blobs that carry it (a Net gives one to all of its
+    blobs), so that the Net can tell in one comparison whether any layer needs reshaping."""
+
+    __slots__ = ("ticks",)
+
+    def __init__(self):
+        self.ticks = 0
+
+
 class Blob:
+    #: the ShapeClock this blob ticks on a real shape change (None: nobody watches)
+    clock = None
+
     def __init__(self, shape=(), dtype=np.float32, backend=None, name=None):
         self.backend = backend or get_backend()
         self.xp = self.backend.xp
@@ -146,6 +159,8 @@ class Blob:
             shape = shape[0]
         shape = _check_shape(shape, self.name)
         count = self.check_bytes(shape)
+        if shape != self._shape and self.clock is not None:
+            self.clock.ticks += 1
         self._shape = shape
         self._shared_data = None
         if self._data_buf is None or self._data_buf.size < count:

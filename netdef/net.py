@@ -3,7 +3,10 @@
 Building follows Caffe: the passes of netdef.graph (upgrade, NetState filtering, Split
 insertion) prepare the NetParameter, then for each layer in file order the Net creates its top
 blobs (a top named like one of the layer's bottoms is computed in place), sets it up and
-reshapes it. Which layers need backward is decided from the learnable params (lr_mult != 0),
+reshapes it. As in Caffe, whose Layer::Forward reshapes every layer first, a blob that changes
+shape (the user's net.blobs['data'].reshape(...), a data layer's batch of another size) reshapes
+the layers after it at the next forward or backward; the blobs tick the net's ShapeClock, so
+when nothing changed that costs one comparison per call. Which layers need backward is decided from the learnable params (lr_mult != 0),
 the bottoms' needs, propagate_down and whether the layer contributes to a loss. The diff
 memory shared during training (share_diffs) is planned by netdef.memory.
 """
@@ -17,7 +20,7 @@ from . import graph
 from . import netdef_pb2 as pb
 from . import proto
 from .backend import get_backend
-from .blob import Blob
+from .blob import Blob, ShapeClock
 from .errors import LayerSetupError, NetdefError, ShapeError
 from .layers import create_layer
 from .memory import DiffPool, diff_lifetimes
@@ -80,6 +83,12 @@ class Net:
         self.top_names = OrderedDict()
         self._bottom_ids = []  # per layer: list of Blob
         self._top_ids = []
+        # Reshape propagation: every blob of the net ticks this clock when its shape changes;
+        # _seen_ticks is its value when all layers were last consistent with their blobs, and
+        # _shapes[li] the (bottom shapes, top shapes) of layer li at its last reshape.
+        self._clock = ShapeClock()
+        self._seen_ticks = -1
+        self._shapes = []
         # Loss weights are recorded once, per layer and top, in layer.loss_weights; these are
         # views of that record made while building:
         #: pycaffe's: every blob name's loss weight (0 for blobs that are no loss; as in Caffe,
@@ -111,6 +120,8 @@ class Net:
         self.outputs = list(available)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
         self._loss_tops = [pair for pairs in self._layer_losses for pair in pairs]
+        self._shapes = [self._current_shapes(li) for li in range(len(self.layers))]
+        self._seen_ticks = self._clock.ticks
 
     def _annotate(self, e, lname):
         """Complete an error with the file, the layer and the layer's line in the prototxt."""
@@ -144,6 +155,7 @@ class Net:
                                       "(only in-place layers may reuse a name)", lname)
             else:
                 blob = Blob((), dtype=self.dtype, backend=self.backend, name=t)
+                blob.clock = self._clock
                 self.blobs[t] = blob
                 tops.append(blob)
             available[t] = self.blobs[t]
@@ -268,35 +280,75 @@ class Net:
         return self._layer_names.index(name)
 
     def reshape(self):
-        self._reshape_from(0)
+        """Reshape every layer to its bottoms' current shapes (pycaffe's net.reshape()).
+        forward() and backward() do it themselves, for the layers whose blobs changed shape."""
+        for li in range(len(self.layers)):
+            self._reshape_layer(li)
+        self._seen_ticks = self._clock.ticks
 
-    def _reshape_from(self, start):
-        for layer, bottoms, tops in zip(self.layers[start:], self._bottom_ids[start:], self._top_ids[start:]):
-            try:
-                layer.reshape(bottoms, tops)
-            except NetdefError as e:
-                if e.layer is None:
-                    e.layer = layer.name
-                    e.args = (e._format(),)
+    def _current_shapes(self, li):
+        return (tuple(b._shape for b in self._bottom_ids[li]),
+                tuple(t._shape for t in self._top_ids[li]))
+
+    def _reshape_layer(self, li):
+        layer = self.layers[li]
+        try:
+            layer.reshape(self._bottom_ids[li], self._top_ids[li])
+        except NetdefError as e:
+            raise self._annotate(e, layer.name) from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+            if layer.type == "Python" and not type(layer).__module__.startswith("netdef."):
                 raise
+            shapes = ", ".join(str(b.shape) for b in self._bottom_ids[li])
+            raise self._error(f"{layer.type} cannot reshape to bottom shapes [{shapes}]: "
+                              f"{type(e).__name__}: {e}", layer.name, ShapeError) from e
+        self._shapes[li] = self._current_shapes(li)
+
+    def _propagate(self, first, last):
+        """Reshape the layers first..last whose bottoms or tops changed shape since their last
+        reshape, in order (so a change travels down the net), as Caffe's Layer::Forward
+        reshapes every layer before its forward. Layers without bottoms are left alone: their
+        tops are the user's or their own to shape (Input, data layers: Caffe's Reshape of
+        those does nothing), and a layer whose forward reshapes its tops did so itself."""
+        for li in range(first, last + 1):
+            if self._bottom_ids[li] and self._current_shapes(li) != self._shapes[li]:
+                self._reshape_layer(li)
+
+    def _sync_shapes(self, first, last):
+        """Propagate any shape change into first..last; the whole net counts as consistent
+        again only once all of it was checked."""
+        self._propagate(first, last)
+        if first == 0 and last == len(self.layers) - 1:
+            self._seen_ticks = self._clock.ticks
 
     def forward_range(self, start=0, end=None):
-        """Run layers start..end (indices, inclusive); returns the weighted loss."""
+        """Run layers start..end (indices, inclusive); returns the weighted loss. Layers whose
+        bottoms changed shape (an input reshaped by the user, a batch of another size from a
+        data layer) are reshaped first; when nothing changed this costs one comparison."""
         end = len(self.layers) - 1 if end is None else end
         layers, bottoms, tops, losses = self.layers, self._bottom_ids, self._top_ids, self._layer_losses
+        clock = self._clock
+        if clock.ticks != self._seen_ticks:
+            self._sync_shapes(start, end)
         loss = 0.0
         for li in range(start, end + 1):
             layer = layers[li]
+            ticks = clock.ticks
             layer.forward(bottoms[li], tops[li])
-            if layer.tops_reshaped:
+            if clock.ticks != ticks:  # the layer gave its tops new shapes (a data layer's batch)
                 layer.tops_reshaped = False
-                self._reshape_from(li + 1)
+                self._shapes[li] = self._current_shapes(li)
+                self._propagate(li + 1, end)
+                if start == 0 and end == len(layers) - 1 and ticks == self._seen_ticks:
+                    self._seen_ticks = clock.ticks
             for blob, w in losses[li]:
                 loss += w * float(blob.data.sum())
         return loss
 
     def backward_range(self, start=None, end=0):
         start = len(self.layers) - 1 if start is None else start
+        if self._clock.ticks != self._seen_ticks:
+            self._sync_shapes(end, start)
         layers, bottoms, tops = self.layers, self._bottom_ids, self._top_ids
         need, propagate = self._layer_need_backward, self._bottom_need_backward
         for li in range(start, end - 1, -1):
