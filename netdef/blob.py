@@ -189,7 +189,8 @@ class Blob:
     def diff(self):
         if self._diff is None or self._diff.shape != self._shape:
             if self._diff_buf is None or self._diff_buf.size < self.count:
-                self._diff_buf = self.xp.zeros(max(self._data_buf.size, 1), dtype=self.dtype)
+                capacity = self.count if self._data_buf is None else self._data_buf.size
+                self._diff_buf = self.xp.zeros(max(capacity, 1), dtype=self.dtype)
             self._diff = self._diff_buf[:self.count].reshape(self._shape)
         return self._diff
 
@@ -219,11 +220,16 @@ class Blob:
                              f"{self._shape}; call reshape() first", blob=self.name)
         target[...] = value
 
-    def share_data(self, other):
-        """Show `other`'s data as this blob's (Caffe's ShareData); undone by reshape()."""
+    def share_data(self, other, release=False):
+        """Show `other`'s data as this blob's (Caffe's ShareData); undone by reshape().
+        release: also free this blob's own data memory (params shared for good, as a test
+        net's with the train net's: Caffe drops the memory it replaces too)."""
         if other.count != self.count:
             raise ShapeError(f"cannot share data of {other.shape} with {self.shape}", blob=self.name)
         self._shared_data = other
+        if release:
+            self._data_buf = None
+            self._data = None
 
     # ---- helpers ------------------------------------------------------------------------
     def to_numpy(self, diff=False):

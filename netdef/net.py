@@ -10,6 +10,7 @@ when nothing changed that costs one comparison per call. Which layers need backw
 the bottoms' needs, propagate_down and whether the layer contributes to a loss. The diff
 memory shared during training (share_diffs) is planned by netdef.memory.
 """
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -119,6 +120,8 @@ class Net:
         self._analyze_backward(bottom_need_backward)
         self.outputs = list(available)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
+        #: pycaffe's: the blob names in the order they were created
+        self._blob_names = list(self.blobs)
         self._loss_tops = [pair for pairs in self._layer_losses for pair in pairs]
         self._shapes = [self._current_shapes(li) for li in range(len(self.layers))]
         self._seen_ticks = self._clock.ticks
@@ -368,12 +371,20 @@ class Net:
             getattr(blob, field)[...] = self.backend.asarray(value, dtype=self.dtype)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
-        """pycaffe's forward: inputs as keyword arrays; returns {output name: data} (plus `blobs`)."""
+        """pycaffe's forward: run layers start..end (names; default all), inputs given as
+        keyword arrays; returns {name: data} for the tops of `end` (the net's outputs when end
+        is None) and the extra blob names in `blobs`. The arrays are views of the blobs."""
         self._fill(kwargs, self.inputs, "input", "data")
-        self.last_loss = self.forward_range(self._index(start, 0), self._index(end, len(self.layers) - 1))
-        names = list(self.top_names[self._layer_names[self._index(end, len(self.layers) - 1)]]) \
-            if end is not None else list(self.outputs)
-        return {n: self.blobs[n].data for n in names + list(blobs or [])}
+        last = self._index(end, len(self.layers) - 1)
+        self.last_loss = self.forward_range(self._index(start, 0), last)
+        names = self.top_names[end] if end is not None else self.outputs
+        return {n: self.blobs[n].data for n in self._result_names(names, blobs)}
+
+    def _result_names(self, names, extra):
+        for n in extra or []:
+            if n not in self.blobs:
+                raise NetdefError(f"no blob named '{n}' in the net")
+        return list(OrderedDict.fromkeys(list(names) + list(extra or [])))
 
     def set_loss_diffs(self):
         """Seed backward: each loss top's diff = its loss weight (what backward() starts from)."""
@@ -381,12 +392,69 @@ class Net:
             blob.diff[...] = w
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
-        """pycaffe's backward: output diffs as keyword arrays; returns {input name: diff}."""
+        """pycaffe's backward: run the backward of layers start..end (names; default from the
+        last layer to the first), output diffs given as keyword arrays (the loss tops start
+        from their loss weights); returns {name: diff} for the bottoms of `end` (the net's
+        inputs when end is None) and the extra blob names in `diffs`."""
         self.set_loss_diffs()
         self._fill(kwargs, self.outputs, "output", "diff")
         self.backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
-        names = list(self.inputs) + list(diffs or [])
-        return {n: self.blobs[n].diff for n in names}
+        names = self.bottom_names[end] if end is not None else self.inputs
+        return {n: self.blobs[n].diff for n in self._result_names(names, diffs)}
+
+    def _batches(self, arrays, allowed, kind):
+        """pycaffe's _batch: the keyword arrays cut into the net's batch size (of the blob of
+        the first name), the last batch padded with zeros; yields (dict of batches, padding)."""
+        for name in arrays:
+            if name not in allowed:
+                raise NetdefError(f"'{name}' is not an {kind} of the net ({kind}s: {allowed})")
+        if not arrays:
+            return
+        sizes = {len(a) for a in arrays.values()}
+        if len(sizes) != 1:
+            raise ShapeError(f"the {kind} arrays have different lengths: "
+                             f"{ {n: len(a) for n, a in arrays.items()} }")
+        total = sizes.pop()
+        batch = self.blobs[next(iter(arrays))].num
+        for i in range(0, total, batch):
+            part = {}
+            for name, a in arrays.items():
+                chunk = np.asarray(a[i:i + batch])
+                if len(chunk) < batch:
+                    pad = np.zeros((batch - len(chunk),) + chunk.shape[1:], dtype=chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                part[name] = chunk
+            yield part, max(0, i + batch - total)
+
+    def forward_all(self, blobs=None, **kwargs):
+        """pycaffe's forward_all: forward over arrays longer than a batch, batch by batch;
+        returns {output (and `blobs`) name: numpy array of all the items}."""
+        names = self._result_names(self.outputs, blobs)
+        out = {n: [] for n in names}
+        for part, pad in self._batches(kwargs, self.inputs, "input"):
+            result = self.forward(blobs=blobs, **part)
+            for n in names:
+                values = np.array(self.backend.to_numpy(result[n]))
+                out[n].extend(values[:len(values) - pad] if pad else values)
+        if not kwargs:
+            result = self.forward(blobs=blobs)
+            return {n: self.backend.to_numpy(v).copy() for n, v in result.items()}
+        return {n: np.asarray(v) for n, v in out.items()}
+
+    def backward_all(self, diffs=None, **kwargs):
+        """pycaffe's backward_all: backward over output diffs longer than a batch; returns
+        {input (and `diffs`) name: numpy array of all the items}."""
+        names = self._result_names(self.inputs, diffs)
+        out = {n: [] for n in names}
+        for part, pad in self._batches(kwargs, self.outputs, "output"):
+            result = self.backward(diffs=diffs, **part)
+            for n in names:
+                values = np.array(self.backend.to_numpy(result[n]))
+                out[n].extend(values[:len(values) - pad] if pad else values)
+        if not kwargs:
+            result = self.backward(diffs=diffs)
+            return {n: self.backend.to_numpy(v).copy() for n, v in result.items()}
+        return {n: np.asarray(v) for n, v in out.items()}
 
     def forward_backward(self):
         """One training pass: forward, then backward from the losses; returns the loss."""
@@ -450,6 +518,8 @@ class Net:
         file that this net lacks are reported and ignored, as Caffe does; returns their names."""
         if isinstance(weights, pb.NetParameter):
             source, src = "<NetParameter>", weights
+        elif os.fspath(weights).endswith((".h5", ".hdf5")):  # as Caffe's CopyTrainedLayersFrom
+            return self.load_hdf5(weights)
         else:
             source = os.fspath(weights)
             src = proto.read_caffemodel(source)
@@ -468,6 +538,108 @@ class Net:
                                  f"the net has {len(layer.blobs)}", layer=lp.name, file=source)
             for i, bp in enumerate(lp.blobs):
                 self._load_blob(layer, layer.blobs[i], bp, i, source)
+        return ignored
+
+    def share_with(self, other):
+        """Make this net's params show the params of `other`'s layers of the same name (Caffe's
+        ShareTrainedLayersWith; a solver's test nets see its train net's weights this way, and
+        FCN's score.seg_tests does net.share_with(solver.net)). Only the data is shared: each
+        net keeps its own diffs. Layers of `other` that this net lacks are ignored (logged)."""
+        if other.dtype != self.dtype or other.backend is not self.backend:
+            raise NetdefError(f"cannot share params between nets of {self.dtype.name} on "
+                              f"{self.backend.name} and {other.dtype.name} on {other.backend.name}")
+        for name, src in other.layer_dict.items():
+            layer = self.layer_dict.get(name)
+            if layer is None:
+                log.debug("Ignoring source layer %s", name)
+                continue
+            if len(src.blobs) != len(layer.blobs):
+                raise NetdefError(f"cannot share params: this net has {len(layer.blobs)} param "
+                                  f"blobs for the layer, the other net {len(src.blobs)}",
+                                  layer=name, file=self.filename)
+            for i, (mine, theirs) in enumerate(zip(layer.blobs, src.blobs)):
+                if mine.shape != theirs.shape:
+                    raise ShapeError(f"cannot share param {i}: shape {mine.shape} here, "
+                                     f"{theirs.shape} in the other net", layer=name, file=self.filename)
+                if mine is not theirs:
+                    mine.share_data(theirs, release=True)
+
+    # Caffe's HDF5 weights (Net::ToHDF5 / CopyTrainedLayersFromHDF5): a group "data" holding a
+    # group per layer (every layer, in net order) with one dataset per param blob named by its
+    # index ("0", "1", ...); with diffs, a group "diff" of the same layout. A param shared
+    # through a ParamSpec name is written only by the layer that owns it.
+    def save_hdf5(self, path, write_diff=False):
+        """Write the params in Caffe's HDF5 layout (a .caffemodel.h5), as pycaffe's save_hdf5;
+        write_diff: also their diffs (Caffe's ToHDF5(filename, true)). Needs h5py."""
+        h5py = _h5py()
+        path = os.fspath(path)
+        owners = self._owned_param_ids()
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with h5py.File(tmp, "w") as f:
+                groups = [f.create_group("data")] + ([f.create_group("diff")] if write_diff else [])
+                for name, layer in self.layer_dict.items():
+                    subs = [g.create_group(name) for g in groups]
+                    for i, blob in enumerate(layer.blobs):
+                        if id(blob) not in owners.get(name, ()):
+                            continue
+                        subs[0].create_dataset(str(i), data=blob.to_numpy())
+                        if write_diff:
+                            subs[1].create_dataset(str(i), data=blob.to_numpy(diff=True))
+            os.replace(tmp, path)
+        except OSError as e:
+            with _suppress_os_error():
+                os.remove(tmp)
+            raise NetdefError(f"cannot write {path}: {e}") from None
+
+    def _owned_param_ids(self):
+        """{layer name: ids of the param blobs it owns} (not those it takes from another layer
+        through a ParamSpec name)."""
+        owned = {}
+        for name, layer in self.layer_dict.items():
+            specs = layer.layer_param.param
+            owned[name] = {id(b) for i, b in enumerate(layer.blobs)
+                           if not (i < len(specs) and specs[i].name
+                                   and self._param_owner[specs[i].name][1] != name)}
+        return owned
+
+    def load_hdf5(self, path):
+        """Load params by layer name from Caffe's HDF5 layout (pycaffe's load_hdf5; copy_from
+        takes .h5 files too). Layers of the file that this net lacks are ignored (logged);
+        returns their names. Needs h5py."""
+        h5py = _h5py()
+        path = os.fspath(path)
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise NetdefError(f"cannot read {path} as HDF5: {e}") from None
+        ignored = []
+        with f:
+            if "data" not in f or not isinstance(f["data"], h5py.Group):
+                raise NetdefError(f"{path} has no group 'data': not a Caffe HDF5 model "
+                                  "(.caffemodel.h5)")
+            for name, group in f["data"].items():
+                if name not in self.layer_dict:
+                    log.info("Ignoring source layer %s", name)
+                    ignored.append(name)
+                    continue
+                layer = self.layer_dict[name]
+                if not isinstance(group, h5py.Group) or len(group) > len(layer.blobs):
+                    n = len(group) if isinstance(group, h5py.Group) else "not a group of"
+                    raise ShapeError(f"{path} has {n} param blobs for this layer, the net has "
+                                     f"{len(layer.blobs)}", layer=name, file=path)
+                owned = self._owned_param_ids()[name]
+                for i, blob in enumerate(layer.blobs):
+                    if str(i) not in group:
+                        if id(blob) in owned:
+                            raise ShapeError(f"{path} has no param blob {i} for this layer "
+                                             f"(it has {len(group)})", layer=name, file=path)
+                        continue  # a shared param: its owner loads it
+                    values = np.asarray(group[str(i)])
+                    if values.shape != blob.shape:
+                        raise ShapeError(f"param {i} has shape {blob.shape} in the net but "
+                                         f"{values.shape} in {path}", layer=name, file=path)
+                    blob.data[...] = self.backend.asarray(values, dtype=self.dtype)
         return ignored
 
     def to_proto(self, write_diff=False):
@@ -505,3 +677,16 @@ class Net:
 
     def __repr__(self):
         return f"<netdef.Net '{self.name}' {len(self.layers)} layers, phase {pb.Phase.Name(self.phase)}>"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise NetdefError("Caffe's HDF5 model files need h5py, which is not installed: "
+                          "pip install 'netdef[hdf5]'") from None
+    return h5py
+
+
+def _suppress_os_error():
+    return contextlib.suppress(OSError)

@@ -166,25 +166,9 @@ class Solver(Snapshots):
             else:
                 log.info("Creating test net (#%d) specified by %s file: %s", i, field, src)
             net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None)
-            self._share_trained_layers(net)
+            net.share_with(self.net)  # Caffe's ShareTrainedLayersWith
             nets.append(net)
         return nets
-
-    def _share_trained_layers(self, net):
-        """Let `net` use the train net's param blobs for every layer of the same name (Caffe's
-        ShareTrainedLayersWith): tests see the current weights without copies."""
-        for name, layer in net.layer_dict.items():
-            src = self.net.layer_dict.get(name)
-            if src is None or not layer.blobs:
-                continue
-            if len(src.blobs) != len(layer.blobs):
-                raise NetdefError(f"the test net has {len(layer.blobs)} param blobs for this layer, "
-                                  f"the train net {len(src.blobs)}", layer=name)
-            for i, (mine, theirs) in enumerate(zip(layer.blobs, src.blobs)):
-                if mine.shape != theirs.shape:
-                    raise NetdefError(f"param {i} has shape {mine.shape} in the test net and "
-                                      f"{theirs.shape} in the train net", layer=name)
-                layer.blobs[i] = theirs
 
     def close(self):
         """Stop what the nets' layers run besides training (data readers' prefetch threads);
