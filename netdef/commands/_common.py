@@ -1,10 +1,10 @@
 """What several subcommands share: the device options (--gpu / --cpu / --tf32) and choosing the
 device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
 import logging
-import time
 
 from .. import backend as be
 from .. import netdef_pb2 as pb
+from ..glog import GlogFormatter
 
 log = logging.getLogger("netdef")
 
@@ -48,19 +48,6 @@ def select_device(args, solver_param=None):
         else:
             be.set_tf32(True)
             log.info("TF32 on: float32 GEMMs run on tensor cores")
-
-
-class GlogFormatter(logging.Formatter):
-    """Caffe's (glog's) line prefix, `I1123 01:02:03.456789 12345 solver.py:412] message`:
-    tools/extra/parse_log.py reads the time from it, and parse_log.sh finds '] Solving ' and
-    the values by their column ($9 of ', loss = ' lines)."""
-
-    def format(self, record):
-        t = time.localtime(record.created)
-        micros = int((record.created % 1) * 1e6)
-        prefix = (f"{record.levelname[:1]}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} "
-                  f"{record.process:5d} {record.filename}:{record.lineno}] ")
-        return prefix + super().format(record)
 
 
 def add_log_format_argument(p):

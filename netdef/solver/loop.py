@@ -35,9 +35,11 @@ from .. import proto
 from ..backend import get_backend, set_random_seed
 from ..blob import Blob
 from ..errors import NetdefError, ParseError, TrainingError
+from ..glog import default_logging
 from ..net import Net
 from .evaluation import caffe_number as _g
 from .evaluation import evaluate, log_outputs, net_outputs
+from .parallel import NCCL
 from .params import learning_rate, read_solver
 from .snapshot import Snapshots
 
@@ -63,6 +65,7 @@ class Solver(Snapshots):
     segmentation = None
 
     def __init__(self, solver, *, dtype=np.float32, backend=None, filename=None):
+        default_logging()  # Caffe's lines on stderr, as pycaffe's, unless logging is configured
         self.param, self.filename = read_solver(solver, filename)
         if self.type and self.param.type != self.type and self.param.HasField("type"):
             log.warning("solver file asks for type '%s'; running %s as requested",
@@ -170,6 +173,11 @@ class Solver(Snapshots):
             nets.append(net)
         return nets
 
+    def share_weights(self, net):
+        """pycaffe's solver.share_weights(net): let `net` use this solver's train net weights
+        (Net.share_with)."""
+        net.share_with(self.net)
+
     def close(self):
         """Stop what the nets' layers run besides training (data readers' prefetch threads);
         the solver may not step afterwards. `netdef train` calls it when it ends."""
@@ -185,7 +193,10 @@ class Solver(Snapshots):
 
     def add_callback(self, on_start=None, on_gradients_ready=None):
         """pycaffe's add_callback: called at the start of each iteration (after testing) and
-        once its gradients are computed (before the reduction and the update)."""
+        once its gradients are computed (before the reduction and the update). Also pycaffe's
+        add_callback(nccl) for a netdef.NCCL (whose methods are those two callbacks)."""
+        if isinstance(on_start, NCCL) and on_gradients_ready is None:
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self.callbacks.append((on_start, on_gradients_ready))
 
     # ---- running --------------------------------------------------------------------------
@@ -287,7 +298,12 @@ class Solver(Snapshots):
         processes (e.g. an NCCL/MPI all-reduce); nothing to do on one device."""
 
     def apply_update(self):
-        """Learning rate, clipping, normalization, regularization and the update rule."""
+        """pycaffe's solver.apply_update() (Caffe's ApplyUpdate): the learning rate of the
+        policy at the current iteration, clipping, normalization by iter_size, regularization
+        and the update rule, applied to the params from their diffs. As in Caffe it does not
+        advance `iter` (step() does, after it) nor clear the diffs (step() does at the start of
+        an iteration): a hand-written loop does net.clear_param_diffs(), forward, backward,
+        apply_update() and, if the lr policy should move on, solver.iter += 1."""
         p = self.param
         rate, self.current_step = learning_rate(p, self.iter, self.current_step)
         if p.display and self.iter % p.display == 0:
