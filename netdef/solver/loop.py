@@ -52,7 +52,9 @@ class Solver(Snapshots):
     """The training loop (pycaffe's caffe.Solver). Subclasses define the update rule.
 
     Solver(solver, dtype=np.float32, backend=None, filename=None): `solver` is a path, prototxt
-    text or SolverParameter (`filename`: where paths are relative to, for the latter two).
+    text or SolverParameter (`filename`: the solver file they came from, for the latter two).
+    Relative paths in it are Caffe's: relative to the current directory, else next to the
+    solver file (see _path and Snapshots.snapshot_prefix).
     The device is the current mode's (netdef.set_mode_gpu / set_device), as in pycaffe."""
 
     type = None
@@ -103,8 +105,17 @@ class Solver(Snapshots):
         """Refuse parameters the update rule cannot use (Caffe's CHECKs)."""
 
     def _path(self, p):
+        """A path of the solver file (net, train_net, test_net, weights) as Caffe reads it:
+        relative to the current directory; when it is not there but is next to the solver file
+        (netdef's models/*, run from anywhere), that one, logged."""
         p = os.path.expanduser(p)
-        return p if os.path.isabs(p) else os.path.normpath(os.path.join(self.dir, p))
+        if os.path.isabs(p) or os.path.exists(p) or not self.filename:
+            return p
+        beside = os.path.normpath(os.path.join(self.dir, p))
+        if os.path.exists(beside):
+            log.info("%s is not in the current directory; using %s, next to the solver file", p, beside)
+            return beside
+        return p
 
     def _error(self, message):
         return ParseError(message, file=self.filename)

@@ -2,8 +2,12 @@
 
 Snapshots: <prefix>_iter_<N>.caffemodel (the train net's params) and <prefix>_iter_<N>.solverstate
 (a SolverState: iter, learned_net, history, current_step), each written to a temporary name and
-renamed. snapshot_prefix is relative to the solver file's directory and defaults to the solver
-file's name without extension.
+renamed. Where, as Caffe puts them: a relative snapshot_prefix is relative to the current
+directory; a prefix that names a directory (ends with '/' or is one) gets the solver file's
+name without extension appended; no prefix is the solver file's path without its extension.
+When the prefix's directory is not in the current directory but is next to the solver file
+(netdef's models/* run from elsewhere), snapshots go there, and one line says so; when it is
+in neither, the solver refuses to start, naming the directory.
 For an exact resume the solverstate also carries, in its netdef_state field (JSON; Caffe ignores
 it), the random generators of the backend (host: fillers and data order; device: Dropout masks)
 and the state of every layer whose get_state() is not None (data readers; see Layer: the state
@@ -60,14 +64,37 @@ class Snapshots:
 
     @property
     def snapshot_prefix(self):
-        prefix = self.param.snapshot_prefix
+        """Where snapshots go (see the module docstring), resolved once per snapshot_prefix."""
+        raw = self.param.snapshot_prefix
+        cached = getattr(self, "_prefix_cache", None)
+        if cached is None or cached[0] != raw:
+            cached = (raw, self._resolve_prefix(raw))
+            self._prefix_cache = cached
+        return cached[1]
+
+    def _resolve_prefix(self, raw):
         stem = os.path.splitext(os.path.basename(self.filename))[0] if self.filename else None
-        if not prefix:
-            # no solver file to name them after (a solver built in code): the net's name
-            return os.path.join(self.dir, stem or self.net.name or "netdef")
-        if prefix.endswith(("/", os.sep)) and stem:
-            prefix += stem
-        return self._path(prefix)
+        if not raw:
+            # Caffe: the solver file's path without its extension (so beside the solver file);
+            # a solver built in code: the net's name in the current directory
+            if self.filename:
+                return os.path.splitext(self.filename)[0]
+            return self.net.name or "netdef"
+
+        def complete(prefix):
+            if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+                return os.path.join(prefix, stem or self.net.name or "netdef")
+            return prefix
+
+        prefix = complete(os.path.expanduser(raw))
+        if os.path.isabs(prefix) or os.path.isdir(os.path.dirname(prefix) or ".") or not self.filename:
+            return prefix
+        beside = complete(os.path.normpath(os.path.join(self.dir, os.path.expanduser(raw))))
+        if os.path.isdir(os.path.dirname(beside)):
+            log.info("snapshot_prefix %s: directory %s is not in the current directory; "
+                     "snapshotting to %s, next to the solver file", raw, os.path.dirname(prefix), beside)
+            return beside
+        return prefix
 
     def snapshot_filename(self, ext):
         return f"{self.snapshot_prefix}_iter_{self.iter}{ext}"
