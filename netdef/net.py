@@ -366,7 +366,7 @@ class Net:
             blob = self.blobs[name]
             if tuple(np.shape(value)) != blob.shape:
                 raise ShapeError(f"{field} for {kind} '{name}' has shape {tuple(np.shape(value))}, the net "
-                                 f"expects {blob.shape}; reshape the blob and call net.reshape() first",
+                                 f"expects {blob.shape}; reshape the blob first (net.blobs['{name}'].reshape(...))",
                                  blob=name)
             getattr(blob, field)[...] = self.backend.asarray(value, dtype=self.dtype)
 

@@ -222,3 +222,27 @@ def test_nothing_is_reshaped_when_no_shape_changed(monkeypatch):
     net.blobs["data"].reshape(1, 1, 20, 20)  # same shape: no change
     net.forward()
     assert calls == []
+
+
+def test_fcn_inference_recipe_on_an_image_of_another_size():
+    # FCN's infer.py: reshape the input to the image, fill it, forward; the score map must be
+    # the image's size (the crops follow), and equal to a net declared at that size.
+    import os
+
+    deploy = os.path.join(os.path.dirname(__file__), "..", "models", "fcn8s-mini", "deploy.prototxt")
+    net = netdef.Net(deploy, netdef.TEST)
+    image = np.random.default_rng(0).uniform(-50, 50, (1, 3, 60, 41)).astype(np.float32)
+    net.blobs["data"].reshape(*image.shape)
+    net.blobs["data"].data[...] = image
+    net.forward()
+    score = net.blobs["score"].data.copy()
+    assert score.shape[2:] == (60, 41)
+    text = open(deploy).read().replace("dim: 128\n      dim: 128", "dim: 60\n      dim: 41")
+    assert "dim: 60" in text
+    fresh = netdef.Net(text, netdef.TEST)
+    for name, blobs in net.params.items():
+        for a, b in zip(blobs, fresh.params[name]):
+            b.data[...] = a.data
+    fresh.blobs["data"].data[...] = image
+    fresh.forward()
+    np.testing.assert_allclose(score, fresh.blobs["score"].data, rtol=1e-5, atol=1e-5)
