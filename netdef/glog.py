@@ -56,7 +56,8 @@ class _DefaultHandler(logging.StreamHandler):
         return not logging.getLogger().handlers and super().filter(record)
 
 
-def _installed():
+def installed_handler():
+    """The handler default_logging() installed, or None."""
     return next((h for h in logger.handlers if isinstance(h, _DefaultHandler)), None)
 
 
@@ -81,7 +82,7 @@ def init_log(level=0, stderr=True):
     logger.setLevel(GLOG_LEVELS[level])
     if stderr:
         default_logging()
-    elif (h := _installed()) is not None:
+    elif (h := installed_handler()) is not None:
         logger.removeHandler(h)
 
 

@@ -35,7 +35,7 @@ from .. import proto
 from ..backend import get_backend, set_random_seed
 from ..blob import Blob
 from ..errors import NetdefError, ParseError, TrainingError
-from ..glog import default_logging
+from ..glog import default_logging, installed_handler
 from ..net import Net
 from .evaluation import caffe_number as _g
 from .evaluation import evaluate, log_outputs, net_outputs
@@ -463,7 +463,9 @@ class Solver(Snapshots):
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():
+        # the bar and the log lines take turns on the console handler: glog.py's, else root's
+        console = log if installed_handler() is not None else logging.root
+        with logging_redirect_tqdm(loggers=[console]):
             bar = tqdm(total=self.param.max_iter, initial=self.iter, file=sys.stdout, unit="iter",
                        dynamic_ncols=True, leave=True)
             self._bar = bar
