@@ -172,3 +172,13 @@ def test_solver_snapshot_restore_and_share_weights(tmp_path, monkeypatch):
     np.testing.assert_array_equal(deploy.params["fc"][0].data, solver.net.params["fc"][0].data)
     other.solve()
     assert other.iter == 3
+
+
+def test_progress_bar_and_default_logging_print_each_line_once(tmp_path):
+    r = _script(tmp_path, """
+        import netdef
+        netdef.SGDSolver('solver.prototxt').solve(progress=True)
+    """)
+    assert r.returncode == 0, r.stderr
+    lines = [l for l in r.stderr.splitlines() if "Iteration 1, loss = " in l]
+    assert len(lines) == 1 and "] Iteration 1, loss = " in lines[0]
