@@ -15,7 +15,7 @@ def add_file_argument(p, dest, option, help):
     train --solver=S`, `netdef test --model=M`); file_argument() reads it."""
     p.add_argument(dest, nargs="?", help=f"{help} (or --{option})")
     p.add_argument(f"--{option}", dest=f"{option}_option", metavar="FILE",
-                   help=f"the same, as the caffe tool spells it")
+                   help="the same, as the caffe tool spells it")
 
 
 def file_argument(args, dest, option):

@@ -34,7 +34,7 @@ from .. import netdef_pb2 as pb
 from .. import proto
 from ..backend import get_backend, set_random_seed
 from ..blob import Blob
-from ..errors import NetdefError, ParseError, TrainingError
+from ..errors import ParseError, TrainingError
 from ..glog import default_logging, installed_handler
 from ..net import Net
 from .evaluation import caffe_number as _g
