@@ -358,6 +358,19 @@ class Net:
             if need[li]:
                 layers[li].backward(tops[li], propagate[li], bottoms[li])
 
+    def _forward(self, start, end):
+        """pycaffe's net._forward(start, end) (Caffe's ForwardFromTo): layer indices,
+        inclusive; returns the loss."""
+        self.last_loss = self.forward_range(int(start), int(end))
+        return self.last_loss
+
+    def _backward(self, start, end):
+        """pycaffe's net._backward(start, end) (Caffe's BackwardFromTo): from layer index
+        `start` down to `end`, inclusive. The loss tops start from their loss weights, as
+        backward() does (Caffe sets those diffs once at setup and nothing overwrites them)."""
+        self.set_loss_diffs()
+        self.backward_range(int(start), int(end))
+
     def _fill(self, arrays, allowed, kind, field):
         """Copy keyword arrays into the data (inputs) or diff (outputs) of named blobs."""
         for name, value in arrays.items():

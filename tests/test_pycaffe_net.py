@@ -201,3 +201,14 @@ def test_hdf5_without_h5py_is_a_clear_error(monkeypatch, tmp_path):
     monkeypatch.setattr(builtins, "__import__", fake)
     with pytest.raises(netdef.NetdefError, match=r"netdef\[hdf5\]"):
         make().save_hdf5(str(tmp_path / "x.h5"))
+
+
+def test_private_forward_backward_by_index():
+    net = make()
+    loss = net._forward(0, len(net.layers) - 1)
+    assert loss == pytest.approx(float(net.blobs["loss"].data))
+    expected = net.backward()["data"].copy()
+    for blob in net.blobs.values():
+        blob.diff[...] = 0
+    net._backward(len(net.layers) - 1, 0)
+    np.testing.assert_allclose(net.blobs["data"].diff, expected)
