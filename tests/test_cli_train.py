@@ -226,9 +226,9 @@ def test_cli_errors(model, tmp_path):
     res = run_cli("train", solver, "--weights", "a.caffemodel", "--snapshot", "b.solverstate", check=False)
     assert res.returncode == 1 and "not both" in res.stderr
     bad = tmp_path / "bad.prototxt"
-    bad.write_text(open(solver).read() + "snapshot_format: HDF5\n")
+    bad.write_text(open(solver).read() + "debug_info: true\n")
     res = run_cli("train", str(bad), check=False)
-    assert res.returncode == 1 and "snapshot_format" in res.stderr and str(bad) in res.stderr
+    assert res.returncode == 1 and "debug_info" in res.stderr and str(bad) in res.stderr
     assert "Traceback" not in res.stderr
     res = run_cli("train", solver, "--snapshot", str(tmp_path / "missing.solverstate"), check=False)
     assert res.returncode == 1 and "missing.solverstate" in res.stderr

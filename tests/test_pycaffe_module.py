@@ -182,3 +182,25 @@ def test_progress_bar_and_default_logging_print_each_line_once(tmp_path):
     assert r.returncode == 0, r.stderr
     lines = [l for l in r.stderr.splitlines() if "Iteration 1, loss = " in l]
     assert len(lines) == 1 and "] Iteration 1, loss = " in lines[0]
+
+
+def test_hdf5_snapshots_in_caffes_layout_resume_exactly(tmp_path, monkeypatch):
+    h5py = pytest.importorskip("h5py")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "net.prototxt").write_text(NET.replace('"constant" value: 0.5', '"gaussian"'))
+    (tmp_path / "solver.prototxt").write_text(
+        'net: "net.prototxt"\nbase_lr: 0.05\nlr_policy: "step" gamma: 0.5 stepsize: 2\n'
+        'momentum: 0.9\nmax_iter: 6\nsnapshot: 3\nsnapshot_format: HDF5\nrandom_seed: 5\n'
+        'snapshot_prefix: "h"\nsnapshot_after_train: false\n')
+    full = netdef.SGDSolver("solver.prototxt", dtype=np.float64)
+    full.solve(progress=False)
+    with h5py.File("h_iter_3.solverstate.h5", "r") as f:
+        assert int(f["iter"][()]) == 3 and int(f["current_step"][()]) == 1
+        assert f["learned_net"][()].decode() == "h_iter_3.caffemodel.h5"
+        assert sorted(f["history"]) == ["0", "1"]
+    with h5py.File("h_iter_3.caffemodel.h5", "r") as f:
+        assert sorted(f["data/fc"]) == ["0", "1"]
+    resumed = netdef.SGDSolver("solver.prototxt", dtype=np.float64)
+    resumed.solve("h_iter_3.solverstate.h5", progress=False)
+    assert resumed.iter == 6 and resumed.losses == full.losses[3:]
+    np.testing.assert_array_equal(resumed.net.params["fc"][0].data, full.net.params["fc"][0].data)

@@ -570,7 +570,6 @@ def test_diverged_update_with_a_finite_loss_is_never_snapshotted(tmp_path):
 
 
 @pytest.mark.parametrize("text, match", [
-    ('snapshot_format: HDF5', "snapshot_format"),
     ('debug_info: true', "debug_info"),
     ('foo: 1', "foo"),
     ('type: "Nadam"', "type.*Nadam"),
