@@ -6,6 +6,10 @@ pycaffe-compatible API:
     netdef.set_mode_cpu()            # or set_mode_gpu(); set_device(0)
     net = netdef.Net('deploy.prototxt', netdef.TEST, weights='model.caffemodel')
     out = net.forward(data=image)
+
+and pycaffe's module functions: Timer, init_log / log (glog.py), layer_type_list,
+solver_count / solver_rank / set_solver_count / set_solver_rank / set_multiprocess, has_nccl and
+NCCL (one process until data-parallel training exists: solver/parallel.py), set_random_seed.
 """
 from . import netdef_pb2 as pb
 from .backend import (get_backend, set_device, set_mode_cpu, set_mode_gpu, set_random_seed,
@@ -16,18 +20,30 @@ from .errors import (BackendError, LayerSetupError, NetdefError, ParseError, Sha
 from .layer import Layer
 from .layers import known_types, register_layer
 from .net import Net
+from .glog import init_log, log
 from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
                      SGDSolver, Solver, get_solver)
+from .solver.parallel import (NCCL, has_nccl, set_multiprocess, set_solver_count, set_solver_rank,
+                              solver_count, solver_rank)
+from .timing import Timer
 
 TRAIN = pb.TRAIN
 TEST = pb.TEST
 
 __version__ = "0.1.0"
 
+
+def layer_type_list():
+    """pycaffe's caffe.layer_type_list(): the registered layer types, in Caffe's order (its
+    registry is a std::map: sorted by the bytes of the name)."""
+    return sorted(known_types())
+
+
 __all__ = [
     "Net", "Blob", "Layer", "TRAIN", "TEST", "pb", "register_layer", "known_types",
     "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "set_tf32", "get_backend",
     "NetdefError", "ParseError", "LayerSetupError", "ShapeError", "BackendError", "TrainingError",
     "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
-    "AdamSolver", "get_solver",
+    "AdamSolver", "get_solver", "Timer", "init_log", "log", "layer_type_list", "solver_count",
+    "solver_rank", "set_solver_count", "set_solver_rank", "set_multiprocess", "has_nccl", "NCCL",
 ]

@@ -75,7 +75,20 @@ def count_range(shape, start=0, end=None, name=None):
     return math.prod(shape[start:end])
 
 
+class ShapeClock:
+    """Counts the shape changes of the blobs that carry it (a Net gives one to all of its
+    blobs), so that the Net can tell in one comparison whether any layer needs reshaping."""
+
+    __slots__ = ("ticks",)
+
+    def __init__(self):
+        self.ticks = 0
+
+
 class Blob:
+    #: the ShapeClock this blob ticks on a real shape change (None: nobody watches)
+    clock = None
+
     def __init__(self, shape=(), dtype=np.float32, backend=None, name=None):
         self.backend = backend or get_backend()
         self.xp = self.backend.xp
@@ -146,6 +159,8 @@ class Blob:
             shape = shape[0]
         shape = _check_shape(shape, self.name)
         count = self.check_bytes(shape)
+        if shape != self._shape and self.clock is not None:
+            self.clock.ticks += 1
         self._shape = shape
         self._shared_data = None
         if self._data_buf is None or self._data_buf.size < count:
@@ -174,7 +189,8 @@ class Blob:
     def diff(self):
         if self._diff is None or self._diff.shape != self._shape:
             if self._diff_buf is None or self._diff_buf.size < self.count:
-                self._diff_buf = self.xp.zeros(max(self._data_buf.size, 1), dtype=self.dtype)
+                capacity = self.count if self._data_buf is None else self._data_buf.size
+                self._diff_buf = self.xp.zeros(max(capacity, 1), dtype=self.dtype)
             self._diff = self._diff_buf[:self.count].reshape(self._shape)
         return self._diff
 
@@ -204,11 +220,16 @@ class Blob:
                              f"{self._shape}; call reshape() first", blob=self.name)
         target[...] = value
 
-    def share_data(self, other):
-        """Show `other`'s data as this blob's (Caffe's ShareData); undone by reshape()."""
+    def share_data(self, other, release=False):
+        """Show `other`'s data as this blob's (Caffe's ShareData); undone by reshape().
+        release: also free this blob's own data memory (params shared for good, as a test
+        net's with the train net's: Caffe drops the memory it replaces too)."""
         if other.count != self.count:
             raise ShapeError(f"cannot share data of {other.shape} with {self.shape}", blob=self.name)
         self._shared_data = other
+        if release:
+            self._data_buf = None
+            self._data = None
 
     # ---- helpers ------------------------------------------------------------------------
     def to_numpy(self, diff=False):

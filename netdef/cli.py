@@ -1,5 +1,9 @@
 """The `netdef` command: `netdef <subcommand> ...`, its subcommands being netdef/commands/.
 
+The caffe tool's spellings are accepted beside netdef's own: `netdef train --solver=S`,
+`netdef test --model=M --weights=W --iterations=N`, and gflags' single-dash forms of the long
+options (`-solver S`, `-gpu 0`), which main() turns into --options before parsing.
+
 Errors from bad input are printed in one or two lines (no traceback) with exit status 1;
 `--debug` shows the traceback.
 """
@@ -24,10 +28,36 @@ def build_parser():
     return parser
 
 
+def long_options(parser):
+    """Every --option of the parser and its subcommands."""
+    found = set()
+    for action in parser._actions:
+        found.update(o for o in action.option_strings if o.startswith("--"))
+        if isinstance(action, argparse._SubParsersAction):
+            for sub in action.choices.values():
+                found |= long_options(sub)
+    return found
+
+
+def caffe_spellings(argv, known):
+    """gflags' single-dash spellings of the caffe tool (`-solver S`, `-gpu=0`, `-weights W`) as
+    argparse's --options; only for names in `known`, so short options and negative numbers
+    pass unchanged."""
+    out = []
+    for i, a in enumerate(argv):
+        if a == "--":
+            return out + list(argv[i:])
+        if len(a) > 2 and a[0] == "-" and a[1] != "-" and f"-{a.split('=', 1)[0]}" in known:
+            a = "-" + a
+        out.append(a)
+    return out
+
+
 def main(argv=None):
     logging.basicConfig(level=logging.INFO, format="%(message)s", stream=sys.stdout)
     parser = build_parser()
-    args = parser.parse_args(argv)
+    argv = sys.argv[1:] if argv is None else list(argv)
+    args = parser.parse_args(caffe_spellings(argv, long_options(parser)))
     try:
         return args.func(args) or 0
     except NetdefError as e:

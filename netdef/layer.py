@@ -47,7 +47,8 @@ class Layer:
     #: relative paths against its directory).
     net_filename = None
     #: Set by a layer whose forward changed its tops' shapes (a data layer's batch of another
-    #: size); the Net then reshapes the layers after it and clears the flag.
+    #: size). Informational: the Net sees every shape change of its blobs itself (Blob's
+    #: ShapeClock), reshapes the layers after this one and clears the flag.
     tops_reshaped = False
 
     @classmethod

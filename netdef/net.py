@@ -3,10 +3,14 @@
 Building follows Caffe: the passes of netdef.graph (upgrade, NetState filtering, Split
 insertion) prepare the NetParameter, then for each layer in file order the Net creates its top
 blobs (a top named like one of the layer's bottoms is computed in place), sets it up and
-reshapes it. Which layers need backward is decided from the learnable params (lr_mult != 0),
+reshapes it. As in Caffe, whose Layer::Forward reshapes every layer first, a blob that changes
+shape (the user's net.blobs['data'].reshape(...), a data layer's batch of another size) reshapes
+the layers after it at the next forward or backward; the blobs tick the net's ShapeClock, so
+when nothing changed that costs one comparison per call. Which layers need backward is decided from the learnable params (lr_mult != 0),
 the bottoms' needs, propagate_down and whether the layer contributes to a loss. The diff
 memory shared during training (share_diffs) is planned by netdef.memory.
 """
+import contextlib
 import logging
 import os
 from collections import OrderedDict
@@ -17,7 +21,7 @@ from . import graph
 from . import netdef_pb2 as pb
 from . import proto
 from .backend import get_backend
-from .blob import Blob
+from .blob import Blob, ShapeClock
 from .errors import LayerSetupError, NetdefError, ShapeError
 from .layers import create_layer
 from .memory import DiffPool, diff_lifetimes
@@ -80,6 +84,12 @@ class Net:
         self.top_names = OrderedDict()
         self._bottom_ids = []  # per layer: list of Blob
         self._top_ids = []
+        # Reshape propagation: every blob of the net ticks this clock when its shape changes;
+        # _seen_ticks is its value when all layers were last consistent with their blobs, and
+        # _shapes[li] the (bottom shapes, top shapes) of layer li at its last reshape.
+        self._clock = ShapeClock()
+        self._seen_ticks = -1
+        self._shapes = []
         # Loss weights are recorded once, per layer and top, in layer.loss_weights; these are
         # views of that record made while building:
         #: pycaffe's: every blob name's loss weight (0 for blobs that are no loss; as in Caffe,
@@ -110,7 +120,11 @@ class Net:
         self._analyze_backward(bottom_need_backward)
         self.outputs = list(available)
         self.layer_dict = OrderedDict(zip(self._layer_names, self.layers))
+        #: pycaffe's: the blob names in the order they were created
+        self._blob_names = list(self.blobs)
         self._loss_tops = [pair for pairs in self._layer_losses for pair in pairs]
+        self._shapes = [self._current_shapes(li) for li in range(len(self.layers))]
+        self._seen_ticks = self._clock.ticks
 
     def _annotate(self, e, lname):
         """Complete an error with the file, the layer and the layer's line in the prototxt."""
@@ -144,6 +158,7 @@ class Net:
                                       "(only in-place layers may reuse a name)", lname)
             else:
                 blob = Blob((), dtype=self.dtype, backend=self.backend, name=t)
+                blob.clock = self._clock
                 self.blobs[t] = blob
                 tops.append(blob)
             available[t] = self.blobs[t]
@@ -268,40 +283,93 @@ class Net:
         return self._layer_names.index(name)
 
     def reshape(self):
-        self._reshape_from(0)
+        """Reshape every layer to its bottoms' current shapes (pycaffe's net.reshape()).
+        forward() and backward() do it themselves, for the layers whose blobs changed shape."""
+        for li in range(len(self.layers)):
+            self._reshape_layer(li)
+        self._seen_ticks = self._clock.ticks
 
-    def _reshape_from(self, start):
-        for layer, bottoms, tops in zip(self.layers[start:], self._bottom_ids[start:], self._top_ids[start:]):
-            try:
-                layer.reshape(bottoms, tops)
-            except NetdefError as e:
-                if e.layer is None:
-                    e.layer = layer.name
-                    e.args = (e._format(),)
+    def _current_shapes(self, li):
+        return (tuple(b._shape for b in self._bottom_ids[li]),
+                tuple(t._shape for t in self._top_ids[li]))
+
+    def _reshape_layer(self, li):
+        layer = self.layers[li]
+        try:
+            layer.reshape(self._bottom_ids[li], self._top_ids[li])
+        except NetdefError as e:
+            raise self._annotate(e, layer.name) from None
+        except (ValueError, TypeError, IndexError, KeyError, ArithmeticError, MemoryError) as e:
+            if layer.type == "Python" and not type(layer).__module__.startswith("netdef."):
                 raise
+            shapes = ", ".join(str(b.shape) for b in self._bottom_ids[li])
+            raise self._error(f"{layer.type} cannot reshape to bottom shapes [{shapes}]: "
+                              f"{type(e).__name__}: {e}", layer.name, ShapeError) from e
+        self._shapes[li] = self._current_shapes(li)
+
+    def _propagate(self, first, last):
+        """Reshape the layers first..last whose bottoms or tops changed shape since their last
+        reshape, in order (so a change travels down the net), as Caffe's Layer::Forward
+        reshapes every layer before its forward. Layers without bottoms are left alone: their
+        tops are the user's or their own to shape (Input, data layers: Caffe's Reshape of
+        those does nothing), and a layer whose forward reshapes its tops did so itself."""
+        for li in range(first, last + 1):
+            if self._bottom_ids[li] and self._current_shapes(li) != self._shapes[li]:
+                self._reshape_layer(li)
+
+    def _sync_shapes(self, first, last):
+        """Propagate any shape change into first..last; the whole net counts as consistent
+        again only once all of it was checked."""
+        self._propagate(first, last)
+        if first == 0 and last == len(self.layers) - 1:
+            self._seen_ticks = self._clock.ticks
 
     def forward_range(self, start=0, end=None):
-        """Run layers start..end (indices, inclusive); returns the weighted loss."""
+        """Run layers start..end (indices, inclusive); returns the weighted loss. Layers whose
+        bottoms changed shape (an input reshaped by the user, a batch of another size from a
+        data layer) are reshaped first; when nothing changed this costs one comparison."""
         end = len(self.layers) - 1 if end is None else end
         layers, bottoms, tops, losses = self.layers, self._bottom_ids, self._top_ids, self._layer_losses
+        clock = self._clock
+        if clock.ticks != self._seen_ticks:
+            self._sync_shapes(start, end)
         loss = 0.0
         for li in range(start, end + 1):
             layer = layers[li]
+            ticks = clock.ticks
             layer.forward(bottoms[li], tops[li])
-            if layer.tops_reshaped:
+            if clock.ticks != ticks:  # the layer gave its tops new shapes (a data layer's batch)
                 layer.tops_reshaped = False
-                self._reshape_from(li + 1)
+                self._shapes[li] = self._current_shapes(li)
+                self._propagate(li + 1, end)
+                if start == 0 and end == len(layers) - 1 and ticks == self._seen_ticks:
+                    self._seen_ticks = clock.ticks
             for blob, w in losses[li]:
                 loss += w * float(blob.data.sum())
         return loss
 
     def backward_range(self, start=None, end=0):
         start = len(self.layers) - 1 if start is None else start
+        if self._clock.ticks != self._seen_ticks:
+            self._sync_shapes(end, start)
         layers, bottoms, tops = self.layers, self._bottom_ids, self._top_ids
         need, propagate = self._layer_need_backward, self._bottom_need_backward
         for li in range(start, end - 1, -1):
             if need[li]:
                 layers[li].backward(tops[li], propagate[li], bottoms[li])
+
+    def _forward(self, start, end):
+        """pycaffe's net._forward(start, end) (Caffe's ForwardFromTo): layer indices,
+        inclusive; returns the loss."""
+        self.last_loss = self.forward_range(int(start), int(end))
+        return self.last_loss
+
+    def _backward(self, start, end):
+        """pycaffe's net._backward(start, end) (Caffe's BackwardFromTo): from layer index
+        `start` down to `end`, inclusive. The loss tops start from their loss weights, as
+        backward() does (Caffe sets those diffs once at setup and nothing overwrites them)."""
+        self.set_loss_diffs()
+        self.backward_range(int(start), int(end))
 
     def _fill(self, arrays, allowed, kind, field):
         """Copy keyword arrays into the data (inputs) or diff (outputs) of named blobs."""
@@ -311,17 +379,25 @@ class Net:
             blob = self.blobs[name]
             if tuple(np.shape(value)) != blob.shape:
                 raise ShapeError(f"{field} for {kind} '{name}' has shape {tuple(np.shape(value))}, the net "
-                                 f"expects {blob.shape}; reshape the blob and call net.reshape() first",
+                                 f"expects {blob.shape}; reshape the blob first (net.blobs['{name}'].reshape(...))",
                                  blob=name)
             getattr(blob, field)[...] = self.backend.asarray(value, dtype=self.dtype)
 
     def forward(self, blobs=None, start=None, end=None, **kwargs):
-        """pycaffe's forward: inputs as keyword arrays; returns {output name: data} (plus `blobs`)."""
+        """pycaffe's forward: run layers start..end (names; default all), inputs given as
+        keyword arrays; returns {name: data} for the tops of `end` (the net's outputs when end
+        is None) and the extra blob names in `blobs`. The arrays are views of the blobs."""
         self._fill(kwargs, self.inputs, "input", "data")
-        self.last_loss = self.forward_range(self._index(start, 0), self._index(end, len(self.layers) - 1))
-        names = list(self.top_names[self._layer_names[self._index(end, len(self.layers) - 1)]]) \
-            if end is not None else list(self.outputs)
-        return {n: self.blobs[n].data for n in names + list(blobs or [])}
+        last = self._index(end, len(self.layers) - 1)
+        self.last_loss = self.forward_range(self._index(start, 0), last)
+        names = self.top_names[end] if end is not None else self.outputs
+        return {n: self.blobs[n].data for n in self._result_names(names, blobs)}
+
+    def _result_names(self, names, extra):
+        for n in extra or []:
+            if n not in self.blobs:
+                raise NetdefError(f"no blob named '{n}' in the net")
+        return list(OrderedDict.fromkeys(list(names) + list(extra or [])))
 
     def set_loss_diffs(self):
         """Seed backward: each loss top's diff = its loss weight (what backward() starts from)."""
@@ -329,12 +405,69 @@ class Net:
             blob.diff[...] = w
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
-        """pycaffe's backward: output diffs as keyword arrays; returns {input name: diff}."""
+        """pycaffe's backward: run the backward of layers start..end (names; default from the
+        last layer to the first), output diffs given as keyword arrays (the loss tops start
+        from their loss weights); returns {name: diff} for the bottoms of `end` (the net's
+        inputs when end is None) and the extra blob names in `diffs`."""
         self.set_loss_diffs()
         self._fill(kwargs, self.outputs, "output", "diff")
         self.backward_range(self._index(start, len(self.layers) - 1), self._index(end, 0))
-        names = list(self.inputs) + list(diffs or [])
-        return {n: self.blobs[n].diff for n in names}
+        names = self.bottom_names[end] if end is not None else self.inputs
+        return {n: self.blobs[n].diff for n in self._result_names(names, diffs)}
+
+    def _batches(self, arrays, allowed, kind):
+        """pycaffe's _batch: the keyword arrays cut into the net's batch size (of the blob of
+        the first name), the last batch padded with zeros; yields (dict of batches, padding)."""
+        for name in arrays:
+            if name not in allowed:
+                raise NetdefError(f"'{name}' is not an {kind} of the net ({kind}s: {allowed})")
+        if not arrays:
+            return
+        sizes = {len(a) for a in arrays.values()}
+        if len(sizes) != 1:
+            raise ShapeError(f"the {kind} arrays have different lengths: "
+                             f"{ {n: len(a) for n, a in arrays.items()} }")
+        total = sizes.pop()
+        batch = self.blobs[next(iter(arrays))].num
+        for i in range(0, total, batch):
+            part = {}
+            for name, a in arrays.items():
+                chunk = np.asarray(a[i:i + batch])
+                if len(chunk) < batch:
+                    pad = np.zeros((batch - len(chunk),) + chunk.shape[1:], dtype=chunk.dtype)
+                    chunk = np.concatenate([chunk, pad])
+                part[name] = chunk
+            yield part, max(0, i + batch - total)
+
+    def forward_all(self, blobs=None, **kwargs):
+        """pycaffe's forward_all: forward over arrays longer than a batch, batch by batch;
+        returns {output (and `blobs`) name: numpy array of all the items}."""
+        names = self._result_names(self.outputs, blobs)
+        out = {n: [] for n in names}
+        for part, pad in self._batches(kwargs, self.inputs, "input"):
+            result = self.forward(blobs=blobs, **part)
+            for n in names:
+                values = np.array(self.backend.to_numpy(result[n]))
+                out[n].extend(values[:len(values) - pad] if pad else values)
+        if not kwargs:
+            result = self.forward(blobs=blobs)
+            return {n: self.backend.to_numpy(v).copy() for n, v in result.items()}
+        return {n: np.asarray(v) for n, v in out.items()}
+
+    def backward_all(self, diffs=None, **kwargs):
+        """pycaffe's backward_all: backward over output diffs longer than a batch; returns
+        {input (and `diffs`) name: numpy array of all the items}."""
+        names = self._result_names(self.inputs, diffs)
+        out = {n: [] for n in names}
+        for part, pad in self._batches(kwargs, self.outputs, "output"):
+            result = self.backward(diffs=diffs, **part)
+            for n in names:
+                values = np.array(self.backend.to_numpy(result[n]))
+                out[n].extend(values[:len(values) - pad] if pad else values)
+        if not kwargs:
+            result = self.backward(diffs=diffs)
+            return {n: self.backend.to_numpy(v).copy() for n, v in result.items()}
+        return {n: np.asarray(v) for n, v in out.items()}
 
     def forward_backward(self):
         """One training pass: forward, then backward from the losses; returns the loss."""
@@ -398,6 +531,8 @@ class Net:
         file that this net lacks are reported and ignored, as Caffe does; returns their names."""
         if isinstance(weights, pb.NetParameter):
             source, src = "<NetParameter>", weights
+        elif os.fspath(weights).endswith((".h5", ".hdf5")):  # as Caffe's CopyTrainedLayersFrom
+            return self.load_hdf5(weights)
         else:
             source = os.fspath(weights)
             src = proto.read_caffemodel(source)
@@ -416,6 +551,108 @@ class Net:
                                  f"the net has {len(layer.blobs)}", layer=lp.name, file=source)
             for i, bp in enumerate(lp.blobs):
                 self._load_blob(layer, layer.blobs[i], bp, i, source)
+        return ignored
+
+    def share_with(self, other):
+        """Make this net's params show the params of `other`'s layers of the same name (Caffe's
+        ShareTrainedLayersWith; a solver's test nets see its train net's weights this way, and
+        FCN's score.seg_tests does net.share_with(solver.net)). Only the data is shared: each
+        net keeps its own diffs. Layers of `other` that this net lacks are ignored (logged)."""
+        if other.dtype != self.dtype or other.backend is not self.backend:
+            raise NetdefError(f"cannot share params between nets of {self.dtype.name} on "
+                              f"{self.backend.name} and {other.dtype.name} on {other.backend.name}")
+        for name, src in other.layer_dict.items():
+            layer = self.layer_dict.get(name)
+            if layer is None:
+                log.debug("Ignoring source layer %s", name)
+                continue
+            if len(src.blobs) != len(layer.blobs):
+                raise NetdefError(f"cannot share params: this net has {len(layer.blobs)} param "
+                                  f"blobs for the layer, the other net {len(src.blobs)}",
+                                  layer=name, file=self.filename)
+            for i, (mine, theirs) in enumerate(zip(layer.blobs, src.blobs)):
+                if mine.shape != theirs.shape:
+                    raise ShapeError(f"cannot share param {i}: shape {mine.shape} here, "
+                                     f"{theirs.shape} in the other net", layer=name, file=self.filename)
+                if mine is not theirs:
+                    mine.share_data(theirs, release=True)
+
+    # Caffe's HDF5 weights (Net::ToHDF5 / CopyTrainedLayersFromHDF5): a group "data" holding a
+    # group per layer (every layer, in net order) with one dataset per param blob named by its
+    # index ("0", "1", ...); with diffs, a group "diff" of the same layout. A param shared
+    # through a ParamSpec name is written only by the layer that owns it.
+    def save_hdf5(self, path, write_diff=False):
+        """Write the params in Caffe's HDF5 layout (a .caffemodel.h5), as pycaffe's save_hdf5;
+        write_diff: also their diffs (Caffe's ToHDF5(filename, true)). Needs h5py."""
+        h5py = _h5py()
+        path = os.fspath(path)
+        owners = self._owned_param_ids()
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with h5py.File(tmp, "w") as f:
+                groups = [f.create_group("data")] + ([f.create_group("diff")] if write_diff else [])
+                for name, layer in self.layer_dict.items():
+                    subs = [g.create_group(name) for g in groups]
+                    for i, blob in enumerate(layer.blobs):
+                        if id(blob) not in owners.get(name, ()):
+                            continue
+                        subs[0].create_dataset(str(i), data=blob.to_numpy())
+                        if write_diff:
+                            subs[1].create_dataset(str(i), data=blob.to_numpy(diff=True))
+            os.replace(tmp, path)
+        except OSError as e:
+            with _suppress_os_error():
+                os.remove(tmp)
+            raise NetdefError(f"cannot write {path}: {e}") from None
+
+    def _owned_param_ids(self):
+        """{layer name: ids of the param blobs it owns} (not those it takes from another layer
+        through a ParamSpec name)."""
+        owned = {}
+        for name, layer in self.layer_dict.items():
+            specs = layer.layer_param.param
+            owned[name] = {id(b) for i, b in enumerate(layer.blobs)
+                           if not (i < len(specs) and specs[i].name
+                                   and self._param_owner[specs[i].name][1] != name)}
+        return owned
+
+    def load_hdf5(self, path):
+        """Load params by layer name from Caffe's HDF5 layout (pycaffe's load_hdf5; copy_from
+        takes .h5 files too). Layers of the file that this net lacks are ignored (logged);
+        returns their names. Needs h5py."""
+        h5py = _h5py()
+        path = os.fspath(path)
+        try:
+            f = h5py.File(path, "r")
+        except OSError as e:
+            raise NetdefError(f"cannot read {path} as HDF5: {e}") from None
+        ignored = []
+        with f:
+            if "data" not in f or not isinstance(f["data"], h5py.Group):
+                raise NetdefError(f"{path} has no group 'data': not a Caffe HDF5 model "
+                                  "(.caffemodel.h5)")
+            for name, group in f["data"].items():
+                if name not in self.layer_dict:
+                    log.info("Ignoring source layer %s", name)
+                    ignored.append(name)
+                    continue
+                layer = self.layer_dict[name]
+                if not isinstance(group, h5py.Group) or len(group) > len(layer.blobs):
+                    n = len(group) if isinstance(group, h5py.Group) else "not a group of"
+                    raise ShapeError(f"{path} has {n} param blobs for this layer, the net has "
+                                     f"{len(layer.blobs)}", layer=name, file=path)
+                owned = self._owned_param_ids()[name]
+                for i, blob in enumerate(layer.blobs):
+                    if str(i) not in group:
+                        if id(blob) in owned:
+                            raise ShapeError(f"{path} has no param blob {i} for this layer "
+                                             f"(it has {len(group)})", layer=name, file=path)
+                        continue  # a shared param: its owner loads it
+                    values = np.asarray(group[str(i)])
+                    if values.shape != blob.shape:
+                        raise ShapeError(f"param {i} has shape {blob.shape} in the net but "
+                                         f"{values.shape} in {path}", layer=name, file=path)
+                    blob.data[...] = self.backend.asarray(values, dtype=self.dtype)
         return ignored
 
     def to_proto(self, write_diff=False):
@@ -453,3 +690,16 @@ class Net:
 
     def __repr__(self):
         return f"<netdef.Net '{self.name}' {len(self.layers)} layers, phase {pb.Phase.Name(self.phase)}>"
+
+
+def _h5py():
+    try:
+        import h5py
+    except ImportError:
+        raise NetdefError("Caffe's HDF5 model files need h5py, which is not installed: "
+                          "pip install 'netdef[hdf5]'") from None
+    return h5py
+
+
+def _suppress_os_error():
+    return contextlib.suppress(OSError)

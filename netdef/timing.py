@@ -49,3 +49,54 @@ def time_net(net, iterations=50):
     fwd_ms, bwd_ms = fwd * 1e3 / iterations, bwd * 1e3 / iterations
     return {"forward": list(fwd_ms), "backward": list(bwd_ms), "forward_total": float(fwd_ms.sum()),
             "backward_total": float(bwd_ms.sum()), "total": total, "iterations": per_iter}
+
+
+class Timer:
+    """pycaffe's caffe.Timer: start(), stop(), and the elapsed time of the last start..stop in
+    `ms` (also Caffe's C++ spellings Start, Stop, MilliSeconds, Seconds). As in Caffe, reading
+    the time of a running timer stops it first, and reading a timer never started is 0 (with a
+    warning). On a GPU the device is synchronized at start and stop, so queued kernels count
+    (Caffe times them with CUDA events)."""
+
+    def __init__(self):
+        self._start = None
+        self._elapsed = 0.0
+        self.running = False
+        self.has_run_at_least_once = False
+
+    def _sync(self):
+        from .backend import get_backend
+
+        get_backend().synchronize()
+
+    def start(self):
+        if not self.running:
+            self._sync()
+            self._start = time.perf_counter()
+            self.running = True
+            self.has_run_at_least_once = True
+
+    def stop(self):
+        if self.running:
+            self._sync()
+            self._elapsed = time.perf_counter() - self._start
+            self.running = False
+
+    @property
+    def ms(self):
+        return self.milliseconds()
+
+    def milliseconds(self):
+        if not self.has_run_at_least_once:
+            import logging
+
+            logging.getLogger("netdef").warning("Timer has never been run before reading time.")
+            return 0.0
+        if self.running:
+            self.stop()
+        return self._elapsed * 1e3
+
+    def seconds(self):
+        return self.milliseconds() / 1e3
+
+    Start, Stop, MilliSeconds, Seconds = start, stop, milliseconds, seconds

@@ -1,17 +1,64 @@
-"""What several subcommands share: the device options (--gpu / --cpu / --tf32) and choosing the
-device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
+"""What several subcommands share: the command's file as a positional or the caffe tool's option
+(--solver / --model), the device options (--gpu / --cpu / --tf32) and choosing the device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
 import logging
-import time
 
 from .. import backend as be
 from .. import netdef_pb2 as pb
+from ..errors import NetdefError
+from ..glog import GlogFormatter
 
 log = logging.getLogger("netdef")
 
 
+def add_file_argument(p, dest, option, help):
+    """The command's file as a positional argument or as the `caffe` tool's --option (`netdef
+    train --solver=S`, `netdef test --model=M`); file_argument() reads it."""
+    p.add_argument(dest, nargs="?", help=f"{help} (or --{option})")
+    p.add_argument(f"--{option}", dest=f"{option}_option", metavar="FILE",
+                   help="the same, as the caffe tool spells it")
+
+
+def file_argument(args, dest, option):
+    given = [v for v in (getattr(args, dest), getattr(args, f"{option}_option")) if v]
+    if not given:
+        raise NetdefError(f"no {option} given: netdef {args.command} {dest.upper()}, or --{option}=FILE")
+    if len(set(given)) > 1:
+        raise NetdefError(f"two {option}s given: '{given[0]}' and --{option}={given[1]}; give one")
+    return given[0]
+
+
+def gpu_id(text):
+    """--gpu as the caffe tool takes it: a device id; 'all' or a list (0,1) are multi-GPU
+    training, which netdef does not do yet, unless they name a single device."""
+    text = str(text).strip()
+    if text == "all":
+        count = 0
+        try:
+            import cupy
+
+            count = cupy.cuda.runtime.getDeviceCount()
+        except Exception:
+            pass
+        if count == 0:
+            raise NetdefError("--gpu all: no GPU found (is cupy installed? pip install 'netdef[cuda12]')")
+        ids = list(range(count))
+    else:
+        try:
+            ids = [int(t) for t in text.split(",") if t.strip()]
+        except ValueError:
+            raise NetdefError(f"--gpu takes a device id, a list of them (0,1) or 'all'; got '{text}'") from None
+        if not ids or any(i < 0 for i in ids):
+            raise NetdefError(f"--gpu takes device ids >= 0; got '{text}'")
+    if len(set(ids)) > 1:
+        raise NetdefError(f"--gpu {text}: training on several GPUs ({len(set(ids))}) is not "
+                          "available in netdef yet; give one device id")
+    return ids[0]
+
+
 def add_device_arguments(p):
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--gpu", type=int, metavar="N", help="run on GPU N")
+    g.add_argument("--gpu", metavar="N", help="run on GPU N (the caffe tool's 'all' and '0,1' "
+                   "ask for several GPUs: not available yet)")
     g.add_argument("--cpu", action="store_true", help="run on the CPU")
     p.add_argument("--tf32", action="store_true",
                    help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "
@@ -23,7 +70,7 @@ def select_device(args, solver_param=None):
     asked), else the CPU. Logs the choice."""
     gpu = None
     if getattr(args, "gpu", None) is not None:
-        gpu = args.gpu
+        gpu = gpu_id(args.gpu)
     elif not getattr(args, "cpu", False) and solver_param is not None and \
             solver_param.HasField("solver_mode") and solver_param.solver_mode == pb.SolverParameter.GPU:
         gpu = solver_param.device_id
@@ -48,19 +95,6 @@ def select_device(args, solver_param=None):
         else:
             be.set_tf32(True)
             log.info("TF32 on: float32 GEMMs run on tensor cores")
-
-
-class GlogFormatter(logging.Formatter):
-    """Caffe's (glog's) line prefix, `I1123 01:02:03.456789 12345 solver.py:412] message`:
-    tools/extra/parse_log.py reads the time from it, and parse_log.sh finds '] Solving ' and
-    the values by their column ($9 of ', loss = ' lines)."""
-
-    def format(self, record):
-        t = time.localtime(record.created)
-        micros = int((record.created % 1) * 1e6)
-        prefix = (f"{record.levelname[:1]}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} "
-                  f"{record.process:5d} {record.filename}:{record.lineno}] ")
-        return prefix + super().format(record)
 
 
 def add_log_format_argument(p):

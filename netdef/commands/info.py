@@ -2,14 +2,14 @@
 param count, receptive field, stride and offset of its first top), then the totals."""
 from .. import coord_map
 from ..net import Net
-from ._common import add_phase_argument, format_table, phase
+from ._common import add_file_argument, add_phase_argument, file_argument, format_table, phase
 
 HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, receptive field, "
         "stride and offset")
 
 
 def configure(p):
-    p.add_argument("net", help="net .prototxt")
+    add_file_argument(p, "net", "model", "net .prototxt")
     add_phase_argument(p, "test")
 
 
@@ -22,6 +22,7 @@ def _geometry(maps, top):
 
 
 def run(args):
+    args.net = file_argument(args, "net", "model")
     net = Net(args.net, phase(args.phase))
     maps = coord_map.compute(net.param)
     rows = []

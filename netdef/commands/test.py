@@ -15,7 +15,8 @@ from ..metrics import SegmentationBlobs, find_segmentation_blobs
 from ..net import Net
 from ..solver import evaluate
 from ..solver.evaluation import caffe_number as _g
-from ._common import add_device_arguments, add_log_format_argument, select_device, set_log_format
+from ._common import (add_device_arguments, add_file_argument, add_log_format_argument,
+                      file_argument, select_device, set_log_format)
 
 log = logging.getLogger("netdef")
 
@@ -30,7 +31,7 @@ def _label_value(text):
 
 
 def configure(p):
-    p.add_argument("net", help="net .prototxt (built in phase TEST)")
+    add_file_argument(p, "net", "model", "net .prototxt (built in phase TEST)")
     p.add_argument("--weights", required=True, help="caffemodel(s), comma-separated")
     p.add_argument("--iterations", type=int, default=50, help="batches to run (default 50)")
     g = p.add_argument_group(
@@ -67,6 +68,7 @@ def segmentation_blobs(net, args):
 
 
 def run(args):
+    args.net = file_argument(args, "net", "model")
     if args.iterations < 1:
         raise NetdefError(f"--iterations must be >= 1, got {args.iterations}")
     set_log_format(args)

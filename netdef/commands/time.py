@@ -10,7 +10,8 @@ import logging
 from ..errors import NetdefError
 from ..net import Net
 from ..timing import fill_inputs, time_net
-from ._common import add_device_arguments, add_phase_argument, phase, select_device
+from ._common import (add_device_arguments, add_file_argument, add_phase_argument, file_argument,
+                      phase, select_device)
 
 log = logging.getLogger("netdef")
 
@@ -18,13 +19,14 @@ HELP = "time every layer's forward and backward pass (ms, averaged)"
 
 
 def configure(p):
-    p.add_argument("net", help="net .prototxt")
+    add_file_argument(p, "net", "model", "net .prototxt")
     p.add_argument("--iterations", type=int, default=50, help="timed passes (default 50)")
     add_phase_argument(p, "train")
     add_device_arguments(p)
 
 
 def run(args):
+    args.net = file_argument(args, "net", "model")
     if args.iterations < 1:
         raise NetdefError(f"--iterations must be >= 1, got {args.iterations}")
     select_device(args)

@@ -8,7 +8,8 @@ import logging
 from ..errors import NetdefError
 from ..logfile import LogFile
 from ..solver import get_solver, read_solver
-from ._common import add_device_arguments, add_log_format_argument, select_device, set_log_format
+from ._common import (add_device_arguments, add_file_argument, add_log_format_argument,
+                      file_argument, select_device, set_log_format)
 
 log = logging.getLogger("netdef")
 
@@ -16,7 +17,7 @@ HELP = "train a net with a solver file; logs as Caffe does"
 
 
 def configure(p):
-    p.add_argument("solver", help="solver .prototxt")
+    add_file_argument(p, "solver", "solver", "solver .prototxt")
     p.add_argument("--weights", help="caffemodel(s) to fine-tune from, comma-separated")
     p.add_argument("--snapshot", help=".solverstate to resume from")
     p.add_argument("--progress", choices=["auto", "on", "off"], default="auto",
@@ -30,6 +31,7 @@ def configure(p):
 
 
 def run(args):
+    args.solver = file_argument(args, "solver", "solver")
     if args.snapshot and args.weights:
         raise NetdefError("give --snapshot to resume or --weights to fine-tune, not both")
     set_log_format(args)

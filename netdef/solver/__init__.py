@@ -12,6 +12,8 @@ One module per concept:
   rules.py       the update rules (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam),
                  register_solver, get_solver
   evaluation.py  scoring a net over N batches (Solver.test and `netdef test`)
+  parallel.py    pycaffe's solver count / rank and NCCL, for one process (data-parallel
+                 training is not there yet)
 """
 from .evaluation import MAX_PRINTED_VALUES, Evaluation, evaluate, log_outputs, net_outputs
 from .loop import TEST, TRAIN, Solver

@@ -34,10 +34,12 @@ from .. import netdef_pb2 as pb
 from .. import proto
 from ..backend import get_backend, set_random_seed
 from ..blob import Blob
-from ..errors import NetdefError, ParseError, TrainingError
+from ..errors import ParseError, TrainingError
+from ..glog import default_logging, installed_handler
 from ..net import Net
 from .evaluation import caffe_number as _g
 from .evaluation import evaluate, log_outputs, net_outputs
+from .parallel import NCCL
 from .params import learning_rate, read_solver
 from .snapshot import Snapshots
 
@@ -50,7 +52,9 @@ class Solver(Snapshots):
     """The training loop (pycaffe's caffe.Solver). Subclasses define the update rule.
 
     Solver(solver, dtype=np.float32, backend=None, filename=None): `solver` is a path, prototxt
-    text or SolverParameter (`filename`: where paths are relative to, for the latter two).
+    text or SolverParameter (`filename`: the solver file they came from, for the latter two).
+    Relative paths in it are Caffe's: relative to the current directory, else next to the
+    solver file (see _path and Snapshots.snapshot_prefix).
     The device is the current mode's (netdef.set_mode_gpu / set_device), as in pycaffe."""
 
     type = None
@@ -63,6 +67,7 @@ class Solver(Snapshots):
     segmentation = None
 
     def __init__(self, solver, *, dtype=np.float32, backend=None, filename=None):
+        default_logging()  # Caffe's lines on stderr, as pycaffe's, unless logging is configured
         self.param, self.filename = read_solver(solver, filename)
         if self.type and self.param.type != self.type and self.param.HasField("type"):
             log.warning("solver file asks for type '%s'; running %s as requested",
@@ -101,8 +106,17 @@ class Solver(Snapshots):
         """Refuse parameters the update rule cannot use (Caffe's CHECKs)."""
 
     def _path(self, p):
+        """A path of the solver file (net, train_net, test_net, weights) as Caffe reads it:
+        relative to the current directory; when it is not there but is next to the solver file
+        (netdef's models/*, run from anywhere), that one, logged."""
         p = os.path.expanduser(p)
-        return p if os.path.isabs(p) else os.path.normpath(os.path.join(self.dir, p))
+        if os.path.isabs(p) or os.path.exists(p) or not self.filename:
+            return p
+        beside = os.path.normpath(os.path.join(self.dir, p))
+        if os.path.exists(beside):
+            log.info("%s is not in the current directory; using %s, next to the solver file", p, beside)
+            return beside
+        return p
 
     def _error(self, message):
         return ParseError(message, file=self.filename)
@@ -167,25 +181,14 @@ class Solver(Snapshots):
             else:
                 log.info("Creating test net (#%d) specified by %s file: %s", i, field, src)
             net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None)
-            self._share_trained_layers(net)
+            net.share_with(self.net)  # Caffe's ShareTrainedLayersWith
             nets.append(net)
         return nets
 
-    def _share_trained_layers(self, net):
-        """Let `net` use the train net's param blobs for every layer of the same name (Caffe's
-        ShareTrainedLayersWith): tests see the current weights without copies."""
-        for name, layer in net.layer_dict.items():
-            src = self.net.layer_dict.get(name)
-            if src is None or not layer.blobs:
-                continue
-            if len(src.blobs) != len(layer.blobs):
-                raise NetdefError(f"the test net has {len(layer.blobs)} param blobs for this layer, "
-                                  f"the train net {len(src.blobs)}", layer=name)
-            for i, (mine, theirs) in enumerate(zip(layer.blobs, src.blobs)):
-                if mine.shape != theirs.shape:
-                    raise NetdefError(f"param {i} has shape {mine.shape} in the test net and "
-                                      f"{theirs.shape} in the train net", layer=name)
-                layer.blobs[i] = theirs
+    def share_weights(self, net):
+        """pycaffe's solver.share_weights(net): let `net` use this solver's train net weights
+        (Net.share_with)."""
+        net.share_with(self.net)
 
     def close(self):
         """Stop what the nets' layers run besides training (data readers' prefetch threads);
@@ -202,7 +205,10 @@ class Solver(Snapshots):
 
     def add_callback(self, on_start=None, on_gradients_ready=None):
         """pycaffe's add_callback: called at the start of each iteration (after testing) and
-        once its gradients are computed (before the reduction and the update)."""
+        once its gradients are computed (before the reduction and the update). Also pycaffe's
+        add_callback(nccl) for a netdef.NCCL (whose methods are those two callbacks)."""
+        if isinstance(on_start, NCCL) and on_gradients_ready is None:
+            on_start, on_gradients_ready = on_start.on_start, on_start.on_gradients_ready
         self.callbacks.append((on_start, on_gradients_ready))
 
     def add_test_callback(self, on_test):
@@ -311,7 +317,12 @@ class Solver(Snapshots):
         processes (e.g. an NCCL/MPI all-reduce); nothing to do on one device."""
 
     def apply_update(self):
-        """Learning rate, clipping, normalization, regularization and the update rule."""
+        """pycaffe's solver.apply_update() (Caffe's ApplyUpdate): the learning rate of the
+        policy at the current iteration, clipping, normalization by iter_size, regularization
+        and the update rule, applied to the params from their diffs. As in Caffe it does not
+        advance `iter` (step() does, after it) nor clear the diffs (step() does at the start of
+        an iteration): a hand-written loop does net.clear_param_diffs(), forward, backward,
+        apply_update() and, if the lr policy should move on, solver.iter += 1."""
         p = self.param
         rate, self.current_step = learning_rate(p, self.iter, self.current_step)
         if p.display and self.iter % p.display == 0:
@@ -462,7 +473,9 @@ class Solver(Snapshots):
         from tqdm import tqdm
         from tqdm.contrib.logging import logging_redirect_tqdm
 
-        with logging_redirect_tqdm():
+        # the bar and the log lines take turns on the console handler: glog.py's, else root's
+        console = log if installed_handler() is not None else logging.root
+        with logging_redirect_tqdm(loggers=[console]):
             bar = tqdm(total=self.param.max_iter, initial=self.iter, file=sys.stdout, unit="iter",
                        dynamic_ncols=True, leave=True)
             self._bar = bar

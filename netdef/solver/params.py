@@ -59,8 +59,6 @@ def check_supported(param, filename=None):
     def refuse(field, why):
         raise ParseError(f"solver field '{field}' {why}", file=filename)
 
-    if param.snapshot_format == pb.SolverParameter.HDF5:
-        refuse("snapshot_format: HDF5", "is not supported by netdef; use BINARYPROTO (the default)")
     if param.debug_info:
         refuse("debug_info", "is not supported by netdef; remove it (per-layer statistics: "
                "netdef time, or read net.blobs from Python)")

@@ -2,8 +2,14 @@
 
 Snapshots: <prefix>_iter_<N>.caffemodel (the train net's params) and <prefix>_iter_<N>.solverstate
 (a SolverState: iter, learned_net, history, current_step), each written to a temporary name and
-renamed. snapshot_prefix is relative to the solver file's directory and defaults to the solver
-file's name without extension.
+renamed; with snapshot_format: HDF5, <prefix>_iter_<N>.caffemodel.h5 and .solverstate.h5 in
+Caffe's HDF5 layout (Net.save_hdf5; datasets iter, learned_net, current_step, group history),
+and restore() reads a path ending in .h5 as that (needs h5py: pip install 'netdef[hdf5]'). Where, as Caffe puts them: a relative snapshot_prefix is relative to the current
+directory; a prefix that names a directory (ends with '/' or is one) gets the solver file's
+name without extension appended; no prefix is the solver file's path without its extension.
+When the prefix's directory is not in the current directory but is next to the solver file
+(netdef's models/* run from elsewhere), snapshots go there, and one line says so; when it is
+in neither, the solver refuses to start, naming the directory.
 For an exact resume the solverstate also carries, in its netdef_state field (JSON; Caffe ignores
 it), the random generators of the backend (host: fillers and data order; device: Dropout masks)
 and the state of every layer whose get_state() is not None (data readers; see Layer: the state
@@ -32,13 +38,44 @@ def read_solverstate(path):
     state = proto.read_binary(path, pb.SolverState, "solverstate (SolverState)")
     extra = None
     if state.HasField("netdef_state"):
-        try:
-            extra = json.loads(state.netdef_state.decode("utf-8"))
-        except (UnicodeDecodeError, ValueError, RecursionError) as e:
-            raise ParseError(f"corrupt netdef_state in the solverstate: {str(e)[:200]}", file=os.fspath(path)) from None
-        if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
-            raise ParseError(f"netdef_state of an unknown format: {str(extra)[:80]}", file=os.fspath(path))
+        extra = _parse_netdef_state(state.netdef_state, path)
     return state, extra
+
+
+def _parse_netdef_state(raw, path):
+    try:
+        extra = json.loads(raw.decode("utf-8") if isinstance(raw, bytes) else raw)
+    except (UnicodeDecodeError, ValueError, RecursionError) as e:
+        raise ParseError(f"corrupt netdef_state in the solverstate: {str(e)[:200]}", file=os.fspath(path)) from None
+    if not isinstance(extra, dict) or extra.get("format") != STATE_FORMAT:
+        raise ParseError(f"netdef_state of an unknown format: {str(extra)[:80]}", file=os.fspath(path))
+    return extra
+
+
+def read_solverstate_hdf5(path):
+    """(SolverState, netdef extras dict or None) from a .solverstate.h5 (Caffe's HDF5 layout,
+    see Snapshots._write_state_hdf5)."""
+    from ..net import _h5py
+
+    h5py = _h5py()
+    try:
+        f = h5py.File(path, "r")
+    except OSError as e:
+        raise ParseError(f"cannot read the solverstate as HDF5: {e}", file=path) from None
+    with f:
+        try:
+            state = pb.SolverState(iter=int(f["iter"][()]), current_step=int(f["current_step"][()]))
+            if "learned_net" in f:
+                name = f["learned_net"][()]
+                state.learned_net = name.decode("utf-8") if isinstance(name, bytes) else str(name)
+            history = f["history"]
+            for k in range(len(history)):
+                proto.blob_to_proto(np.asarray(history[str(k)]), state.history.add())
+            raw = f["netdef_state"][()] if "netdef_state" in f else None
+        except (KeyError, TypeError, ValueError, OverflowError) as e:
+            raise ParseError(f"not a Caffe HDF5 solverstate (iter, current_step, history): "
+                             f"{type(e).__name__}: {e}", file=path) from None
+    return state, (None if raw is None else _parse_netdef_state(raw, path))
 
 
 def _json_default(value):
@@ -60,14 +97,37 @@ class Snapshots:
 
     @property
     def snapshot_prefix(self):
-        prefix = self.param.snapshot_prefix
+        """Where snapshots go (see the module docstring), resolved once per snapshot_prefix."""
+        raw = self.param.snapshot_prefix
+        cached = getattr(self, "_prefix_cache", None)
+        if cached is None or cached[0] != raw:
+            cached = (raw, self._resolve_prefix(raw))
+            self._prefix_cache = cached
+        return cached[1]
+
+    def _resolve_prefix(self, raw):
         stem = os.path.splitext(os.path.basename(self.filename))[0] if self.filename else None
-        if not prefix:
-            # no solver file to name them after (a solver built in code): the net's name
-            return os.path.join(self.dir, stem or self.net.name or "netdef")
-        if prefix.endswith(("/", os.sep)) and stem:
-            prefix += stem
-        return self._path(prefix)
+        if not raw:
+            # Caffe: the solver file's path without its extension (so beside the solver file);
+            # a solver built in code: the net's name in the current directory
+            if self.filename:
+                return os.path.splitext(self.filename)[0]
+            return self.net.name or "netdef"
+
+        def complete(prefix):
+            if prefix.endswith(("/", os.sep)) or os.path.isdir(prefix):
+                return os.path.join(prefix, stem or self.net.name or "netdef")
+            return prefix
+
+        prefix = complete(os.path.expanduser(raw))
+        if os.path.isabs(prefix) or os.path.isdir(os.path.dirname(prefix) or ".") or not self.filename:
+            return prefix
+        beside = complete(os.path.normpath(os.path.join(self.dir, os.path.expanduser(raw))))
+        if os.path.isdir(os.path.dirname(beside)):
+            log.info("snapshot_prefix %s: directory %s is not in the current directory; "
+                     "snapshotting to %s, next to the solver file", raw, os.path.dirname(prefix), beside)
+            return beside
+        return prefix
 
     def snapshot_filename(self, ext):
         return f"{self.snapshot_prefix}_iter_{self.iter}{ext}"
@@ -81,22 +141,55 @@ class Snapshots:
             raise TrainingError(f"cannot write snapshots: directory '{d}' is not writable")
 
     def snapshot(self):
-        """Write <prefix>_iter_<N>.caffemodel and .solverstate (each atomically). Non-finite
-        weights are never written: they stop training and the last snapshot stays the last."""
+        """Write <prefix>_iter_<N>.caffemodel and .solverstate (each atomically); with
+        snapshot_format: HDF5, .caffemodel.h5 and .solverstate.h5 in Caffe's HDF5 layout.
+        Non-finite weights are never written: they stop training and the last snapshot stays
+        the last."""
         self._check_finite_params()
-        model = self.snapshot_filename(".caffemodel")
-        log.info("Snapshotting to binary proto file %s", model)
+        h5 = self.param.snapshot_format == pb.SolverParameter.HDF5
+        model = self.snapshot_filename(".caffemodel.h5" if h5 else ".caffemodel")
+        state_file = self.snapshot_filename(".solverstate.h5" if h5 else ".solverstate")
+        log.info("Snapshotting to %s file %s", "HDF5" if h5 else "binary proto", model)
         try:
-            proto.write_binary(self.net.to_proto(write_diff=self.param.snapshot_diff), model)
-            state_file = self.snapshot_filename(".solverstate")
-            log.info("Snapshotting solver state to binary proto file %s", state_file)
-            proto.write_binary(self._solver_state(model), state_file)
+            if h5:
+                self.net.save_hdf5(model, write_diff=self.param.snapshot_diff)
+            else:
+                proto.write_binary(self.net.to_proto(write_diff=self.param.snapshot_diff), model)
+            log.info("Snapshotting solver state to %s file %s", "HDF5" if h5 else "binary proto",
+                     state_file)
+            if h5:
+                self._write_state_hdf5(state_file, model)
+            else:
+                proto.write_binary(self._solver_state(model), state_file)
         except NetdefError as e:
             raise TrainingError(f"snapshot failed ({e}); the previous snapshot "
                                 f"{self.last_snapshot or '(none)'} is intact") from None
         self._last_snapshot_iter = self.iter
         self.last_snapshot = state_file
         return state_file
+
+    def _write_state_hdf5(self, path, model):
+        """Caffe's SnapshotSolverStateToHDF5: datasets iter, learned_net, current_step and a
+        group history of datasets "0", "1", ...; netdef's extras in a string dataset
+        netdef_state (Caffe ignores it)."""
+        from ..net import _h5py
+
+        h5py = _h5py()
+        tmp = f"{path}.tmp{os.getpid()}"
+        try:
+            with h5py.File(tmp, "w") as f:
+                f["iter"] = np.int32(self.iter)
+                f["learned_net"] = model
+                f["current_step"] = np.int32(self.current_step)
+                g = f.create_group("history")
+                for k, h in enumerate(self.history):
+                    g.create_dataset(str(k), data=h.to_numpy())
+                f["netdef_state"] = self._netdef_state().decode("utf-8")
+            os.replace(tmp, path)
+        except OSError as e:
+            if os.path.exists(tmp):
+                os.remove(tmp)
+            raise NetdefError(f"cannot write {path}: {e}") from None
 
     def _check_finite_params(self):
         """An update can diverge while the loss it came from was finite (an infinite gradient);
@@ -117,9 +210,12 @@ class Snapshots:
         state = pb.SolverState(iter=self.iter, learned_net=model, current_step=self.current_step)
         for h in self.history:
             proto.blob_to_proto(h.to_numpy(), state.history.add())
-        extra = {"format": STATE_FORMAT, "rng": self.backend.rng_state(), "layers": self._layer_states()}
-        state.netdef_state = json.dumps(extra, default=_json_default, sort_keys=True).encode("utf-8")
+        state.netdef_state = self._netdef_state()
         return state
+
+    def _netdef_state(self):
+        extra = {"format": STATE_FORMAT, "rng": self.backend.rng_state(), "layers": self._layer_states()}
+        return json.dumps(extra, default=_json_default, sort_keys=True).encode("utf-8")
 
     def _nets(self):
         return [("train", self.net)] + [(f"test{i}", n) for i, n in enumerate(self.test_nets)]
@@ -137,7 +233,7 @@ class Snapshots:
         """Continue from a .solverstate: iteration, weights, history, lr step, and (netdef
         snapshots) the random generators and data readers' positions."""
         path = os.fspath(path)
-        state, extra = read_solverstate(path)
+        state, extra = (read_solverstate_hdf5 if path.endswith(".h5") else read_solverstate)(path)
         if state.iter < 0 or state.current_step < 0:
             raise ParseError(f"negative iteration ({state.iter}) or lr step ({state.current_step}) in the "
                              "solverstate (corrupt file?)", file=path)
