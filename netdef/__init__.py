@@ -10,6 +10,9 @@ pycaffe-compatible API:
 and pycaffe's module functions: Timer, init_log / log (glog.py), layer_type_list,
 solver_count / solver_rank / set_solver_count / set_solver_rank / set_multiprocess, has_nccl and
 NCCL (one process until data-parallel training exists: solver/parallel.py), set_random_seed.
+pycaffe's submodules are netdef.io, netdef.classifier (Classifier, Detector), netdef.draw,
+netdef.coord_map and netdef.net_spec; an unchanged `import caffe` script runs with
+`netdef run script.py` (netdef.caffe_compat: the `caffe` alias, never over a real Caffe).
 """
 from . import netdef_pb2 as pb
 from .backend import (get_backend, set_device, set_mode_cpu, set_mode_gpu, set_random_seed,

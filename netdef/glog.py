@@ -25,9 +25,12 @@ GLOG_LEVELS = {0: logging.INFO, 1: logging.WARNING, 2: logging.ERROR, 3: logging
 
 
 class GlogFormatter(logging.Formatter):
-    """Caffe's (glog's) line prefix, `I1123 01:02:03.456789 12345 solver.py:412] message`:
-    tools/extra/parse_log.py reads the time from it, and parse_log.sh finds '] Solving ' and
-    the values by their column ($9 of ', loss = ' lines)."""
+    """glog's line prefix, as Caffe writes it: `I1129 21:31:15.123456 12345 loop.py:212] msg`
+    (level letter, month and day, local time to the microsecond, process id, file:line). Caffe's
+    parse_log.py reads the time from the first two fields; parse_log.sh finds '] Solving ' and
+    takes values by column ($9 of ', loss = ' lines), so the prefix must stay exactly four fields.
+    Used by the console (--log-format glog), the run's log file (netdef.logfile) and the stderr
+    lines of a Solver made from Python (default_logging)."""
 
     def format(self, record):
         t = time.localtime(record.created)

@@ -30,20 +30,7 @@ import sys
 import time
 
 from .errors import NetdefError
-
-
-class GlogFormatter(logging.Formatter):
-    """glog's line prefix, as Caffe writes it: `I1129 21:31:15.123456 12345 loop.py:212] msg`
-    (level letter, month and day, local time to the microsecond, process id, file:line). Caffe's
-    parse_log.py reads the time from the first two fields; parse_log.sh takes values by column
-    ($9 of ', loss = ' lines), so the prefix must stay exactly four fields."""
-
-    def format(self, record):
-        t = time.localtime(record.created)
-        micros = int((record.created % 1) * 1e6)
-        prefix = (f"{record.levelname[:1]}{time.strftime('%m%d %H:%M:%S', t)}.{micros:06d} "
-                  f"{record.process:5d} {record.filename}:{record.lineno}] ")
-        return prefix + super().format(record)
+from .glog import GlogFormatter
 
 
 def netdef_version():

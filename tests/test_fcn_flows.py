@@ -203,14 +203,14 @@ def test_fcn_net_solve_infer_flow(fcn_dir):
         for a, b in zip(deploy.params[name], solver_net.params[name]):
             np.testing.assert_array_equal(a.data, b.data)
 
-    # The image has the deploy size: infer.py's data.reshape() + forward() on another size needs
-    # the Net to propagate the reshape (issue 14, first half); then make this image e.g. 40x48.
-    rgb = np.random.default_rng(0).integers(0, 256, (32, 32, 3), dtype=np.uint8)
+    # Not the deploy net's 32x32: infer.py's data.reshape() + forward() must reshape the whole
+    # net, so the score map has the image's size.
+    rgb = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
     Image.fromarray(rgb).save(fcn_dir / "image.png")
     assert main(["run", "infer.py"]) == 0
     out = np.load(fcn_dir / "out.npy")
     score = np.load(fcn_dir / "score.npy")
-    assert out.shape == (32, 32) and score.shape == (1, 3, 32, 32)
+    assert out.shape == (40, 48) and score.shape == (1, 3, 40, 48)
     np.testing.assert_array_equal(out, score[0].argmax(0))
     by_hand = (rgb[:, :, ::-1].astype(np.float64) - [104.00699, 116.66877, 122.67892]).transpose(2, 0, 1)
     np.testing.assert_allclose(np.load(fcn_dir / "by_hand.npy"), by_hand, atol=1e-3)
