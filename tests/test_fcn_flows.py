@@ -1,7 +1,8 @@
-"""FCN's Python workflow (net.py -> solve.py with surgery -> infer.py), as small scripts written
+"""FCN's Python workflow (net.py -> solve.py with surgery and score -> infer.py), as small scripts written
 here in FCN's style, run unchanged through `netdef run` (import caffe = netdef) on the
 synthetic segmentation set. Checked: crop offsets against netdef's own coordinate maps, the
-bilinear interpolation weights by hand, transplanted weights, and infer's preprocessing by hand
+bilinear interpolation weights by hand, transplanted weights, score.py's seg_tests against netdef's
+own evaluation, and infer's preprocessing by hand
 against caffe.io.Transformer."""
 import json
 import sys
@@ -13,6 +14,7 @@ from PIL import Image
 import netdef
 from netdef import caffe_compat, coord_map, proto
 from netdef.cli import main
+from netdef.solver.evaluation import evaluate
 
 NET_PY = '''
 import caffe
@@ -95,6 +97,35 @@ def transplant(new_net, net):
             dst.data.flat = src.data.flat
 '''
 
+SCORE_PY = '''
+import numpy as np
+
+
+def fast_hist(a, b, n):
+    k = (a >= 0) & (a < n)  # drops the ignore label 255
+    return np.bincount(n * a[k].astype(int) + b[k], minlength=n ** 2).reshape(n, n)
+
+
+def compute_hist(net, batches, layer="score", gt="label"):
+    n_cl = net.blobs[layer].channels
+    hist = np.zeros((n_cl, n_cl))
+    loss = 0
+    for _ in range(batches):
+        net.forward()
+        hist += fast_hist(net.blobs[gt].data[0, 0].flatten(),
+                          net.blobs[layer].data[0].argmax(0).flatten(), n_cl)
+        loss += net.blobs["loss"].data.flat[0]
+    return hist, loss / batches
+
+
+def seg_tests(solver, batches, layer="score", gt="label"):
+    solver.test_nets[0].share_with(solver.net)
+    hist, loss = compute_hist(solver.test_nets[0], batches, layer, gt)
+    iu = np.diag(hist) / (hist.sum(1) + hist.sum(0) - np.diag(hist))
+    return {"iter": solver.iter, "loss": float(loss),
+            "overall_acc": float(np.diag(hist).sum() / hist.sum()), "mean_iu": float(np.nanmean(iu))}
+'''
+
 SOLVE_PY = '''
 import json
 import sys
@@ -102,6 +133,7 @@ import sys
 import numpy as np
 
 import caffe
+import score
 import surgery
 
 caffe.set_mode_cpu()
@@ -115,7 +147,7 @@ deploy = caffe.Net("deploy.prototxt", caffe.TEST)
 surgery.transplant(deploy, solver.net)
 deploy.save("trained.caffemodel")
 solver.net.save("solver_net.caffemodel")
-json.dump({"losses": losses}, open("solve.json", "w"))
+json.dump({"losses": losses, "score": score.seg_tests(solver, 4)}, open("solve.json", "w"))
 '''
 
 INFER_PY = '''
@@ -148,6 +180,10 @@ np.save("by_hand.npy", in_)
 '''
 
 SOLVER = '''train_net: "train.prototxt"
+test_net: "val.prototxt"
+test_iter: 4
+test_interval: 1000000
+test_initialization: false
 base_lr: 0.001
 lr_policy: "fixed"
 momentum: 0.9
@@ -164,12 +200,13 @@ def fcn_dir(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setattr(sys, "path", list(sys.path))
     caffe_compat.uninstall()
-    for name, text in (("net.py", NET_PY), ("surgery.py", SURGERY_PY), ("solve.py", SOLVE_PY),
+    for name, text in (("net.py", NET_PY), ("surgery.py", SURGERY_PY), ("solve.py", SOLVE_PY), ("score.py", SCORE_PY),
                        ("infer.py", INFER_PY), ("solver.prototxt", SOLVER)):
         (tmp_path / name).write_text(text)
     yield tmp_path
     caffe_compat.uninstall()
     sys.modules.pop("surgery", None)
+    sys.modules.pop("score", None)
 
 
 def test_fcn_net_solve_infer_flow(fcn_dir):
@@ -184,10 +221,20 @@ def test_fcn_net_solve_infer_flow(fcn_dir):
     assert all(l.crop_param.axis == 2 for l in crops)
 
     assert main(["run", "solve.py", "5"]) == 0
-    losses = json.loads((fcn_dir / "solve.json").read_text())["losses"]
+    solved = json.loads((fcn_dir / "solve.json").read_text())
+    losses = solved["losses"]
     assert len(losses) == 5 and all(np.isfinite(losses))
     solver_net = netdef.Net(str(fcn_dir / "train.prototxt"), netdef.TEST,
                             weights=str(fcn_dir / "solver_net.caffemodel"))
+    # score.py's seg_tests (share_with, its own confusion matrix) against netdef's evaluation of
+    # the same four validation images with the trained weights
+    val = netdef.Net(str(fcn_dir / "val.prototxt"), netdef.TEST,
+                     weights=str(fcn_dir / "solver_net.caffemodel"))
+    ours = evaluate(val, 4)
+    assert solved["score"]["iter"] == 5
+    np.testing.assert_allclose(solved["score"]["mean_iu"], ours.segmentation["mean_iu"], rtol=1e-6)
+    np.testing.assert_allclose(solved["score"]["overall_acc"], ours.segmentation["pixel_accuracy"], rtol=1e-6)
+    np.testing.assert_allclose(solved["score"]["loss"], ours.loss, rtol=1e-5)
     # interp: a 4x4 bilinear kernel is the outer product of (1, 3, 3, 1) / 4, on the diagonal only
     k = np.outer([0.25, 0.75, 0.75, 0.25], [0.25, 0.75, 0.75, 0.25])
     for name in ("upscore2", "upscore"):
