@@ -1,9 +1,8 @@
-"""FCN's Python workflow (net.py -> solve.py with surgery and score -> infer.py), as small scripts written
-here in FCN's style, run unchanged through `netdef run` (import caffe = netdef) on the
-synthetic segmentation set. Checked: crop offsets against netdef's own coordinate maps, the
-bilinear interpolation weights by hand, transplanted weights, score.py's seg_tests against netdef's
-own evaluation, and infer's preprocessing by hand
-against caffe.io.Transformer."""
+"""FCN's Python workflow (net.py -> solve.py with surgery and score -> infer.py), as small
+scripts written here in FCN's style, run unchanged through `netdef run` (import caffe = netdef)
+on the synthetic segmentation set. Checked: crop offsets against netdef's own coordinate maps,
+the bilinear interpolation weights by hand, transplanted weights, score.py's seg_tests against
+netdef's own evaluation, and infer's preprocessing by hand against caffe.io.Transformer."""
 import json
 import sys
 
