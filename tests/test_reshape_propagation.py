@@ -172,6 +172,17 @@ def test_dummy_data_top_reshaped_by_the_user_feeds_the_net():
     ref.blobs["data"].data[...] = net.blobs["data"].data
     ref.forward(start="c")
     np.testing.assert_allclose(net.blobs["c"].data, ref.blobs["c"].data, rtol=1e-12)
+    net.reshape()  # as Caffe's DummyData: the user's shape stays
+    assert net.blobs["data"].shape == (1, 3, 12, 9) and net.blobs["c"].shape == (1, 2, 10, 7)
+
+
+def test_dummy_data_constant_top_is_filled_at_its_new_shape():
+    text = ('name: "d" layer { name: "data" type: "DummyData" top: "data" dummy_data_param { '
+            'shape { dim: 1 dim: 2 dim: 3 dim: 3 } data_filler { type: "constant" value: 7 } } }')
+    net = netdef.Net(text, netdef.TEST)
+    net.blobs["data"].reshape(4, 2, 5, 5)
+    net.forward()
+    assert (net.blobs["data"].data == 7).all()
 
 
 TINY = ('name: "t" layer { name: "data" type: "Input" top: "data" '

@@ -47,27 +47,21 @@ class DummyDataLayer(Layer):
             self.fillers = [const] * n
         else:
             self.fillers = [dp.data_filler[i if nf > 1 else 0] for i in range(n)]
-        self.shapes = shapes
         self.refill = [f.type != "constant" for f in self.fillers]
         for t, shape, f in zip(top, shapes, self.fillers):
             t.reshape(shape)
             fill(t, f, self.name)
+        self.filled = [t.shape for t in top]
 
     def reshape(self, bottom, top):
-        for t, shape in zip(top, self.shapes):
-            if t.shape != shape:
-                t.reshape(shape)
+        pass  # as Caffe: after setup the tops' shapes are the user's (net.blobs[...].reshape)
 
     def forward(self, bottom, top):
-        for t, f, again in zip(top, self.fillers, self.refill):
-            if again:
+        for i, (t, f, again) in enumerate(zip(top, self.fillers, self.refill)):
+            # a constant top is filled once per shape (a reshape leaves new memory unfilled)
+            if again or t.shape != self.filled[i]:
                 fill(t, f, self.name)
+                self.filled[i] = t.shape
 
     def backward(self, top, propagate_down, bottom):
-        pass
-
-    def get_state(self):
-        return {}
-
-    def set_state(self, state):
         pass
