@@ -9,7 +9,7 @@ draws its colour from the same palette (any hue, saturation 0.2-0.9, value 0.3-0
 per-pixel colour classifier can do no better than guessing (models/colour-only measures it);
 a pixel's label is decided by the shape around it, which is what an FCN's receptive field and
 skip connections are for. Shapes vary in size (radius 12-28% of the image), aspect ratio (1:2 to 2:1),
-rotation and shading (a soft gradient); backgrounds are a palette colour with sinusoidal
+rotation and shading (a soft gradient); backgrounds are a palette colour with fine sinusoidal
 texture, a gradient and noise. 1 to 4 shapes per image, later ones occluding earlier ones (a
 hole shows what lies behind it); in about 60% of the images a 2-pixel band along every class
 boundary is labelled 255 (ignore), as in PASCAL VOC.
@@ -136,11 +136,13 @@ def render(index, size=128, classes=4, seed=0):
     n = size
     grid = np.arange(n, dtype=np.float32)
     xs, ys = grid[None, :] / n, grid[:, None] / n
-    # Background: a palette colour, a few oriented sinusoids, a linear gradient and noise.
+    # Background: a palette colour, a few oriented sinusoids, a linear gradient and noise. The
+    # sinusoids are fine (a period of 4-16 pixels at any size) so that "busy vs flat" tells an
+    # object from the background locally; which object it is takes the shape around it.
     base = palette_colour(rng)
     tex = np.zeros((n, n), dtype=np.float32)
     for _ in range(3):
-        th, f, ph = rng.uniform(0, np.pi), rng.uniform(2, 14), rng.uniform(0, 2 * np.pi)
+        th, f, ph = rng.uniform(0, np.pi), rng.uniform(n / 16, n / 4), rng.uniform(0, 2 * np.pi)
         k = np.float32(2 * np.pi * f)
         tex += np.float32(rng.uniform(6, 18)) * np.sin(k * np.float32(np.cos(th)) * xs
                                                        + k * np.float32(np.sin(th)) * ys + np.float32(ph))
