@@ -7,8 +7,11 @@
 FCN-32s/16s/8s are the paper's VGG16 nets, with the layer names, parameter shapes and crop
 offsets of the published prototxts (conv1_1 pad 100; fc6 a 7x7 conv, fc7 1x1; score_fr; fixed
 bilinear Deconvolution upsampling; score_pool4/score_pool3 skips aligned by Crop and fused by
-Eltwise SUM; SoftmaxWithLoss ignoring 255). fcn8s-mini is FCN-8s at 1/8 width for CPUs.
-The crop offsets are not typed in: netdef.coord_map computes them from the layer geometry.
+Eltwise SUM; SoftmaxWithLoss ignoring 255). fcn32s-mini, fcn16s-mini and fcn8s-mini are the
+three at 1/8 width for CPUs (the paper's comparison of skips on a CPU budget). colour-only is
+the baseline without spatial context: three 1x1 convolutions, each pixel classified by its own
+colour alone. The crop offsets are not typed in: netdef.coord_map computes them from the layer
+geometry.
 """
 import argparse
 import os
@@ -20,7 +23,10 @@ VARIANTS = {
     "fcn32s": dict(skips=(), width=1, fc=4096),
     "fcn16s": dict(skips=("pool4",), width=1, fc=4096),
     "fcn8s": dict(skips=("pool4", "pool3"), width=1, fc=4096),
+    "fcn32s-mini": dict(skips=(), width=8, fc=256),
+    "fcn16s-mini": dict(skips=("pool4",), width=8, fc=256),
     "fcn8s-mini": dict(skips=("pool4", "pool3"), width=8, fc=256),
+    "colour-only": dict(pixelwise=(64, 64)),
 }
 VGG16 = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
 
@@ -46,6 +52,8 @@ def fcn(variant, classes, data_layer, phase):
     cfg = VARIANTS[variant]
     n = NetSpec()
     data_layer(n)
+    if "pixelwise" in cfg:
+        return _pixelwise(n, cfg["pixelwise"], classes, phase)
     bottom = n.data
     for stage, (width, convs) in enumerate(VGG16, 1):
         for k in range(1, convs + 1):
@@ -83,6 +91,21 @@ def fcn(variant, classes, data_layer, phase):
             n.fuse_pool3 = L.Eltwise(n.upscore_pool4, n.score_pool3c, operation=P.Eltwise.SUM)
             n.upscore8 = _upscore(L, n.fuse_pool3, classes, 8)
             n.score = L.Crop(n.upscore8, n.data, axis=2)
+    if phase != "deploy":
+        n.loss = L.SoftmaxWithLoss(n.score, n.label, loss_param=dict(ignore_label=255, normalization=P.Loss.VALID))
+    return n
+
+
+def _pixelwise(n, widths, classes, phase):
+    """1x1 convolutions only: the score of a pixel sees that pixel's colour and nothing else."""
+    from netdef.net_spec import L, P
+
+    bottom = n.data
+    for i, width in enumerate(widths, 1):
+        setattr(n, f"conv{i}", _conv(L, bottom, width, ks=1, pad=0))
+        bottom = getattr(n, f"conv{i}")
+        setattr(n, f"relu{i}", L.ReLU(bottom, in_place=True))
+    n.score = _conv(L, bottom, classes, ks=1, pad=0)
     if phase != "deploy":
         n.loss = L.SoftmaxWithLoss(n.score, n.label, loss_param=dict(ignore_label=255, normalization=P.Loss.VALID))
     return n

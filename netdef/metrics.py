@@ -7,6 +7,14 @@ mean IU                 mean_i hist[i,i] / (sum_j hist[i,j] + sum_j hist[j,i] - 
 frequency-weighted IU   sum_i freq_i * IU_i,  freq_i = sum_j hist[i,j] / sum hist
 Means run over the classes that occur (in the truth, or for IU in truth or prediction).
 
+Boundary measure (the FCN/DeepLab "trimap" evaluation): the same scores over only the pixels
+within `width` pixels (Chebyshev distance) of a label boundary. A boundary pixel is one whose
+label differs from one of its 4 neighbours', the ignore label counting as a label of its own
+(so VOC's void band around objects marks their boundaries); each image's band is the boundary
+pixels dilated by a (2 width + 1) square. boundary_band computes it, boundary_confusion_matrix
+and BoundaryScore score in it; ignored pixels stay excluded. An image without boundaries
+contributes nothing.
+
 Which blobs of a net are a segmentation (find_segmentation_blobs): the bottoms (score, label) of
 its first Accuracy or SoftmaxWithLoss layer whose score has >= 2 channels on axis 1 (the layer's
 axis) and spatial axes after them; the ignored label is that layer's accuracy_param.ignore_label
@@ -82,6 +90,59 @@ class SegmentationScore:
 
     def result(self):
         return scores(self.hist)
+
+
+def boundary_band(labels, width):
+    """Boolean mask, same shape as `labels` (..., H, W), of the pixels within `width` pixels
+    (Chebyshev distance) of a label boundary of their own image (the last two axes)."""
+    labels = np.asarray(labels)
+    if labels.ndim < 2:
+        raise NetdefError(f"boundary band: labels need two spatial axes, got shape {labels.shape}")
+    width = int(width)
+    if width < 0:
+        raise NetdefError(f"boundary band: width must be >= 0, got {width}")
+    edge = np.zeros(labels.shape, dtype=bool)
+    dv = labels[..., 1:, :] != labels[..., :-1, :]
+    dh = labels[..., :, 1:] != labels[..., :, :-1]
+    edge[..., 1:, :] |= dv
+    edge[..., :-1, :] |= dv
+    edge[..., :, 1:] |= dh
+    edge[..., :, :-1] |= dh
+    # A square dilation is separable: grow along H, then along W, one pixel per step.
+    band = edge.copy()
+    for s in range(1, width + 1):
+        band[..., s:, :] |= edge[..., :-s, :]
+        band[..., :-s, :] |= edge[..., s:, :]
+    grown = band.copy()
+    for s in range(1, width + 1):
+        band[..., :, s:] |= grown[..., :, :-s]
+        band[..., :, :-s] |= grown[..., :, s:]
+    return band
+
+
+def boundary_confusion_matrix(labels, predictions, num_classes, width, ignore_label=255):
+    """confusion_matrix over the pixels of boundary_band(labels, width) only; labels and
+    predictions are (H, W) or (N, H, W)."""
+    labels = np.asarray(labels)
+    predictions = np.asarray(predictions)
+    if labels.shape != predictions.shape:
+        raise NetdefError(f"labels {labels.shape} and predictions {predictions.shape} differ in shape")
+    band = boundary_band(labels, width)
+    return confusion_matrix(labels[band], predictions[band], num_classes, ignore_label)
+
+
+class BoundaryScore(SegmentationScore):
+    """SegmentationScore restricted to the pixels within `width` pixels of a label boundary."""
+
+    def __init__(self, num_classes, width=3, ignore_label=255):
+        super().__init__(num_classes, ignore_label)
+        self.width = width
+
+    def add(self, score, label):
+        score = np.asarray(score)
+        pred = score.argmax(axis=1)
+        label = np.asarray(label).reshape(pred.shape)
+        self.hist += boundary_confusion_matrix(label, pred, self.num_classes, self.width, self.ignore_label)
 
 
 class SegmentationBlobs(NamedTuple):

@@ -2,6 +2,7 @@
 nets (../shared/data/fcn-reference), outputs aligned with inputs at any size, and fcn8s-mini
 learning on the synthetic set."""
 import os
+import re
 
 import numpy as np
 import pytest
@@ -11,6 +12,8 @@ from netdef import netdef_pb2 as pb
 from netdef import proto
 
 MODELS = os.path.join(os.path.dirname(__file__), "..", "models")
+FCN_ITERS = 150  # the short training schedule of the learning test
+MARGIN = 0.03  # object-vs-background mean IU fcn8s-mini must gain over colour-only in it (measured: +0.046)
 
 
 def _published_as_deploy(path, size=64):
@@ -90,11 +93,11 @@ def test_published_weights_load_into_our_model(fcn_reference, tmp_path):
     np.testing.assert_allclose(ours.forward(data=x)["score"], ref.forward(data=x)["score"], rtol=1e-4, atol=1e-4)
 
 
-@pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn8s-mini"])
+@pytest.mark.parametrize("model", ["fcn32s", "fcn16s", "fcn8s", "fcn32s-mini", "fcn16s-mini", "fcn8s-mini"])
 def test_output_size_equals_input_size(model):
     """pad 100 and the crops align the score with the input for any size (FCN's design)."""
     # full width is slow on a CPU: the same geometry at 1/16 width
-    net = netdef.Net(_ours(model, 4, 64, 1 if model == "fcn8s-mini" else 16))
+    net = netdef.Net(_ours(model, 4, 64, 1 if model.endswith("-mini") else 16))
     rng = np.random.default_rng(3)
     sizes = [(1, 1), (2, 3), (17, 33), (64, 64), (127, 500)] + [tuple(rng.integers(1, 160, 2)) for _ in range(3)]
     for h, w in sizes:
@@ -103,33 +106,58 @@ def test_output_size_equals_input_size(model):
         assert net.blobs["score"].shape[2:] == (h, w), (model, h, w)
 
 
-def test_fcn8s_mini_learns_on_the_synthetic_set(tmp_path, monkeypatch):
-    """A short schedule of the real model files: the loss falls and mean IU beats chance."""
+def _short_run(tmp_path, model, iters):
+    """Train models/<model> for `iters` iterations on a small synthetic set (64 px, 48 train
+    images), then its val mean IU over the 12 val images; returns (first loss, last loss, IU)."""
+    from netdef.metrics import SegmentationScore, scores
+
+    out = tmp_path / model
+    out.mkdir()
+    for phase in ("train", "val"):
+        text = open(os.path.join(MODELS, model, f"{phase}.prototxt")).read()
+        for key, value in (("size", 64), ("count", 48)):  # param_str's quotes are escaped
+            text, n = re.subn(rf"(\\?'{key}\\?': )\d+", rf"\g<1>{value}", text)
+            assert n == 1, key
+        (out / f"{phase}.prototxt").write_text(text)
+    solver_text = open(os.path.join(MODELS, model, "solver.prototxt")).read()
+    for key, value in (("max_iter", iters), ("test_interval", 100000), ("snapshot", 0), ("test_iter", 12)):
+        solver_text, n = re.subn(rf"(?m)^{key}: \d+$", f"{key}: {value}", solver_text)
+        assert n == 1, key
+    (out / "solver.prototxt").write_text(solver_text)
+    solver = netdef.get_solver(str(out / "solver.prototxt"))
+    solver.net.forward_range()
+    first = float(solver.net.blobs["loss"].data)
+    solver.step(iters)
+    last = float(solver.net.blobs["loss"].data)
+    test = solver.test_nets[0]
+    classes = test.blobs["score"].shape[1]
+    hist = np.zeros((classes, classes), np.int64)
+    for _ in range(12):
+        test.forward_range()
+        s = SegmentationScore(classes)
+        s.add(test.blobs["score"].data, test.blobs["label"].data)
+        hist += s.hist
+    # object vs background: the classes' confusion folded into two
+    fold = np.zeros((classes, 2))
+    fold[0, 0] = fold[1:, 1] = 1
+    return first, last, scores(hist)["mean_iu"], scores(fold.T @ hist @ fold)["mean_iu"]
+
+
+def test_fcn8s_mini_beats_the_colour_only_baseline(tmp_path, monkeypatch):
+    """A short schedule of the real model files. The synthetic set's classes differ by shape,
+    not colour, and objects share their colours with the backgrounds: the 1x1-convolution
+    baseline can do little better than labelling everything background, while fcn8s-mini, which
+    sees the flat objects on busy backgrounds, must beat it by a clear margin on the same budget
+    at finding the objects (object-vs-background mean IU). Telling the shapes apart takes
+    hundreds of iterations at full size (models/README.md), more than a test can spend."""
     import netdef.solver  # noqa: F401  (registers the solvers)
 
     monkeypatch.setenv("NETDEF_DATA_DIR", str(tmp_path / "data"))
-    for phase in ("train", "val"):
-        text = open(os.path.join(MODELS, "fcn8s-mini", f"{phase}.prototxt")).read()
-        text = text.replace("'size': 128", "'size': 64").replace("'count': 400", "'count': 48")
-        (tmp_path / f"{phase}.prototxt").write_text(text)
-    (tmp_path / "solver.prototxt").write_text(
-        open(os.path.join(MODELS, "fcn8s-mini", "solver.prototxt")).read()
-        .replace("max_iter: 400", "max_iter: 60").replace("test_interval: 200", "test_interval: 1000")
-        .replace("snapshot: 200", "snapshot: 0").replace("test_iter: 100", "test_iter: 12")
-        .replace("display: 20", "display: 10"))
     netdef.set_mode_cpu()
-    solver = netdef.get_solver(str(tmp_path / "solver.prototxt"))
-    solver.net.forward_range()
-    first = float(solver.net.blobs["loss"].data)
-    solver.step(60)
-    assert float(solver.net.blobs["loss"].data) < 0.5 * first
-    from netdef.metrics import SegmentationScore
-
-    test = solver.test_nets[0]
-    score = SegmentationScore(4)
-    for _ in range(12):
-        test.forward_range()
-        score.add(test.blobs["score"].data, test.blobs["label"].data)
-    r = score.result()
-    # always answering "background" gets about 0.2 mean IU on this set
-    assert r["mean_iu"] > 0.35, r
+    first, last, fcn_iu, fcn_objects = _short_run(tmp_path, "fcn8s-mini", FCN_ITERS)
+    assert last < 0.5 * first
+    _, _, colour_iu, colour_objects = _short_run(tmp_path, "colour-only", FCN_ITERS)
+    print(f"mean IU: fcn8s-mini {fcn_iu:.3f}, colour-only {colour_iu:.3f}; objects: fcn8s-mini "
+          f"{fcn_objects:.3f}, colour-only {colour_objects:.3f}")
+    assert fcn_objects > colour_objects + MARGIN, (fcn_objects, colour_objects)
+    assert fcn_iu > colour_iu, (fcn_iu, colour_iu)

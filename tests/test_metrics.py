@@ -51,3 +51,64 @@ def test_perfect_and_accumulated():
 def test_bad_label_is_an_error():
     with pytest.raises(netdef.NetdefError, match="label value 7"):
         confusion_matrix(np.array([0, 7]), np.array([0, 1]), 3)
+
+
+# ---- the boundary ("trimap") measure --------------------------------------------------------
+
+def test_boundary_score_by_hand():
+    """Two halves, 0 | 1, 5 x 6; the prediction misses the first column of class 1. Boundary
+    pixels are columns 2 and 3, the width-1 band columns 1-4: there the confusion is
+    [[10, 0], [5, 5]] (IU 10/15 and 5/10), while the whole image's is [[15, 0], [5, 10]]."""
+    from netdef.metrics import BoundaryScore, boundary_band
+
+    label = np.zeros((5, 6), dtype=np.int64)
+    label[:, 3:] = 1
+    pred = label.copy()
+    pred[:, 3] = 0
+    band = boundary_band(label, 1)
+    assert band.sum(axis=0).tolist() == [0, 5, 5, 5, 5, 0]
+    assert boundary_band(label, 0).sum(axis=0).tolist() == [0, 0, 5, 5, 0, 0]
+    score = BoundaryScore(2, width=1)
+    onehot = np.eye(2)[pred].transpose(2, 0, 1)[None]
+    score.add(onehot, label[None])
+    assert score.hist.tolist() == [[10, 0], [5, 5]]
+    assert score.result()["mean_iu"] == pytest.approx((10 / 15 + 5 / 10) / 2)
+    whole = scores(confusion_matrix(label, pred, 2))
+    assert whole["mean_iu"] == pytest.approx((15 / 20 + 10 / 15) / 2)
+
+
+@pytest.mark.parametrize("width", [0, 1, 3])
+def test_boundary_band_matches_brute_force(width):
+    """Against the definition: within Chebyshev distance `width` of a pixel whose label differs
+    from a 4-neighbour's; per image, 255 a label of its own; ignored pixels not scored."""
+    from netdef.metrics import boundary_band, boundary_confusion_matrix
+
+    rng = np.random.default_rng(width)
+    labels = rng.integers(0, 3, size=(2, 9, 11)) * (rng.random((2, 9, 11)) < 0.15)
+    labels[0, 4, 4] = 255
+    n_, h, w = labels.shape
+    edge = np.zeros(labels.shape, bool)
+    for i in range(n_):
+        for y in range(h):
+            for x in range(w):
+                for dy, dx in ((0, 1), (1, 0), (0, -1), (-1, 0)):
+                    if 0 <= y + dy < h and 0 <= x + dx < w and labels[i, y + dy, x + dx] != labels[i, y, x]:
+                        edge[i, y, x] = True
+    ref = np.zeros(labels.shape, bool)
+    for i, y, x in zip(*np.nonzero(edge)):
+        ref[i, max(y - width, 0):y + width + 1, max(x - width, 0):x + width + 1] = True
+    assert np.array_equal(boundary_band(labels, width), ref)
+    preds = rng.integers(0, 3, size=labels.shape)
+    keep = ref & (labels != 255)
+    expected = np.zeros((3, 3), np.int64)
+    np.add.at(expected, (labels[keep], preds[keep]), 1)
+    assert np.array_equal(boundary_confusion_matrix(labels, preds, 3, width), expected)
+
+
+def test_boundary_band_bad_input():
+    from netdef.metrics import boundary_band
+
+    with pytest.raises(netdef.NetdefError, match="two spatial axes"):
+        boundary_band(np.zeros(4), 1)
+    with pytest.raises(netdef.NetdefError, match="width must be >= 0"):
+        boundary_band(np.zeros((4, 4)), -1)
