@@ -20,7 +20,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 
 #: The models trained from scratch here (the minis and colour-only) scale their mean-subtracted
 #: input by this, in a Power layer `data_scale` of every phase (so deploy nets take the same
-#: input): MSRA-initialised convolutions on raw +-128 pixels start with scores in the hundreds
+#: input, and the data blob stays as given): MSRA-initialised convolutions on raw +-128 pixels start with scores in the hundreds
 #: (initial loss ~70), and fcn8s-mini reached val mean IU 0.30 in 400 iterations; scaled, 0.48.
 #: The paper's nets keep the published topology.
 INPUT_SCALE = 1 / 128
@@ -60,11 +60,12 @@ def fcn(variant, classes, data_layer, phase):
     cfg = VARIANTS[variant]
     n = NetSpec()
     data_layer(n)
-    if "input_scale" in cfg:
-        n.data_scale = L.Power(n.data, power_param=dict(scale=cfg["input_scale"]), in_place=True)
-    if "pixelwise" in cfg:
-        return _pixelwise(n, cfg["pixelwise"], classes, phase)
     bottom = n.data
+    if "input_scale" in cfg:  # a top of its own: in place it would rescale an Input's data at every forward
+        n.data_scale = L.Power(n.data, power_param=dict(scale=cfg["input_scale"]))
+        bottom = n.data_scale
+    if "pixelwise" in cfg:
+        return _pixelwise(n, bottom, cfg["pixelwise"], classes, phase)
     for stage, (width, convs) in enumerate(VGG16, 1):
         for k in range(1, convs + 1):
             pad = 100 if (stage, k) == (1, 1) else 1
@@ -106,11 +107,10 @@ def fcn(variant, classes, data_layer, phase):
     return n
 
 
-def _pixelwise(n, widths, classes, phase):
+def _pixelwise(n, bottom, widths, classes, phase):
     """1x1 convolutions only: the score of a pixel sees that pixel's colour and nothing else."""
     from netdef.net_spec import L, P
 
-    bottom = n.data
     for i, width in enumerate(widths, 1):
         setattr(n, f"conv{i}", _conv(L, bottom, width, ks=1, pad=0))
         bottom = getattr(n, f"conv{i}")
