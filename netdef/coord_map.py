@@ -268,36 +268,32 @@ def _bottoms(top):
     return inputs[:1] if top.fn.type_name == "Crop" else inputs
 
 
+def _walk_back(start, stopped):
+    """(top, map from `start`'s coordinates to top's) for `start` and each top it is computed
+    from through mappable layers; a layer without a map ends its path and is named in `stopped`."""
+    maps = {start: (None, 1, 0)}
+    frontier = [start]
+    while frontier:
+        top = frontier.pop()
+        yield top, maps[top]
+        try:
+            m = coord_map(top.fn)
+        except UndefinedMapException:
+            stopped.append(top.fn.type_name)
+            continue
+        for bottom in _bottoms(top):
+            maps[bottom] = compose(maps[top], m)
+            frontier.append(bottom)
+
+
 def coord_map_from_to(top_from, top_to):
     """The map (axis, a, b) from top_from's coordinates to top_to's, through their nearest
     common ancestor. CoordMapError (a RuntimeError) when they share none along mappable layers."""
-    from_maps = {top_from: (None, 1, 0)}
-    frontier = [top_from]
     stopped = []
-    while frontier:
-        top = frontier.pop()
-        try:
-            m = coord_map(top.fn)
-        except UndefinedMapException:
-            stopped.append(top.fn.type_name)
-            continue
-        for bottom in _bottoms(top):
-            from_maps[bottom] = compose(from_maps[top], m)
-            frontier.append(bottom)
-    to_maps = {top_to: (None, 1, 0)}
-    frontier = [top_to]
-    while frontier:
-        top = frontier.pop()
+    from_maps = dict(_walk_back(top_from, stopped))
+    for top, to_map in _walk_back(top_to, stopped):
         if top in from_maps:
-            return compose(to_maps[top], inverse(from_maps[top]))
-        try:
-            m = coord_map(top.fn)
-        except UndefinedMapException:
-            stopped.append(top.fn.type_name)
-            continue
-        for bottom in _bottoms(top):
-            to_maps[bottom] = compose(to_maps[top], m)
-            frontier.append(bottom)
+            return compose(to_map, inverse(from_maps[top]))
     where = f" (the walk back stopped at {', '.join(sorted(set(stopped)))})" if stopped else ""
     raise CoordMapError("Could not compute map between tops; are they connected by spatial "
                         f"layers?{where}")
