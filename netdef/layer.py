@@ -16,8 +16,7 @@ User Python layers (type "Python") subclass this class, as pycaffe's caffe.Layer
 Everything the Net or the Solver reads from or calls on a layer is declared below with its
 default, so that they call it directly: class attributes a layer type overrides (is_loss,
 in_place_ok, the blob-count limits), attributes the Net sets (loss_weights,
-param_propagate_down, net_filename) or a layer sets for the Net (tops_reshaped), and the hooks
-below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
+param_propagate_down, net_filename), and the hooks below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
 """
 import numpy as np
 
@@ -46,10 +45,6 @@ class Layer:
     #: The prototxt the layer was read from, or None (set by create_layer; data layers resolve
     #: relative paths against its directory).
     net_filename = None
-    #: Set by a layer whose forward changed its tops' shapes (a data layer's batch of another
-    #: size). Informational: the Net sees every shape change of its blobs itself (Blob's
-    #: ShapeClock), reshapes the layers after this one and clears the flag.
-    tops_reshaped = False
 
     @classmethod
     def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):

@@ -339,7 +339,6 @@ class Net:
             ticks = clock.ticks
             layer.forward(bottoms[li], tops[li])
             if clock.ticks != ticks:  # the layer gave its tops new shapes (a data layer's batch)
-                layer.tops_reshaped = False
                 self._shapes[li] = self._current_shapes(li)
                 self._propagate(li + 1, end)
                 if start == 0 and end == len(layers) - 1 and ticks == self._seen_ticks:

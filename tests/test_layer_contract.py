@@ -15,7 +15,7 @@ def test_defaults():
     layer = Layer(pb.LayerParameter(name="l"))
     assert layer.type is None and layer.name == "l"
     assert layer.is_loss is False and layer.in_place_ok is False
-    assert layer.net_filename is None and layer.tops_reshaped is False
+    assert layer.net_filename is None
     assert layer.loss_weights == [] and layer.param_propagate_down == [] and layer.blobs == []
     assert layer.allow_backward(0) is True
     assert layer.adapt_param(0, np.zeros(3)) is None

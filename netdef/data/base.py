@@ -9,8 +9,8 @@ crop/mirror/scale). `get_state()` returns it for the batch the layer will delive
 sees exactly the batches an uninterrupted one would.
 
 When a batch's shape differs from the tops' (images of different sizes with batch_size 1, as
-FCN trains on VOC), forward reshapes the tops and sets `self.tops_reshaped`, which tells the Net
-to reshape the layers after this one before running them.
+FCN trains on VOC), forward reshapes the tops; the Net sees the change (its blobs' ShapeClock) and reshapes the
+layers after this one before running them.
 """
 import numpy as np
 
@@ -107,7 +107,6 @@ class PrefetchingDataLayer(Layer):
         for t, arr in zip(top, batch):
             if t.shape != arr.shape:
                 t.reshape(arr.shape)
-                self.tops_reshaped = True
             t.data[...] = self.backend.asarray(arr, dtype=self.dtype)
 
     def backward(self, top, propagate_down, bottom):

@@ -101,7 +101,7 @@ class PythonLayer(Layer):
     What it adds: self.param_str (python_param.param_str), self.blobs with add_blob(*shape), in
     place allowed unless the user's class says in_place_ok = False, and reshape before every
     forward, as Caffe's Layer::Forward does (FCN's data layers load the next sample in
-    reshape); when that changes the tops' shapes, tops_reshaped tells the Net."""
+    reshape); the Net sees a change of the tops' shapes and reshapes the layers after it."""
 
     #: python_param.param_str of the prototxt
     param_str = ""
@@ -113,10 +113,7 @@ class PythonLayer(Layer):
             self.blobs = BlobVec(self)
 
     def forward(self, bottom, top):
-        before = [t.shape for t in top]
         self.reshape(bottom, top)
-        if [t.shape for t in top] != before:
-            self.tops_reshaped = True
         super().forward(bottom, top)
 
     @classmethod
