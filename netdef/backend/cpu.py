@@ -32,6 +32,14 @@ def _load_extension():
     return _cpu_kernels
 
 
+def _matrices(a, b, out):
+    """(a_i, b_i, out_i) for each index i of out's leading (batch) axes; a and b may have fewer
+    leading axes, broadcast along out's last ones."""
+    na, nb = a.ndim - 2, b.ndim - 2
+    for idx in np.ndindex(*out.shape[:-2]):
+        yield (a[idx[len(idx) - na:]] if na else a, b[idx[len(idx) - nb:]] if nb else b, out[idx])
+
+
 class CPUBackend(Backend):
     name = "cpu"
     xp = np
@@ -116,10 +124,8 @@ class CPUBackend(Backend):
             return out
         if out.size * a.shape[-1] > self.small_product:
             beta = 1.0 if accumulate else 0.0
-            na, nb = a.ndim - 2, b.ndim - 2
-            for idx in np.ndindex(*out.shape[:-2]):
-                blas.gemm(a[idx[len(idx) - na:]] if na else a, b[idx[len(idx) - nb:]] if nb else b,
-                          out[idx], beta=beta)
+            for ai, bi, oi in _matrices(a, b, out):
+                blas.gemm(ai, bi, oi, beta=beta)
             return out
         return bounded_matmul(np, a, b, out, accumulate, self.accumulate_temp)
 
@@ -132,12 +138,9 @@ class CPUBackend(Backend):
         """out = a @ b as out^T = b^T a^T, matrix by matrix, through a scratch out^T."""
         m, l = out.shape[-2:]
         scratch = self.workspace(out.dtype, l * m, "adjoint").reshape(l, m)
-        na, nb = a.ndim - 2, b.ndim - 2
-        for idx in np.ndindex(*out.shape[:-2]):
-            ai = a[idx[len(idx) - na:]] if na else a
-            bi = b[idx[len(idx) - nb:]] if nb else b
+        for ai, bi, oi in _matrices(a, b, out):
             blas.gemm(bi.T, ai.T, scratch)
-            out[idx] = scratch.T
+            oi[...] = scratch.T
 
     def matmul_sum(self, a, b, out):
         nb = a.shape[0]
