@@ -94,12 +94,15 @@ class Snapshots:
 
     last_snapshot = None
     _last_snapshot_iter = None
+    #: (snapshot_prefix as written, where it resolved to): resolving looks at the file system
+    #: and may log, so it is done once per value
+    _prefix_cache = None
 
     @property
     def snapshot_prefix(self):
         """Where snapshots go (see the module docstring), resolved once per snapshot_prefix."""
         raw = self.param.snapshot_prefix
-        cached = getattr(self, "_prefix_cache", None)
+        cached = self._prefix_cache
         if cached is None or cached[0] != raw:
             cached = (raw, self._resolve_prefix(raw))
             self._prefix_cache = cached
