@@ -3,9 +3,7 @@ runs on netdef, and a real Caffe is never hidden without --force."""
 import os
 import subprocess
 import sys
-import textwrap
 
-import numpy as np
 import pytest
 
 import netdef
