@@ -10,6 +10,10 @@
 //   ELU:     y = x > 0 ? x : alpha (e^x - 1)             dx = dy (x > 0 ? 1 : y + alpha)
 //   PReLU:   y = x > 0 ? x : a_c x                       dx = dy (x > 0 ? 1 : a_c)
 //                                                        da_c += sum dy x [x <= 0]
+//   Threshold: y = x > t ? 1 : 0                         (no backward kernel: dx = 0)
+//   Clip:    y = min(max(x, lo), hi)                     dx = dy [lo <= x <= hi]
+//   Swish:   y = x sigmoid(beta x)                       dx = dy (beta y + s (1 - beta y)),
+//                                                        s = sigmoid(beta x)
 // Backward passes read the forward output y where y determines the derivative, so that the
 // layer can run in place; the others read x (the layer keeps a copy of x when in place).
 #include "common.cuh"
@@ -158,5 +162,37 @@ KERNEL(prelu_slope_partial, (const index_t n, const Dtype* dy, const Dtype* x, D
     for (index_t t = i % parts; t < inner; t += parts)
       if (xr[t] <= Dtype(0)) s += dyr[t] * xr[t];
     partial[i] = s;
+  }
+}
+
+// ---- Threshold, Clip, Swish ------------------------------------------------------------------
+KERNEL(threshold_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype threshold)) {
+  KERNEL_LOOP(i) { y[i] = x[i] > threshold ? Dtype(1) : Dtype(0); }
+}
+
+// NaN stays NaN (neither comparison holds), as with Caffe's max/min order.
+KERNEL(clip_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype lo, const Dtype hi)) {
+  KERNEL_LOOP(i) {
+    const Dtype v = x[i];
+    y[i] = v < lo ? lo : (v > hi ? hi : v);
+  }
+}
+
+// The bounds themselves pass the gradient (Caffe's rule), so at x = lo or hi dx = dy.
+KERNEL(clip_backward, (const index_t n, const Dtype* dy, const Dtype* x, Dtype* dx,
+                       const Dtype lo, const Dtype hi)) {
+  KERNEL_LOOP(i) { dx[i] = (x[i] >= lo && x[i] <= hi) ? dy[i] : Dtype(0); }
+}
+
+KERNEL(swish_forward, (const index_t n, const Dtype* x, Dtype* y, const Dtype beta)) {
+  KERNEL_LOOP(i) { y[i] = x[i] / (Dtype(1) + exp(-beta * x[i])); }
+}
+
+KERNEL(swish_backward, (const index_t n, const Dtype* dy, const Dtype* x, const Dtype* y,
+                        Dtype* dx, const Dtype beta)) {
+  KERNEL_LOOP(i) {
+    const Dtype s = Dtype(1) / (Dtype(1) + exp(-beta * x[i]));
+    const Dtype by = beta * y[i];
+    dx[i] = dy[i] * (by + s * (Dtype(1) - by));
   }
 }
