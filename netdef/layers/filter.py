@@ -51,7 +51,7 @@ class FilterLayer(Layer):
         return np.flatnonzero(s != 0).astype(np.int64)
 
     def _shape_tops(self, bottom, top, n):
-        for b, t in zip(bottom, top):
+        for b, t in zip(bottom[:-1], top, strict=True):
             shape = (n,) + b.shape[1:]
             if t.shape != shape:
                 t.reshape(shape)
@@ -66,11 +66,11 @@ class FilterLayer(Layer):
         idx = self._select(bottom)
         self.rows.set_index(idx, bottom[0].shape[0])
         self._shape_tops(bottom, top, idx.size)
-        for b, t in zip(bottom, top):
+        for b, t in zip(bottom[:-1], top, strict=True):
             self.rows.gather(b.data, t.data, b.count_range(1))
 
     def backward(self, top, propagate_down, bottom):
-        for i, (b, t) in enumerate(zip(bottom, top)):
+        for i, (b, t) in enumerate(zip(bottom[:-1], top, strict=True)):
             if propagate_down[i]:
                 self.rows.scatter_add(t.diff, b.diff, b.count_range(1))
         if propagate_down[-1]:

@@ -55,10 +55,10 @@ def test_repeated_indices_accumulate_in_order():
 
 
 def test_bottom_gets_no_gradient_in_a_net():
-    net = netdef.Net(f"""
-      input: 'x' input_shape {{ dim: 3 }}
-      layer {{ name: 'e' type: 'Embed' bottom: 'x' top: 'y' embed_param {{ num_output: 2 input_dim: 4 }} }}
-      layer {{ name: 'l' type: 'Reduction' bottom: 'y' top: 'loss' loss_weight: 1 }}
+    net = netdef.Net("""
+      input: 'x' input_shape { dim: 3 }
+      layer { name: 'e' type: 'Embed' bottom: 'x' top: 'y' embed_param { num_output: 2 input_dim: 4 } }
+      layer { name: 'l' type: 'Reduction' bottom: 'y' top: 'loss' loss_weight: 1 }
     """, netdef.TRAIN, dtype=np.float64)
     net.forward(x=np.array([1.0, 3.0, 1.0]))
     net.backward()

@@ -31,7 +31,7 @@ def test_forward_and_backward_match_reference(sel):
     assert [tt.shape[0] for tt in t] == [5, 5]  # the first reshape: every item (as Caffe)
     outs = forward(layer, b, t)
     keep = [n for n in range(5) if s.reshape(-1)[n] != 0]
-    for got, x in zip(outs, (x0, x1)):
+    for got, x in zip(outs, (x0, x1), strict=True):
         want = np.array([x[n] for n in keep]).reshape((len(keep),) + x.shape[1:])
         np.testing.assert_array_equal(got, want)
     for tt in t:
@@ -39,7 +39,7 @@ def test_forward_and_backward_match_reference(sel):
     for bb in b:
         bb.diff[...] = np.nan
     layer.backward(t, [True, True, False], b)
-    for bb, tt in zip(b[:2], t):
+    for bb, tt in zip(b[:2], t, strict=True):
         want = np.zeros(bb.shape)
         for j, n in enumerate(keep):
             want[n] = tt.diff[j]

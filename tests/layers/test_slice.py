@@ -45,7 +45,8 @@ def test_forward_matches_reference(shape, axis, points, tops):
     x = np.random.default_rng(0).standard_normal(shape)
     layer, b, t = build_layer(_proto(axis, points, tops=tops), [x])
     outs = forward(layer, b, t)
-    for got, want in zip(outs, _reference(x, 1 if axis is None else axis, points, tops)):
+    want_all = _reference(x, 1 if axis is None else axis, points, tops)
+    for got, want in zip(outs, want_all, strict=True):
         np.testing.assert_array_equal(got, want)
 
 
