@@ -30,7 +30,8 @@ class ParameterLayer(Layer):
 
     def forward(self, bottom, top):
         n = top[0].count
-        self.kernels("gather").copy_block(1, self.blobs[0].data, top[0].data, n, n, 0, n, 0, max(n, 1))
+        iters, tile = self.row_launch(n, n)  # one row of n elements (none when n is 0)
+        self.kernels("gather").copy_block(iters, self.blobs[0].data, top[0].data, n, n, 0, n, 0, tile)
 
     def backward(self, top, propagate_down, bottom):
         if self.param_needs_grad(0):

@@ -17,7 +17,7 @@ NET = """
 """
 
 
-@pytest.mark.parametrize("dims", [(2, 3), (5,), (1, 2, 3, 1), ()], ids=str)
+@pytest.mark.parametrize("dims", [(2, 3), (5,), (1, 2, 3, 1), (), (2, 0)], ids=str)
 def test_top_is_the_param(dims):
     shape = "".join(f"dim: {d} " for d in dims)
     layer, b, t = build_layer(f"type: 'Parameter' parameter_param {{ shape {{ {shape} }} }}", [])
