@@ -73,6 +73,31 @@ CASES = {
                          "label": ((2, 1, 4, 4), (1, 1, 7, 3), ("label", 4))}),
     "Split": ('layer { name: "l" type: "Split" bottom: "data" top: "out" top: "out2" }', X),
     "TanH": ('layer { name: "l" type: "TanH" bottom: "data" top: "out" }', X),
+    # issue 15: Slice .. Im2col
+    "Slice": ('layer { name: "l" type: "Slice" bottom: "data" top: "out" top: "out2" '
+              'slice_param { slice_point: 1 } }', X),
+    "Tile": ('layer { name: "l" type: "Tile" bottom: "data" top: "out" tile_param { axis: 2 tiles: 2 } }', X),
+    "Reduction": ('layer { name: "l" type: "Reduction" bottom: "data" top: "out" '
+                  'reduction_param { operation: SUMSQ axis: 1 } }', X),
+    "MVN": ('layer { name: "l" type: "MVN" bottom: "data" top: "out" }', X),
+    "Threshold": ('layer { name: "l" type: "Threshold" bottom: "data" top: "out" }', X),
+    "Clip": ('layer { name: "l" type: "Clip" bottom: "data" top: "out" clip_param { min: -0.5 max: 0.5 } }', X),
+    "Swish": ('layer { name: "l" type: "Swish" bottom: "data" top: "out" }', X),
+    "Embed": ('layer { name: "l" type: "Embed" bottom: "data" top: "out" '
+              'embed_param { num_output: 3 input_dim: 5 ' + FILL + ' } }',
+              {"data": ((2, 3), (4, 1), ("label", 5))}),
+    # the selection's size is known only at forward: a loss after it, so no top diff to size
+    "Filter": ('layer { name: "l" type: "Filter" bottom: "data" bottom: "sel" top: "f" }\n'
+               'layer { name: "r" type: "Reduction" bottom: "f" top: "out" loss_weight: 1 '
+               'reduction_param { operation: SUMSQ } }',
+               {"data": ((2, 3, 4, 5), (5, 3, 2, 2), "real"), "sel": ((2,), (5,), ("label", 2))}),
+    "BatchReindex": ('layer { name: "l" type: "BatchReindex" bottom: "data" bottom: "idx" top: "out" }',
+                     {"data": ((4, 3, 2, 2), (3, 3, 5, 1), "real"), "idx": ((5,), (2,), ("label", 3))}),
+    "Parameter": ('layer { name: "p" type: "Parameter" top: "w" parameter_param { shape { dim: 3 } } }\n'
+                  'layer { name: "l" type: "Scale" bottom: "data" bottom: "w" top: "out" }', X),
+    "SPP": ('layer { name: "l" type: "SPP" bottom: "data" top: "out" spp_param { pyramid_height: 2 } }', X),
+    "Im2col": ('layer { name: "l" type: "Im2col" bottom: "data" top: "out" '
+               'convolution_param { kernel_size: 3 pad: 1 stride: 2 } }', X),
 }
 # Layers whose tops come from their input, not from a bottom: a batch of another shape reshapes
 # the net through the same mechanism (test_data.py, test_python_layer.py); DummyData is below.
