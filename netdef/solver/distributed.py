@@ -201,7 +201,7 @@ class DataParallel:
         """Rank r > 0 draws Dropout (and every other device-side random draw) from its own
         stream; rank 0 keeps the single-process one."""
         if self.rank and self.seed is not None:
-            derived = int(np.random.default_rng([self.seed, self.rank, self.solver.iter]).integers(0, 2**63 - 1))
+            derived = int(np.random.default_rng([self.seed, self.rank, getattr(self.solver, "iter", 0)]).integers(0, 2**63 - 1))
             self.solver.backend.set_rng_state({"device_seed": derived})
 
     def _channel(self):
@@ -371,6 +371,10 @@ def install_rank_logging(rank):
 def abort(comm, exc):
     """End every rank: this rank's message on stderr, then MPI Abort (never returns)."""
     msg = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if not isinstance(exc, (NetdefError, KeyboardInterrupt)):
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)  # a bug: where
     sys.stderr.write(f"netdef: rank {comm.rank} of {comm.size}: {msg}; aborting every rank\n")
     sys.stderr.flush()
     comm.Abort(1)
