@@ -67,6 +67,10 @@ log = logging.getLogger("netdef")
 LOSS, NONFINITE, STOP, SNAPSHOT = range(4)
 CONTROL = 4
 
+#: the NCCL module of the GPU path; None: cupy.cuda.nccl (tests set a stand-in that carries the
+#: same calls out over MPI on the emulated GPU's host memory)
+nccl_module = None
+
 #: environment variables by which MPI launchers tell a process its world size (no MPI import
 #: needed to know that we were launched): MPICH/Hydra and Intel MPI, Open MPI, Slurm's srun
 _LAUNCHER_SIZE = ("PMI_SIZE", "OMPI_COMM_WORLD_SIZE", "PMIX_SIZE", "SLURM_STEP_NUM_TASKS")
@@ -181,7 +185,7 @@ class DataParallel:
         s = self.solver
         xp = s.backend.xp
         if s.backend.name != "cpu":
-            self.device = NCCLChannel(self.comm, s.backend, self._nccl_module)
+            self.device = NCCLChannel(self.comm, s.backend, self._nccl_module or nccl_module)
         self.params = [b for b, lr in zip(s.net.learnable_params, s.net.params_lr) if lr != 0]
         total = sum(b.count for b in self.params)
         self.buffer = xp.zeros(total + CONTROL, dtype=s.dtype)
@@ -269,6 +273,9 @@ class DataParallel:
             if failure is None:
                 failure = TrainingError(f"iteration {s.iter}: the loss is non-finite on {bad} of "
                                         f"{self.size} ranks (see their messages); stopping every rank")
+                failure.quiet = not self.is_root  # rank 0 says it once for the ranks that saw none
+            else:
+                failure.args = (f"rank {self.rank} of {self.size}: {failure}",)
             failure.collective = True
             raise failure
         return float(control[LOSS]) / self.size
@@ -377,6 +384,9 @@ def abort(comm, exc):
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)  # a bug: where
     sys.stderr.write(f"netdef: rank {comm.rank} of {comm.size}: {msg}; aborting every rank\n")
     sys.stderr.flush()
+    # the launcher forwards our stderr through a pipe and stops reading it once Abort reaches it:
+    # give it a moment to pass the message on
+    time.sleep(0.5)
     comm.Abort(1)
 
 
@@ -407,6 +417,8 @@ def abort_on_error(comm):
     try:
         yield
     except BaseException as e:
+        if getattr(e, "quiet", False):
+            raise SystemExit(1) from None
         if getattr(e, "collective", False) or isinstance(e, SystemExit) and not e.code:
             raise
         abort(comm, e)

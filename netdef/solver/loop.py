@@ -516,13 +516,13 @@ class Solver(Snapshots):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._stop_sent = False
 
         def on_int(signum, frame):
-            if "stop" in self._requests or (self.parallel is not None and self._stop_sent):
+            if "stop" in self._requests or self._stop_sent:
                 raise KeyboardInterrupt
-            if self.parallel is not None:
-                self._stop_sent = True
-                raise KeyboardInterrupt
+            # data-parallel, the request leaves _requests at the next all-reduce: remember it
+            self._stop_sent = True
             self._requests.append("stop")
 
         def on_hup(signum, frame):
