@@ -59,6 +59,15 @@ def run(args):
     ranks = len(gpus) if gpus and len(gpus) > 1 else (args.procs or 1)
     comm = distributed.init_world()
     if comm is None and ranks > 1:
+        if gpus:
+            from ..backend import cuda
+            from ..errors import BackendError
+
+            try:
+                for g in gpus:  # before starting processes that would all fail the same way
+                    cuda.check_available(g)
+            except BackendError as e:
+                raise NetdefError(f"--gpu {args.gpu}: {e}") from None
         return launch(args, ranks, gpus)
     if comm is not None:
         if gpus and len(gpus) > 1:

@@ -14,6 +14,7 @@ One iteration (Solver.step), as in Caffe:
      the passes accumulate), loss averaged over them; a non-finite loss stops training;
   3. reduce_gradients(): data-parallel training (distributed.py) sums the gradients over the
      ranks and agrees on the loss and on SIGINT/SIGHUP requests (nothing to do on one device);
+     then the loss is logged and the on_gradients_ready callbacks run;
   4. apply_update(): learning rate of the policy; gradient clipping (the global L2 norm of all
      diffs scaled down to clip_gradients); then per param, in one fused kernel
      (kernels/solver.cu): g = diff / (iter_size * ranks) + weight_decay * decay_mult * (w or sign(w)),
@@ -304,15 +305,15 @@ class Solver(Snapshots):
                 if self.parallel is None:
                     raise
                 loss, failure = math.nan, e  # the other ranks learn it in the all-reduce
-            for _, on_ready in self.callbacks:
-                if on_ready:
-                    on_ready()
             loss = self.reduce_gradients(loss, failure)
             self.losses.append(loss)
             self._update_smoothed_loss(loss, start_iter)
             if display:
                 log.info("Iteration %d, loss = %s", self.iter, _g(self.smoothed_loss))
                 log_outputs(self.net, "Train", net_outputs(self.net))
+            for _, on_ready in self.callbacks:
+                if on_ready:
+                    on_ready()
             self.apply_update()
             self.iter += 1
             if self._bar is not None:
