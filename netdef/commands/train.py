@@ -14,6 +14,7 @@ OpenMP/BLAS threads unless OMP_NUM_THREADS is set."""
 import logging
 import os
 import shutil
+import signal
 import subprocess
 import sys
 
@@ -108,7 +109,17 @@ def launch(args, ranks, gpus):
             env.setdefault(var, threads)
     cmd = [mpiexec] + _mpiexec_flags(mpiexec) + ["-n", str(ranks)] + argv
     log.info("Launching %d ranks: %s", ranks, " ".join(cmd))
-    return subprocess.call(cmd, env=env)
+    # mpiexec in its own process group, so that a Ctrl-C at the terminal reaches it once, from
+    # here: mpiexec passes it on to every rank (each snapshots once and stops); a second Ctrl-C
+    # makes mpiexec abort the job
+    proc = subprocess.Popen(cmd, env=env, start_new_session=True)
+    forward = lambda signum, frame: proc.send_signal(signum)
+    old = {s: signal.signal(s, forward) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        return proc.wait()
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
 
 
 def _mpiexec_flags(mpiexec):
