@@ -4,6 +4,7 @@ machine (ranks x threads = cores), the all-reduce's time per iteration and its s
 
     python bench/parallel.py                       # 1 and 2 ranks, fcn8s-mini (batch 4 per rank)
     python bench/parallel.py --ranks 1,2,4 --iters 20
+    python bench/parallel.py --nccl-smoke           # on a GPU: 1 rank through NCCL (gpu_check.sh)
 
 Each rank count is one `mpiexec -n R` job (the mpiexec next to this Python: pip install
 'netdef[mpi]') with OMP_NUM_THREADS = OPENBLAS_NUM_THREADS = cores / R. A rank builds the solver
@@ -70,9 +71,54 @@ def worker(args):
                               batch=batch, reduce_s=reduce_s, allreduce_s=alone, values=values)))
 
 
+SMOKE_NET = """name: "smoke"
+layer { name: "data" type: "Input" top: "data" input_param { shape { dim: 4 dim: 8 } } }
+layer { name: "label" type: "Input" top: "label" input_param { shape { dim: 4 } } }
+layer { name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+  inner_product_param { num_output: 3 weight_filler { type: "gaussian" std: 0.3 } } }
+layer { name: "loss" type: "SoftmaxWithLoss" bottom: "ip" bottom: "label" top: "loss" }
+"""
+
+
+def nccl_smoke():
+    """One rank on GPU 0 through the real NCCL path (cupy.cuda.nccl communicator of size 1, its id
+    broadcast over MPI): 3 SGD steps must give the weights of the same solver without it."""
+    import numpy as np
+
+    import netdef
+    from netdef.solver import distributed
+
+    MPI = distributed.mpi()
+    netdef.set_mode_gpu()
+    netdef.set_device(0)
+    print("has_nccl:", netdef.has_nccl())
+    results = []
+    for attach in (False, True):
+        netdef.set_random_seed(3)
+        text = ('net_param { ' + SMOKE_NET.replace("\n", " ") + ' } base_lr: 0.1 lr_policy: "fixed" '
+                'momentum: 0.9 clip_gradients: 0.2 max_iter: 3 display: 1')
+        solver = netdef.SGDSolver(text)
+        if attach:
+            p = solver.attach_parallel(MPI.COMM_WORLD)
+            assert p.device is not None, "the GPU solver did not take the NCCL channel"
+        rng = np.random.default_rng(0)
+        for _ in range(3):
+            solver.net.blobs["data"].data[...] = netdef.backend.get_backend().asarray(
+                rng.standard_normal((4, 8)).astype(np.float32))
+            solver.net.blobs["label"].data[...] = netdef.backend.get_backend().asarray(
+                rng.integers(0, 3, 4).astype(np.float32))
+            solver.step(1)
+        results.append([np.array(solver.backend.to_numpy(b.data)) for b in solver.net.learnable_params])
+    same = all(np.array_equal(a, b) for a, b in zip(*results))
+    print("NCCL 1-rank step equals the plain solver:", same, "; reduce s/iter:",
+          p.reduce_seconds / max(p.reductions, 1))
+    if not same:
+        sys.exit(1)
+
+
 def run(ranks, args):
     cores = os.cpu_count() or 1
-    threads = str(max(1, cores // ranks))
+    threads = str(args.threads or max(1, cores // ranks))
     env = dict(os.environ, OMP_NUM_THREADS=threads, OPENBLAS_NUM_THREADS=threads, MKL_NUM_THREADS=threads)
     mpiexec = os.path.join(os.path.dirname(sys.executable), "mpiexec")
     cmd = [mpiexec, "-n", str(ranks), sys.executable, os.path.abspath(__file__), "--worker",
@@ -92,10 +138,14 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--allreduce-reps", type=int, default=50)
     ap.add_argument("--timeout", type=int, default=900)
+    ap.add_argument("--threads", type=int, help="threads per rank (default: cores / ranks)")
+    ap.add_argument("--nccl-smoke", action="store_true", help="one rank through NCCL on GPU 0 (a check, not a timing)")
     ap.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.worker:
         return worker(args)
+    if args.nccl_smoke:
+        return nccl_smoke()
     rows, base = [], None
     for n in [int(x) for x in args.ranks.split(",")]:
         res, threads = run(n, args)

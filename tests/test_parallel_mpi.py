@@ -429,6 +429,15 @@ def test_sigint_on_one_rank_snapshots_once_and_stops_every_rank(tmp_path):
     assert r.stdout.count("Optimization stopped early.") == 1
 
 
+@pytest.mark.cuda
+@needs_mpi
+def test_one_rank_through_real_nccl_equals_the_plain_solver():
+    r = subprocess.run([sys.executable, os.path.join(HERE, "..", "bench", "parallel.py"), "--nccl-smoke"],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "has_nccl: True" in r.stdout and "equals the plain solver: True" in r.stdout
+
+
 if __name__ == "__main__":
     if sys.argv[1:2] == ["worker"]:
         signal.alarm(100)  # never outlive the test's timeout
