@@ -84,15 +84,23 @@ def write_data(d, nan_row=None):
         f.write("d.h5\n")
 
 
+BN_NET = net_text(2).replace('layer { name: "relu"', '''layer { name: "bn" type: "BatchNorm" bottom: "ip1" top: "ip1"
+  param { lr_mult: 0 } param { lr_mult: 0 } param { lr_mult: 0 } }
+layer { name: "relu"''')
+
+
 def setup_dir(d):
     write_data(d)
     for batch in (2, 4):
         with open(os.path.join(d, f"net{batch}.prototxt"), "w") as f:
             f.write(net_text(batch))
+    with open(os.path.join(d, "netbn.prototxt"), "w") as f:
+        f.write(BN_NET)
 
 
-def train(d, kind, dtype, batch, iter_size, backend=None, max_iter=3, clip=True):
-    """Run a solver in directory d; its params (list of arrays) and the solver."""
+def train(d, kind, dtype, batch, iter_size, backend=None, max_iter=3, clip=True, before_close=None):
+    """Run a solver in directory d; its params (list of arrays) and the solver (closed; before
+    that, before_close(solver) if given)."""
     path = os.path.join(d, f"solver_{kind}_{dtype}_{batch}_{iter_size}_{os.getpid()}.prototxt")
     with open(path, "w") as f:
         text = solver_text(kind, os.path.join(d, f"net{batch}.prototxt"), iter_size, max_iter)
@@ -103,6 +111,8 @@ def train(d, kind, dtype, batch, iter_size, backend=None, max_iter=3, clip=True)
         solver = netdef.get_solver(path, dtype=np.dtype(dtype), backend=backend)
         solver.step(max_iter)
         params = [np.array(solver.backend.to_numpy(b.data)) for b in solver.net.learnable_params]
+        if before_close:
+            before_close(solver)
         solver.close()
     finally:
         os.chdir(cwd)
@@ -176,6 +186,17 @@ def worker(out):
     params, _ = train(d, "SGD", "float32", 2, 1, clip=False)
     for i, p in enumerate(params):
         results[f"noclip_{i}"] = p
+    # BatchNorm statistics: each rank's own after training, their mean after test_all()
+
+    def bn(solver):
+        layer = solver.net.layer_dict["bn"]
+        for k, b in enumerate(layer.blobs):
+            results[f"bn_before_{k}"] = np.array(b.data)
+        solver.test_all()
+        for k, b in enumerate(layer.blobs):
+            results[f"bn_after_{k}"] = np.array(b.data)
+
+    train(d, "SGD", "float32", "bn", 1, before_close=bn)
     # the shard: which rows this rank's train net reads in 3 batches
     cwd = os.getcwd()
     os.chdir(d)
@@ -295,7 +316,7 @@ def test_two_ranks_equal_one_rank_with_twice_the_iter_size_bit_for_bit(worker_ru
 @needs_mpi
 def test_every_rank_ends_with_the_same_weights(worker_run):
     _, ranks = worker_run
-    keys = [k for k in ranks[0] if k not in ("rows", "written")]
+    keys = [k for k in ranks[0] if k not in ("rows", "written") and not k.startswith("bn_before")]
     for k in keys:
         assert np.array_equal(ranks[0][k], ranks[1][k]), k
 
@@ -306,6 +327,16 @@ def test_two_ranks_of_batch_b_are_close_to_one_rank_of_batch_2b(worker_run):
     single, _ = train(os.path.join(out, "data"), "SGD", "float32", 4, 1, clip=False)
     for i, p in enumerate(single):
         np.testing.assert_allclose(ranks[0][f"noclip_{i}"], p, rtol=1e-5, atol=1e-6)
+
+
+@needs_mpi
+def test_batchnorm_statistics_are_averaged_before_testing(worker_run):
+    _, ranks = worker_run
+    for k in range(3):
+        before = [r[f"bn_before_{k}"] for r in ranks]
+        assert np.array_equal(ranks[0][f"bn_after_{k}"], (before[0] + before[1]) / np.float32(2))
+        assert np.array_equal(ranks[0][f"bn_after_{k}"], ranks[1][f"bn_after_{k}"])
+    assert not np.array_equal(ranks[0]["bn_before_0"], ranks[1]["bn_before_0"])  # they did differ
 
 
 @needs_mpi
