@@ -217,6 +217,25 @@ def worker(out):
     netdef.proto.write_binary = real
     results["written"] = np.array(len(written))
     os.chdir(cwd)
+    # Caffe's python/train.py, its solve() as one MPI rank runs it (the processes are MPI's)
+    import netdef.caffe_compat
+
+    caffe = netdef.caffe_compat.install()
+    path = os.path.join(d, f"caffe_{os.getpid()}.prototxt")
+    with open(path, "w") as f:
+        f.write(solver_text("SGD", os.path.join(d, "net2.prototxt")))
+    os.chdir(d)
+    solver = caffe.SGDSolver(path)
+    nccl = caffe.NCCL(solver, caffe.NCCL.new_uid())
+    nccl.bcast()
+    solver.add_callback(nccl)
+    if solver.param.layer_wise_reduce:
+        solver.net.after_backward(nccl)
+    solver.step(2)
+    for i, b in enumerate(solver.net.learnable_params):
+        results[f"caffe_{i}"] = np.array(b.data)
+    solver.close()
+    os.chdir(cwd)
     # the NCCL path on the emulated GPU
     sys.path.insert(0, HERE)
     from conftest import emulated_gpu
@@ -284,6 +303,13 @@ def test_train_refuses_inconsistent_device_and_process_counts(tmp_path):
     assert main(["train", str(s), "--cpu", "--procs", "0"]) == 1
 
 
+def test_after_backward_takes_only_nccl(tmp_path):
+    net = netdef.Net('''layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 } } }''')
+    with pytest.raises(netdef.NetdefError, match="per-layer backward callbacks"):
+        net.after_backward(object())
+    net.after_backward(netdef.NCCL.__new__(netdef.NCCL))
+
+
 # ---- one MPI job: equivalence, identical ranks, shards, writes, NCCL calls ------------------------------------
 @pytest.fixture(scope="module")
 def worker_run(tmp_path_factory):
@@ -319,6 +345,13 @@ def test_every_rank_ends_with_the_same_weights(worker_run):
     keys = [k for k in ranks[0] if k not in ("rows", "written") and not k.startswith("bn_before")]
     for k in keys:
         assert np.array_equal(ranks[0][k], ranks[1][k]), k
+
+
+@needs_mpi
+def test_a_caffe_train_py_style_script_runs_data_parallel(worker_run):
+    _, ranks = worker_run
+    assert np.array_equal(ranks[0]["caffe_0"], ranks[1]["caffe_0"])
+    assert not np.array_equal(ranks[0]["caffe_0"], ranks[0]["SGD_float32_0"])  # 2 steps, not 3
 
 
 @needs_mpi
