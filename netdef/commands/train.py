@@ -170,7 +170,7 @@ def _train(args, logfile, root=True):
         for w in args.weights.split(","):
             if w:
                 solver.copy_trained_layers(w)
-    progress = {"auto": None, "on": True, "off": False}[args.progress]
+    progress = {"auto": None, "on": True, "off": False}[args.progress] if root else False
     try:
         with solver.handle_signals():
             solver.solve(args.snapshot, progress=progress)

@@ -34,6 +34,10 @@ any rank (every rank stops with a TrainingError; the rank that saw it names the 
 request (SIGINT on any rank: one snapshot by rank 0, every rank stops) and a snapshot request
 (SIGHUP). Requests are acted on only at that agreed point (also while rank 0 tests).
 
+Logging: rank 0 logs Caffe's lines; "Iteration N, loss = x" is the loss agreed over the ranks,
+while the "Train net output #k" lines under it are rank 0's own net outputs (as Caffe's root
+solver shows them). Other ranks print warnings and errors only, prefixed "[rank r]".
+
 Start: without random_seed rank 0 picks one and broadcasts it (the same fillers, data seeds and
 global data order on every rank); the weights are then broadcast from rank 0 (after init, and
 after --weights, which only rank 0 reads). Rank r > 0 draws Dropout from its own device stream.
