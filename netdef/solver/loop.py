@@ -206,6 +206,12 @@ class Solver(Snapshots):
 
         self.parallel = DataParallel(self, comm, nccl=nccl)
         self.parallel.setup()
+        readers = [n for n, layer in self.net.layer_dict.items()
+                   if getattr(getattr(getattr(layer, "reader", None), "sampler", None), "ranks", comm.size) != comm.size]
+        if readers:
+            log.warning("data layer(s) %s were built before set_solver_count(%d) and read all the data "
+                        "on every rank: create the solver after set_solver_count, as Caffe's "
+                        "train.py does, for disjoint shards", ", ".join(readers), comm.size)
         return self.parallel
 
     def share_weights(self, net):
