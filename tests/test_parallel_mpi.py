@@ -303,6 +303,17 @@ def test_train_refuses_inconsistent_device_and_process_counts(tmp_path):
     assert main(["train", str(s), "--cpu", "--procs", "0"]) == 1
 
 
+def test_without_mpi4py_the_error_names_the_extra(tmp_path, monkeypatch):
+    from netdef.cli import main
+
+    monkeypatch.setitem(sys.modules, "mpi4py", None)
+    with pytest.raises(netdef.NetdefError, match=r"netdef\[mpi\]"):
+        distributed.mpi()
+    s = tmp_path / "s.prototxt"
+    s.write_text('net: "n.prototxt" base_lr: 0.1 lr_policy: "fixed"')
+    assert main(["train", str(s), "--cpu", "--procs", "2"]) == 1
+
+
 def test_after_backward_takes_only_nccl(tmp_path):
     net = netdef.Net('''layer { name: "x" type: "Input" top: "x" input_param { shape { dim: 1 } } }''')
     with pytest.raises(netdef.NetdefError, match="per-layer backward callbacks"):
