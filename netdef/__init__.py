@@ -9,7 +9,8 @@ pycaffe-compatible API:
 
 and pycaffe's module functions: Timer, init_log / log (glog.py), layer_type_list,
 solver_count / solver_rank / set_solver_count / set_solver_rank / set_multiprocess, has_nccl and
-NCCL (one process until data-parallel training exists: solver/parallel.py), set_random_seed.
+NCCL (data-parallel training over MPI, netdef's mpi_rank() the process's rank: solver/parallel.py),
+set_random_seed.
 pycaffe's submodules are netdef.io, netdef.classifier (Classifier, Detector), netdef.draw,
 netdef.coord_map and netdef.net_spec; an unchanged `import caffe` script runs with
 `netdef run script.py` (netdef.caffe_compat: the `caffe` alias, never over a real Caffe).
@@ -26,8 +27,8 @@ from .net import Net
 from .glog import init_log, log
 from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
                      SGDSolver, Solver, get_solver)
-from .solver.parallel import (NCCL, has_nccl, set_multiprocess, set_solver_count, set_solver_rank,
-                              solver_count, solver_rank)
+from .solver.parallel import (NCCL, has_nccl, mpi_rank, set_multiprocess, set_solver_count,
+                              set_solver_rank, solver_count, solver_rank)
 from .timing import Timer
 
 TRAIN = pb.TRAIN
@@ -49,4 +50,5 @@ __all__ = [
     "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
     "AdamSolver", "get_solver", "Timer", "init_log", "log", "layer_type_list", "solver_count",
     "solver_rank", "set_solver_count", "set_solver_rank", "set_multiprocess", "has_nccl", "NCCL",
+    "mpi_rank",
 ]

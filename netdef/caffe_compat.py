@@ -18,6 +18,12 @@ netdef ships no top-level `caffe` package, so installing netdef never changes wh
   caffe.classifier         caffe.detector          caffe.pycaffe     (Net, solvers, ...)
   caffe.proto, caffe.proto.caffe_pb2 = netdef.netdef_pb2 (Caffe's messages and field numbers)
 
+Data-parallel scripts in the style of Caffe's python/train.py (caffe.set_solver_count,
+set_solver_rank, set_multiprocess, NCCL(solver, uid).bcast(), solver.add_callback(nccl),
+solver.net.after_backward(nccl)) run with the processes started by MPI instead of
+multiprocessing: `mpiexec -n 2 netdef run train.py` or `mpiexec -n 2 python train.py`, the rank
+of each process being its MPI rank (netdef/solver/parallel.py).
+
 It never shadows a real Caffe silently: when a `caffe` other than this alias is already
 imported or importable, install() raises a NetdefError naming it, unless force=True
 (`netdef run --force`), which installs the alias and logs a warning naming what it hides.

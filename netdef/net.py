@@ -477,6 +477,18 @@ class Net:
         self.backward_range()
         return loss
 
+    def after_backward(self, callback):
+        """pycaffe's net.after_backward(nccl), which Caffe's python/train.py calls when the
+        solver's layer_wise_reduce is set (its default): Caffe then all-reduces each layer's
+        gradients as its backward ends. netdef's data-parallel solver all-reduces all of them in
+        one collective after the backward pass (netdef/solver/distributed.py), so a netdef.NCCL
+        is accepted here and needs nothing more; other per-layer callbacks are not supported."""
+        from .solver.parallel import NCCL
+
+        if not isinstance(callback, NCCL):
+            raise NetdefError(f"after_backward takes a netdef.NCCL (Caffe's layer-wise reduce), not "
+                              f"{type(callback).__name__}: per-layer backward callbacks are not supported")
+
     @property
     def share_diffs(self):
         """Let forward_backward() keep the diffs of the blobs between layers in a shared pool:

@@ -1,6 +1,6 @@
 """The `caffe` tool's spellings on `netdef`: --solver / --model options beside the positional
 file, gflags' single-dash forms of the long options, and --gpu's forms (one device id; 'all'
-and lists ask for several GPUs, which is a clear error until data-parallel training exists)."""
+and lists ask for several GPUs, which only `netdef train` takes: data-parallel training)."""
 import os
 import subprocess
 import sys

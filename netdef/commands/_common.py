@@ -28,8 +28,18 @@ def file_argument(args, dest, option):
 
 
 def gpu_id(text):
-    """--gpu as the caffe tool takes it: a device id; 'all' or a list (0,1) are multi-GPU
-    training, which netdef does not do yet, unless they name a single device."""
+    """--gpu as the caffe tool takes it, for commands that run on one device: a device id; 'all'
+    or a list (0,1) only when they name a single device (several: `netdef train` only)."""
+    ids = gpu_ids(text)
+    if len(ids) > 1:
+        raise NetdefError(f"--gpu {text}: this command runs on one device, not {len(ids)}; give one "
+                          "device id (training on several GPUs: netdef train --gpu 0,1)")
+    return ids[0]
+
+
+def gpu_ids(text):
+    """--gpu's device ids: one id, a list (0,1) or 'all' (every GPU cupy sees); duplicates
+    dropped, order kept."""
     text = str(text).strip()
     if text == "all":
         count = 0
@@ -49,16 +59,13 @@ def gpu_id(text):
             raise NetdefError(f"--gpu takes a device id, a list of them (0,1) or 'all'; got '{text}'") from None
         if not ids or any(i < 0 for i in ids):
             raise NetdefError(f"--gpu takes device ids >= 0; got '{text}'")
-    if len(set(ids)) > 1:
-        raise NetdefError(f"--gpu {text}: training on several GPUs ({len(set(ids))}) is not "
-                          "available in netdef yet; give one device id")
-    return ids[0]
+    return list(dict.fromkeys(ids))
 
 
 def add_device_arguments(p):
     g = p.add_mutually_exclusive_group()
-    g.add_argument("--gpu", metavar="N", help="run on GPU N (the caffe tool's 'all' and '0,1' "
-                   "ask for several GPUs: not available yet)")
+    g.add_argument("--gpu", metavar="N", help="run on GPU N (the caffe tool's 'all' and '0,1': "
+                   "data-parallel training on several GPUs, netdef train only)")
     g.add_argument("--cpu", action="store_true", help="run on the CPU")
     p.add_argument("--tf32", action="store_true",
                    help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "

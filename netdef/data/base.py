@@ -8,6 +8,13 @@ crop/mirror/scale). `get_state()` returns it for the batch the layer will delive
 `set_state(state)` goes on from there: the solver stores it in its snapshots, so a resumed run
 sees exactly the batches an uninterrupted one would.
 
+Data-parallel training (netdef/solver/distributed.py): the train nets' readers of N ranks share
+one global order. Each batch is a block of the global stream; rank r reads blocks r, r + N,
+r + 2N, ... (EpochSampler.shard), so the ranks' reads are disjoint, together they are the
+single-process stream, and one epoch is still one pass over the data. The state stays the
+global position of the next group of N blocks, the same on every rank, so a snapshot of N ranks
+resumes on M. Test nets are not sharded (rank 0 tests on all the data).
+
 When a batch's shape differs from the tops' (images of different sizes with batch_size 1, as
 FCN trains on VOC), forward reshapes the tops; the Net sees the change (its blobs' ShapeClock) and reshapes the
 layers after this one before running them.
@@ -15,6 +22,7 @@ layers after this one before running them.
 import numpy as np
 
 from ..errors import NetdefError
+from ..netdef_pb2 import TRAIN
 from ..layer import Layer
 from .prefetch import Prefetcher
 from .transform import layer_error
@@ -29,6 +37,13 @@ class EpochSampler:
     def __init__(self, n, shuffle, seed):
         self.n, self.shuffle, self.seed = int(n), bool(shuffle), int(seed)
         self._cache = (None, None)
+        self.rank, self.ranks = 0, 1
+
+    def shard(self, rank, ranks):
+        """Read only this rank's blocks of the global stream (see the module docstring)."""
+        if not 0 <= rank < ranks:
+            raise NetdefError(f"shard: rank {rank} outside [0, {ranks})")
+        self.rank, self.ranks = int(rank), int(ranks)
 
     def order(self, seed, epoch):
         if not self.shuffle:
@@ -42,15 +57,15 @@ class EpochSampler:
     def take(self, state, count):
         """[(index, rng), ...] for `count` samples from `state`, and the state after them;
         rng is the generator of that sample's random transformation."""
-        seed, epoch, pos = int(state["seed"]), int(state["epoch"]), int(state["pos"])
+        seed, n = int(state["seed"]), max(self.n, 1)
+        start = int(state["epoch"]) * n + int(state["pos"])  # in the global stream
         out = []
-        for _ in range(count):
+        for g in range(start + self.rank * count, start + (self.rank + 1) * count):
+            epoch, pos = divmod(g, n)
             perm = self.order(seed, epoch)
             index = pos if perm is None else int(perm[pos])
             out.append((index, np.random.default_rng([seed, epoch, pos, 1])))
-            pos += 1
-            if pos >= self.n:
-                epoch, pos = epoch + 1, 0
+        epoch, pos = divmod(start + self.ranks * count, n)
         return out, dict(state, epoch=epoch, pos=pos)
 
     def initial_state(self, pos=0):
@@ -77,6 +92,11 @@ class PrefetchingDataLayer(Layer):
 
     def setup(self, bottom, top):
         self.reader = self.make_reader(top)
+        if self.phase == TRAIN:
+            from ..solver.parallel import solver_count, solver_rank
+
+            if solver_count() > 1:
+                self.reader.sampler.shard(solver_rank(), solver_count())
         self.prefetcher = Prefetcher(self.reader.produce, self.reader.initial_state(),
                                      depth=self.prefetch_depth, name=f"netdef-data-{self.name}")
 

@@ -12,11 +12,12 @@ One iteration (Solver.step), as in Caffe:
   1. clear the param diffs; every `test_interval` iterations run the test nets first;
   2. compute_gradients(): `iter_size` forward/backward passes (layers *add* param gradients, so
      the passes accumulate), loss averaged over them; a non-finite loss stops training;
-  3. reduce_gradients(): the hook where data-parallel training sums gradients across devices
-     (nothing to do on one device);
+  3. reduce_gradients(): data-parallel training (distributed.py) sums the gradients over the
+     ranks and agrees on the loss and on SIGINT/SIGHUP requests (nothing to do on one device);
+     then the loss is logged and the on_gradients_ready callbacks run;
   4. apply_update(): learning rate of the policy; gradient clipping (the global L2 norm of all
      diffs scaled down to clip_gradients); then per param, in one fused kernel
-     (kernels/solver.cu): g = diff / iter_size + weight_decay * decay_mult * (w or sign(w)),
+     (kernels/solver.cu): g = diff / (iter_size * ranks) + weight_decay * decay_mult * (w or sign(w)),
      the rule's update u at rate base * lr_mult, diff = u and w -= u;
   5. iter += 1; snapshot every `snapshot` iterations or when SIGHUP asked; stop when SIGINT did.
 """
@@ -39,6 +40,7 @@ from ..glog import default_logging, installed_handler
 from ..net import Net
 from .evaluation import caffe_number as _g
 from .evaluation import evaluate, log_outputs, net_outputs
+from . import parallel as _parallel
 from .parallel import NCCL
 from .params import learning_rate, read_solver
 from .snapshot import Snapshots
@@ -74,13 +76,23 @@ class Solver(Snapshots):
                         self.param.type, type(self).__name__)
         self.dir = os.path.dirname(os.path.abspath(self.filename)) if self.filename else os.getcwd()
         self.check_rule()
-        if self.param.random_seed >= 0:
+        comm = _parallel.world()
+        #: distributed.DataParallel when this solver is one rank of data-parallel training
+        self.parallel = None
+        if comm is not None:
+            from .distributed import DataParallel
+
+            self.parallel = DataParallel(self, comm)
+            set_random_seed(self.parallel.agree_seed(self.param.random_seed))
+        elif self.param.random_seed >= 0:
             set_random_seed(self.param.random_seed)
         self.backend = backend or get_backend()
         self.dtype = np.dtype(dtype)
         self.net = self._init_train_net()
         self.net.share_diffs = True  # nobody reads a training net's activation diffs (see Net)
         self.test_nets = self._init_test_nets()
+        if self.parallel is not None:
+            self.parallel.setup()
         for w in self.param.weights:
             self.copy_trained_layers(self._path(w))
         self.history = [Blob(p.shape, dtype=self.dtype, backend=self.backend, name=f"history{i}")
@@ -94,6 +106,7 @@ class Solver(Snapshots):
         self._smoothed = []
         self.smoothed_loss = 0.0
         self._requests = []
+        self._stop_sent = False
         self._stop = False
         self._bar = None
         self._last_snapshot_iter = None
@@ -185,6 +198,22 @@ class Solver(Snapshots):
             nets.append(net)
         return nets
 
+    def attach_parallel(self, comm, nccl=None):
+        """Make this solver one rank of data-parallel training after it was created (pycaffe's
+        NCCL(solver, uid) does; a solver created after set_solver_count(n) already is one).
+        nccl: the NCCL module for a GPU backend (default cupy.cuda.nccl)."""
+        from .distributed import DataParallel
+
+        self.parallel = DataParallel(self, comm, nccl=nccl)
+        self.parallel.setup()
+        readers = [n for n, layer in self.net.layer_dict.items()
+                   if getattr(getattr(getattr(layer, "reader", None), "sampler", None), "ranks", comm.size) != comm.size]
+        if readers:
+            log.warning("data layer(s) %s were built before set_solver_count(%d) and read all the data "
+                        "on every rank: create the solver after set_solver_count, as Caffe's "
+                        "train.py does, for disjoint shards", ", ".join(readers), comm.size)
+        return self.parallel
+
     def share_weights(self, net):
         """pycaffe's solver.share_weights(net): let `net` use this solver's train net weights
         (Net.share_with)."""
@@ -197,7 +226,13 @@ class Solver(Snapshots):
             net.close()
 
     def copy_trained_layers(self, path):
-        """Load weights by layer name into the train and test nets (fine-tuning, --weights)."""
+        """Load weights by layer name into the train and test nets (fine-tuning, --weights);
+        data-parallel: rank 0 reads them and broadcasts."""
+        if self.parallel is not None:
+            return self.parallel.copy_trained_layers(path, self._copy_trained_layers)
+        return self._copy_trained_layers(path)
+
+    def _copy_trained_layers(self, path):
         log.info("Finetuning from %s", path)
         self.net.copy_from(path)
         for net in self.test_nets:
@@ -269,7 +304,14 @@ class Solver(Snapshots):
                 if on_start:
                     on_start()
             display = p.display and self.iter % p.display == 0
-            loss = self.compute_gradients()
+            failure = None
+            try:
+                loss = self.compute_gradients()
+            except TrainingError as e:
+                if self.parallel is None:
+                    raise
+                loss, failure = math.nan, e  # the other ranks learn it in the all-reduce
+            loss = self.reduce_gradients(loss, failure)
             self.losses.append(loss)
             self._update_smoothed_loss(loss, start_iter)
             if display:
@@ -278,7 +320,6 @@ class Solver(Snapshots):
             for _, on_ready in self.callbacks:
                 if on_ready:
                     on_ready()
-            self.reduce_gradients()
             self.apply_update()
             self.iter += 1
             if self._bar is not None:
@@ -312,9 +353,22 @@ class Solver(Snapshots):
             total += loss
         return total / self.param.iter_size
 
-    def reduce_gradients(self):
-        """Where data-parallel training sums the learnable params' diffs across devices or
-        processes (e.g. an NCCL/MPI all-reduce); nothing to do on one device."""
+    def reduce_gradients(self, loss=None, failure=None):
+        """Data-parallel training: the trainable params' diffs summed over the ranks in one
+        all-reduce, which also agrees on the loss (returned: the mean over the ranks), on a
+        non-finite loss anywhere (`failure`: this rank's TrainingError; every rank raises) and
+        on stop/snapshot requests (distributed.DataParallel.reduce). One process: the loss as
+        given."""
+        if self.parallel is not None:
+            return self.parallel.reduce(loss, failure)
+        if failure is not None:
+            raise failure
+        return loss
+
+    @property
+    def passes(self):
+        """Forward/backward passes whose gradients an update sums: iter_size on every rank."""
+        return self.param.iter_size * (self.parallel.size if self.parallel is not None else 1)
 
     def apply_update(self):
         """pycaffe's solver.apply_update() (Caffe's ApplyUpdate): the learning rate of the
@@ -327,7 +381,7 @@ class Solver(Snapshots):
         rate, self.current_step = learning_rate(p, self.iter, self.current_step)
         if p.display and self.iter % p.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, _g(rate))
-        scale = self._clip_scale() / p.iter_size
+        scale = self._clip_scale() / self.passes
         l1 = int(p.regularization_type == "L1")
         net = self.net
         for i, blob in enumerate(net.learnable_params):
@@ -360,8 +414,28 @@ class Solver(Snapshots):
             return factor
         return 1.0
 
+    # ---- snapshots (data-parallel: rank 0 writes and reads) ----------------------------------------
+    def snapshot(self):
+        if self.parallel is not None:
+            return self.parallel.snapshot(super().snapshot)
+        return super().snapshot()
+
+    def restore(self, path):
+        if self.parallel is not None:
+            return self.parallel.restore(path, super().restore)
+        return super().restore(path)
+
+    def _check_snapshot_prefix(self):
+        if self.parallel is None or self.parallel.is_root:
+            super()._check_snapshot_prefix()
+
     # ---- testing ------------------------------------------------------------------------------
     def test_all(self):
+        """Every test net (data-parallel: BatchNorm statistics averaged, then rank 0 tests)."""
+        if self.parallel is not None:
+            self.parallel.average_statistics()
+            if not self.parallel.is_root:
+                return
         for i in range(len(self.test_nets)):
             if self._stop:
                 break
@@ -374,7 +448,9 @@ class Solver(Snapshots):
         log.info("Iteration %d, Testing net (#%d)", self.iter, i)
         net = self.test_nets[i]
         n = self.param.test_iter[i]
-        r = evaluate(net, n, segmentation=self.segmentation, before_batch=self._serve_requests_in_test)
+        # data-parallel, requests wait for the next all-reduce, where every rank agrees on them
+        serve = self._serve_requests_in_test if self.parallel is None else None
+        r = evaluate(net, n, segmentation=self.segmentation, before_batch=serve)
         if r.interrupted:
             log.info("Test interrupted.")
             return None
@@ -428,10 +504,12 @@ class Solver(Snapshots):
         self._requests.append(action)
 
     def _take_request(self):
-        if not self._requests:
+        # data-parallel: only what all ranks agreed on in this iteration's all-reduce
+        requests = self._requests if self.parallel is None else self.parallel.agreed
+        if not requests:
             return None
-        action = "stop" if "stop" in self._requests else "snapshot"
-        self._requests.clear()
+        action = "stop" if "stop" in requests else "snapshot"
+        requests.clear()
         if action == "stop":
             log.info("Stop requested (SIGINT): snapshotting and stopping.")
         else:
@@ -445,10 +523,13 @@ class Solver(Snapshots):
         if threading.current_thread() is not threading.main_thread():
             yield
             return
+        self._stop_sent = False
 
         def on_int(signum, frame):
-            if "stop" in self._requests:
+            if "stop" in self._requests or self._stop_sent:
                 raise KeyboardInterrupt
+            # data-parallel, the request leaves _requests at the next all-reduce: remember it
+            self._stop_sent = True
             self._requests.append("stop")
 
         def on_hup(signum, frame):
