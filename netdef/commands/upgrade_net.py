@@ -7,14 +7,11 @@ NUL bytes; --format overrides both). OUT is written in the same format, atomical
 caffemodel keeps its weights. The upgrade is netdef.graph.upgrade_net, the one every loaded net
 goes through, so OUT is what netdef would have built from IN.
 """
-import logging
 import os
 
 from .. import graph, proto
 from .. import netdef_pb2 as pb
 from ..errors import ParseError
-
-log = logging.getLogger("netdef")
 
 HELP = "rewrite a V0/V1 net (prototxt or caffemodel) in today's format"
 
@@ -64,14 +61,14 @@ def run(args):
         net, _ = proto.read_text(args.input, pb.NetParameter)
     steps = graph.net_needs_upgrade(net)
     for step in steps:
-        log.info("Upgrading %s: %s", _STEPS[step], args.input)
+        print(f"Upgrading {_STEPS[step]}: {args.input}")
     graph.upgrade_net(net, args.input)
     if not steps:
-        log.info("File already in latest proto format: %s", args.input)
+        print(f"File already in latest proto format: {args.input}")
     if binary:
         proto.write_binary(net, args.output)
-        log.info("Wrote upgraded NetParameter binary proto to %s", args.output)
+        print(f"Wrote upgraded NetParameter binary proto to {args.output}")
     else:
         proto.write_text(net, args.output)
-        log.info("Wrote upgraded NetParameter text proto to %s", args.output)
+        print(f"Wrote upgraded NetParameter text proto to {args.output}")
     return 0

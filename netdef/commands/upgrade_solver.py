@@ -2,13 +2,10 @@
 today's `type` string (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam), as Caffe's
 upgrade_solver_proto_text. The upgrade is netdef.solver.upgrade_solver, the one every loaded
 solver goes through; OUT is written atomically, everything else in the file is kept."""
-import logging
 
 from .. import netdef_pb2 as pb
 from .. import proto
 from ..solver import upgrade_solver
-
-log = logging.getLogger("netdef")
 
 HELP = "rewrite a solver's legacy solver_type as today's type"
 
@@ -21,10 +18,10 @@ def configure(p):
 def run(args):
     param, _ = proto.read_text(args.input, pb.SolverParameter)
     if param.HasField("solver_type"):
-        log.info("Upgrading the deprecated 'solver_type' field (enum) to 'type' (string): %s", args.input)
+        print(f"Upgrading the deprecated 'solver_type' field (enum) to 'type' (string): {args.input}")
     else:
-        log.info("File already in latest proto format: %s", args.input)
+        print(f"File already in latest proto format: {args.input}")
     upgrade_solver(param, args.input)
     proto.write_text(param, args.output)
-    log.info("Wrote upgraded SolverParameter text proto to %s", args.output)
+    print(f"Wrote upgraded SolverParameter text proto to {args.output}")
     return 0
