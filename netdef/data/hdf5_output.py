@@ -66,7 +66,7 @@ class HDF5OutputLayer(Layer):
         if not data.shape or not label.shape or data.shape[0] != label.shape[0]:
             raise self.shape_error(f"data {data.shape} and label {label.shape} need the same number "
                                    "of rows (axis 0)")
-        for name, blob in zip(DATASETS, bottom):
+        for name, blob in zip(DATASETS, bottom, strict=True):
             if name in self.file and self.file[name].shape[1:] != _row_shape(blob.shape):
                 raise self.shape_error(f"bottom '{name}' now has rows of {blob.shape[1:]}, but the "
                                        f"file's '{name}' holds rows of {self.file[name].shape[1:]}")
@@ -76,7 +76,7 @@ class HDF5OutputLayer(Layer):
             raise self.error("the layer was closed; it writes no more")
         n = bottom[0].shape[0]
         try:
-            for name, blob in zip(DATASETS, bottom):
+            for name, blob in zip(DATASETS, bottom, strict=True):
                 rows = np.asarray(blob.to_numpy()).reshape((n,) + _row_shape(blob.shape))
                 if name not in self.file:
                     self.file.create_dataset(name, data=rows, maxshape=(None,) + rows.shape[1:],

@@ -46,7 +46,7 @@ def test_batches_are_appended_as_4d_data_and_label(tmp_path):
     (tmp_path / "list.txt").write_text("out.h5\n")
     back = netdef.Net(f"""layer {{ name: "d" type: "HDF5Data" top: "data" top: "label"
         hdf5_data_param {{ source: "{tmp_path}/list.txt" batch_size: 3 }} }}""", netdef.TEST)
-    for x, y in zip(xs, ys):
+    for x, y in zip(xs, ys, strict=True):
         back.forward()
         np.testing.assert_array_equal(back.blobs["data"].data[..., 0], x)
         np.testing.assert_array_equal(back.blobs["label"].data.ravel(), y)
