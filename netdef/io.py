@@ -31,12 +31,10 @@ mode='constant' blends in zeros, so values always stay within the input's range.
 of failing. Errors are netdef.io.IOValueError, a NetdefError that is also a ValueError, so
 that scripts catching pycaffe's ValueError/Exception keep working.
 """
-import io as _pyio
-
 import numpy as np
 
 from . import netdef_pb2 as pb
-from . import proto
+from .data import datum as _datum
 from .errors import NetdefError
 
 
@@ -253,34 +251,16 @@ def oversample(images, crop_dims):
 
 
 # ---- BlobProto / Datum -------------------------------------------------------------------
+# The codecs are netdef.data.datum's, shared with the Data layer and the dataset commands.
 def blobproto_to_array(blob, return_diff=False):
     """The data (or with return_diff the diff) of a BlobProto as an array of its shape
     (the legacy num/channels/height/width when set)."""
-    shape, legacy = proto.proto_shape(blob, "BlobProto: ")
-    if return_diff:
-        values = (np.array(blob.double_diff, dtype=np.float64) if len(blob.double_diff)
-                  else np.array(blob.diff, dtype=np.float32))
-    else:
-        values = (np.array(blob.double_data, dtype=np.float64) if len(blob.double_data)
-                  else np.array(blob.data, dtype=np.float32))
-    if not shape and not values.size:
-        return values  # an empty message: no shape, no values
-    count = int(np.prod(shape, dtype=np.int64))
-    if values.size != count:
-        what = "diff" if return_diff else "data"
-        raise IOValueError(f"BlobProto: shape {shape} holds {count} values but the {what} has {values.size}")
-    return values.reshape(shape)
+    return _datum.blobproto_to_array(blob, return_diff, "BlobProto", IOValueError)
 
 
 def array_to_blobproto(arr, diff=None):
     """A BlobProto with `arr` as its data (float) and shape; `diff`, of the same shape, as its diff."""
-    arr = np.asarray(arr)
-    if diff is not None:
-        diff = np.asarray(diff)
-        if diff.shape != arr.shape:
-            raise IOValueError(f"array_to_blobproto: diff shape {diff.shape} differs from data shape {arr.shape}")
-        diff = diff.astype(np.float32)
-    return proto.blob_to_proto(arr.astype(np.float32), diff=diff)
+    return _datum.array_to_blobproto(arr, diff, error=IOValueError)
 
 
 def arraylist_to_blobprotovector_str(arraylist):
@@ -302,38 +282,10 @@ def blobprotovector_str_to_arraylist(str_):
 
 def array_to_datum(arr, label=None):
     """A Datum of a (C, H, W) array: uint8 goes to `data` bytes, any other type to `float_data`."""
-    arr = np.asarray(arr)
-    if arr.ndim != 3:
-        raise IOValueError(f"Incorrect array shape: a Datum holds (C, H, W), got {arr.shape}")
-    datum = pb.Datum()
-    datum.channels, datum.height, datum.width = (int(d) for d in arr.shape)
-    if arr.dtype == np.uint8:
-        datum.data = np.ascontiguousarray(arr).tobytes()
-    else:
-        datum.float_data.extend(arr.astype(np.float64).ravel().tolist())
-    if label is not None:
-        datum.label = int(label)
-    return datum
+    return _datum.array_to_datum(arr, label, IOValueError)
 
 
 def datum_to_array(datum):
     """The (C, H, W) array of a Datum: uint8 from `data`, float from `float_data`; an encoded
     datum (a JPEG/PNG in `data`) is decoded, colour as BGR."""
-    shape = (datum.channels, datum.height, datum.width)
-    if datum.encoded:
-        from PIL import Image
-
-        try:
-            with Image.open(_pyio.BytesIO(datum.data)) as im:
-                a = np.asarray(im.convert("L") if im.mode in ("1", "L", "LA", "I;16") else im.convert("RGB"))
-        except Exception as e:
-            raise IOValueError(f"Datum: cannot decode its encoded image: {e}") from e
-        return a[np.newaxis] if a.ndim == 2 else a[:, :, ::-1].transpose(2, 0, 1).copy()
-    count = int(np.prod(shape, dtype=np.int64))
-    if len(datum.data):
-        if len(datum.data) != count:
-            raise IOValueError(f"Datum: shape {shape} holds {count} values but data has {len(datum.data)} bytes")
-        return np.frombuffer(datum.data, dtype=np.uint8).reshape(shape).copy()
-    if len(datum.float_data) != count:
-        raise IOValueError(f"Datum: shape {shape} holds {count} values but float_data has {len(datum.float_data)}")
-    return np.array(datum.float_data, dtype=np.float64).reshape(shape)
+    return _datum.datum_to_array(datum, where="Datum", error=IOValueError, float_dtype=np.float64)

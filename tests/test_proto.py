@@ -87,9 +87,14 @@ def test_input_shape_upgrade_and_errors():
         proto.read_net_text('input: "a" input_dim: 1 input_dim: 2')
 
 
-def test_v0_format_is_refused_clearly():
-    with pytest.raises(netdef.ParseError, match="V0"):
-        proto.read_net_text('layers { layer { name: "conv1" type: "conv" } }')
+def test_v0_format_is_upgraded_when_read():
+    net, _ = proto.read_net_text('input: "data" input_dim: 1 input_dim: 1 input_dim: 5 input_dim: 5 '
+                                 'layers { bottom: "data" top: "c" layer { name: "conv1" type: "conv" '
+                                 'num_output: 2 kernelsize: 3 } }')
+    assert [(l.name, l.type) for l in net.layer] == [("input", "Input"), ("conv1", "Convolution")]
+    assert net.layer[1].convolution_param.num_output == 2
+    with pytest.raises(netdef.ParseError, match="unknown V0 layer type 'convolution'"):
+        proto.read_net_text('layers { layer { name: "conv1" type: "convolution" } }')
 
 
 RULES = """

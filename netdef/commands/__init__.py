@@ -7,7 +7,8 @@
 and raises NetdefError for bad input (cli.main prints it as `netdef CMD: error: ...`).
 Only netdef.cli imports this package; the library never does.
 """
-from . import draw, info, parse_log, plot, run, segment, surgery, test, time, train
+from . import (compute_image_mean, convert_imageset, draw, extract_features, info, parse_log, plot, run,
+               segment, surgery, test, time, train, upgrade_net, upgrade_solver)
 
 #: subcommand name -> module, in the order `netdef -h` lists them
 COMMANDS = {
@@ -21,4 +22,9 @@ COMMANDS = {
     "parse-log": parse_log,
     "plot": plot,
     "run": run,
+    "convert-imageset": convert_imageset,
+    "compute-image-mean": compute_image_mean,
+    "extract-features": extract_features,
+    "upgrade-net": upgrade_net,
+    "upgrade-solver": upgrade_solver,
 }

@@ -121,25 +121,20 @@ def open_label(path):
 
 def read_mean_file(path):
     """A binary BlobProto mean (Caffe's mean.binaryproto) as float32 (H, W, C)."""
-    from .. import proto
+    from .datum import read_binaryproto
 
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as e:
-        raise NetdefError(f"cannot read mean_file: {e.strerror}", file=path) from None
-    bp = pb.BlobProto()
-    try:
-        bp.ParseFromString(raw)
-    except Exception as e:
-        raise NetdefError(f"mean_file is not a binary BlobProto: {e}", file=path) from None
-    shape, _ = proto.proto_shape(bp)
-    arr = proto.proto_to_array(bp, np.float32, f"{path}: ").reshape(shape)
+    arr = read_binaryproto(path, error=_MeanFileError)
+    shape = arr.shape
     while arr.ndim > 3 and arr.shape[0] == 1:
         arr = arr[0]
     if arr.ndim != 3:
         raise NetdefError(f"mean_file blob has shape {shape}; expected (1, C, H, W)", file=path)
-    return np.ascontiguousarray(arr.transpose(1, 2, 0))
+    return np.ascontiguousarray(arr.transpose(1, 2, 0), dtype=np.float32)
+
+
+class _MeanFileError(NetdefError):
+    def __init__(self, message):
+        super().__init__(f"mean_file: {message}")
 
 
 # ---- the transformation -----------------------------------------------------------------------
