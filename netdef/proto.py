@@ -140,6 +140,11 @@ def read_caffemodel(path):
     return upgrade_net(net, os.fspath(path))
 
 
+def read_blobproto(path):
+    """The BlobProto of a .binaryproto file (a mean file, InfogainLoss's H matrix)."""
+    return read_binary(path, pb.BlobProto, "binaryproto (BlobProto)")
+
+
 def atomic_write(path, data):
     """Write bytes to `path` through a temporary file and a rename, so that a crash or a full
     disk never leaves a partial file under the final name."""
