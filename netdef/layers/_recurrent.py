@@ -135,7 +135,7 @@ class RecurrentLayer(Layer):
         self.N = bottom[0].shape[1]
         blobs = self.net.blobs
         names = ["x", "cont"] + (["x_static"] if self.static else [])
-        for name, b in zip(names, bottom):
+        for name, b in zip(names, bottom, strict=False):
             blobs[name].reshape(b.shape)
         if self.static and bottom[2].shape[0] != self.N:
             raise self.shape_error(f"x_static (bottom[2]) {bottom[2].shape} must have N = {self.N} "
@@ -149,7 +149,8 @@ class RecurrentLayer(Layer):
                                            f"1 x N x num_output = {self._state_shape()}")
         self.net.reshape()
         top[0].reshape(blobs[self.output_name].shape)
-        for t, r in zip(top[1:], self.recurrent_outputs()):
+        # top[1:] holds the final state only with expose_hidden (zips below stop at it)
+        for t, r in zip(top[1:], self.recurrent_outputs(), strict=False):
             t.reshape(blobs[r].shape)
 
     def _copy(self, dst, src):
@@ -158,9 +159,9 @@ class RecurrentLayer(Layer):
     def forward(self, bottom, top):
         blobs = self.net.blobs
         names = ["x", "cont"] + (["x_static"] if self.static else [])
-        for name, b in zip(names, bottom):
+        for name, b in zip(names, bottom, strict=False):
             self._copy(blobs[name].data, b.data)
-        for i, (r0, rT) in enumerate(zip(self.recurrent_inputs, self.recurrent_outputs())):
+        for i, (r0, rT) in enumerate(zip(self.recurrent_inputs, self.recurrent_outputs(), strict=True)):
             if self.expose:
                 self._copy(blobs[r0].data, bottom[len(names) + i].data)
             elif self._carry:
@@ -170,7 +171,7 @@ class RecurrentLayer(Layer):
         self.net.forward_range(0, len(self.net.layers) - 1)
         self._carry = True
         self._copy(top[0].data, blobs[self.output_name].data)
-        for t, r in zip(top[1:], self.recurrent_outputs()):
+        for t, r in zip(top[1:], self.recurrent_outputs(), strict=False):
             self._copy(t.data, blobs[f"{r}_exposed"].data)
         if self.debug_info:
             self._log_debug("Forward")
@@ -180,7 +181,7 @@ class RecurrentLayer(Layer):
             raise self.error("cannot backpropagate to the sequence continuation indicators "
                              "(bottom[1])")
         blobs = self.net.blobs
-        exposed = {f"{r}_exposed": t for r, t in zip(self.recurrent_outputs(), top[1:])}
+        exposed = {f"{r}_exposed": t for r, t in zip(self.recurrent_outputs(), top[1:], strict=False)}
         for name in self.net.outputs:
             if name == self.output_name:
                 self._copy(blobs[name].diff, top[0].diff)
