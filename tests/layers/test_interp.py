@@ -91,3 +91,17 @@ def test_errors():
 @pytest.mark.gpu
 def test_gpu_matches_cpu():
     compare_devices(proto(height=9, width=6, pad_beg=-1), [np.random.default_rng(2).standard_normal((2, 3, 6, 5))])
+
+
+@pytest.mark.parametrize("params", [dict(zoom_factor=8), dict(shrink_factor=3), dict(height=61, width=2)])
+def test_backward_is_the_adjoint(params):
+    """<dy, A x> = <A^T dy, x> for DeepLab's 8x zoom and strong shrinks, where the gather's
+    search range in the backward kernel is widest or narrowest."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((1, 2, 9, 11))
+    layer, b, top = build_layer(proto(**params), [x])
+    (y,) = forward(layer, b, top)
+    dy = rng.standard_normal(y.shape)
+    top[0].diff[...] = dy
+    layer.backward(top, [True], b)
+    np.testing.assert_allclose(np.sum(dy * y), np.sum(b[0].diff * x), rtol=1e-12)
