@@ -98,6 +98,38 @@ CASES = {
     "SPP": ('layer { name: "l" type: "SPP" bottom: "data" top: "out" spp_param { pyramid_height: 2 } }', X),
     "Im2col": ('layer { name: "l" type: "Im2col" bottom: "data" top: "out" '
                'convolution_param { kernel_size: 3 pad: 1 stride: 2 } }', X),
+    # issue 15: losses, Interp, recurrent layers
+    "ContrastiveLoss": ('layer { name: "l" type: "ContrastiveLoss" bottom: "data" bottom: "data2" '
+                        'bottom: "y" top: "out" }',
+                        {"data": ((2, 3, 1, 1), (4, 3, 1, 1), "real"),
+                         "data2": ((2, 3, 1, 1), (4, 3, 1, 1), "real"),
+                         "y": ((2, 1, 1, 1), (4, 1, 1, 1), ("label", 2))}),
+    "HingeLoss": ('layer { name: "l" type: "HingeLoss" bottom: "data" bottom: "label" top: "out" '
+                  'hinge_loss_param { norm: L2 } }',
+                  {"data": ((2, 3, 2, 2), (3, 3, 2, 2), "real"), "label": ((2,), (3,), ("label", 12))}),
+    "InfogainLoss": ('layer { name: "l" type: "InfogainLoss" bottom: "data" bottom: "label" '
+                     'bottom: "H" top: "out" loss_param { ignore_label: 2 } }',
+                     {"data": ((2, 3, 4, 4), (1, 3, 5, 2), "real"),
+                      "label": ((2, 1, 4, 4), (1, 1, 5, 2), ("label", 3)), "H": ((3, 3), (3, 3), "pos")}),
+    "Interp": ('layer { name: "l" type: "Interp" bottom: "data" top: "out" interp_param { zoom_factor: 2 } }', X),
+    "LSTM": ('layer { name: "l" type: "LSTM" bottom: "data" bottom: "cont" top: "out" '
+             'recurrent_param { num_output: 3 ' + FILL + ' } }',
+             {"data": ((3, 2, 4), (3, 5, 4), "real"), "cont": ((3, 2), (3, 5), ("label", 2))}),
+    "LSTMUnit": ('layer { name: "l" type: "LSTMUnit" bottom: "data" bottom: "gates" bottom: "cont" '
+                 'top: "out" top: "out2" }',
+                 {"data": ((1, 2, 3), (1, 4, 3), "real"), "gates": ((1, 2, 12), (1, 4, 12), "real"),
+                  "cont": ((1, 2), (1, 4), ("label", 2))}),
+    "MultinomialLogisticLoss": ('layer { name: "l" type: "MultinomialLogisticLoss" bottom: "data" '
+                                'bottom: "label" top: "out" }',
+                                {"data": ((2, 4, 1, 1), (3, 4, 1, 1), "pos"),
+                                 "label": ((2, 1, 1, 1), (3, 1, 1, 1), ("label", 4))}),
+    "RNN": ('layer { name: "l" type: "RNN" bottom: "data" bottom: "cont" top: "out" '
+            'recurrent_param { num_output: 3 ' + FILL + ' } }',
+            {"data": ((2, 3, 2), (2, 1, 2), "real"), "cont": ((2, 3), (2, 1), ("label", 2))}),
+    "SigmoidCrossEntropyLoss": ('layer { name: "l" type: "SigmoidCrossEntropyLoss" bottom: "data" '
+                                'bottom: "data2" top: "out" }',
+                                {"data": ((2, 3, 4, 5), (3, 3, 2, 2), "real"),
+                                 "data2": ((2, 3, 4, 5), (3, 3, 2, 2), "pos")}),
 }
 # Layers whose tops come from their input, not from a bottom: a batch of another shape reshapes
 # the net through the same mechanism (test_data.py, test_python_layer.py); DummyData is below.

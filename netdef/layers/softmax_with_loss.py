@@ -17,26 +17,10 @@ backward: dx[o, c, t] = (p[o, c, t] - [c == label]) * dL / normalizer, 0 at igno
           No gradient to the labels.
 shape:    top[0] = () (a scalar), top[1] = bottom[0]
 """
-from .. import netdef_pb2 as pb
 from ..layer import Layer
 from . import register_layer
 from ._labels import bad_label_error, check_labels
-
-Norm = pb.LossParameter
-
-
-def loss_normalization(loss_param):
-    """The NormalizationMode in force: `normalization` if set, else the legacy `normalize`."""
-    if loss_param.HasField("normalization"):
-        return loss_param.normalization
-    if loss_param.HasField("normalize"):
-        return Norm.VALID if loss_param.normalize else Norm.BATCH_SIZE
-    return Norm.VALID
-
-
-def loss_normalizer(mode, outer, inner, valid):
-    n = {Norm.FULL: outer * inner, Norm.VALID: valid, Norm.BATCH_SIZE: outer, Norm.NONE: 1}[mode]
-    return max(float(n), 1.0)
+from ._loss import loss_normalization, loss_normalizer
 
 
 @register_layer("SoftmaxWithLoss")
@@ -50,9 +34,7 @@ class SoftmaxWithLossLayer(Layer):
         lp = self.layer_param.loss_param
         self.has_ignore = lp.HasField("ignore_label")
         self.ignore_label = int(lp.ignore_label)
-        self.normalization = loss_normalization(lp)
-        if self.normalization not in (Norm.FULL, Norm.VALID, Norm.BATCH_SIZE, Norm.NONE):
-            raise self.error(f"unknown normalization mode {self.normalization}")
+        self.normalization = loss_normalization(self)
         self.prob = None
         self.pixels = None
         self.normalizer = 1.0
