@@ -45,6 +45,25 @@ def test_layer_type_list_sorted_as_caffes_registry():
     assert "Convolution" in types and "SoftmaxWithLoss" in types
 
 
+# The 61 types BVLC Caffe 1.0's layer registry holds (REGISTER_LAYER_CLASS / REGISTER_LAYER_CREATOR
+# in src/caffe/layers/ and layer_factory.cpp), written out here as the independent record.
+CAFFE_TYPES = """
+AbsVal Accuracy ArgMax BNLL BatchNorm BatchReindex Bias Clip Concat ContrastiveLoss Convolution
+Crop Data Deconvolution Dropout DummyData ELU Eltwise Embed EuclideanLoss Exp Filter Flatten
+HDF5Data HDF5Output HingeLoss Im2col ImageData InfogainLoss InnerProduct Input LRN LSTM LSTMUnit
+Log MVN MemoryData MultinomialLogisticLoss PReLU Parameter Pooling Power Python RNN ReLU
+Reduction Reshape SPP Scale Sigmoid SigmoidCrossEntropyLoss Silence Slice Softmax
+SoftmaxWithLoss Split Swish TanH Threshold Tile WindowData
+""".split()
+
+
+def test_layer_type_list_holds_every_type_caffe_registers():
+    assert len(set(CAFFE_TYPES)) == 61
+    missing = sorted(set(CAFFE_TYPES) - set(netdef.layer_type_list()))
+    assert not missing, f"Caffe layer types netdef lacks: {missing}"
+    assert "Interp" in netdef.layer_type_list()  # DeepLab's, beyond Caffe
+
+
 def test_solver_count_and_nccl_for_one_process(tmp_path):
     assert netdef.solver_count() == 1 and netdef.solver_rank() == 0 and netdef.has_nccl() is False
     netdef.set_solver_count(1)
