@@ -205,11 +205,15 @@ def open_db(path, backend=None):
     if found is not None and found != backend:
         raise NetdefError(f"the database is {found.upper()} but backend {backend.upper()} was asked for "
                           f"(set backend: {found.upper()})", file=path)
-    try:
-        st = os.stat(os.path.join(path, "data.mdb") if found == "lmdb" and os.path.isdir(path) else path)
-        ident = (path, backend, st.st_ino, st.st_mtime_ns)
-    except OSError:
-        ident = (path, backend)
+    # A rewritten LMDB is a new file: its readers start afresh. A LevelDB directory changes
+    # whenever it is opened (its LOG), and one process can open it only once: one reader.
+    ident = (path, backend)
+    if backend == "lmdb":
+        try:
+            st = os.stat(os.path.join(path, "data.mdb") if os.path.isdir(path) else path)
+            ident += (st.st_ino, st.st_mtime_ns)
+        except OSError:
+            pass
     with _open_lock:
         reader = _open.get(ident)
         if reader is None:

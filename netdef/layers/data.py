@@ -114,12 +114,12 @@ class DataLayer(PrefetchingDataLayer):
         backend = None
         if dp.HasField("backend"):
             backend = "lmdb" if dp.backend == pb.DataParameter.LMDB else "leveldb"
+        tp = self.layer_param.transform_param
+        transform = Transform(tp, self.phase, err, base)
         try:
             db = open_db(src, backend)
         except NetdefError as e:
             raise type(e)(f"data_param.source: {e.detail}", file=e.file, layer=self.name) from None
-        tp = self.layer_param.transform_param
-        transform = Transform(tp, self.phase, err, base)
         color = True if tp.force_color else False if tp.force_gray else None
         seed = draw_seed(self)
         skip = int(np.random.default_rng([seed, 2]).integers(0, dp.rand_skip)) if dp.rand_skip else 0
