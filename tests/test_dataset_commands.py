@@ -53,7 +53,7 @@ def test_convert_imageset_raw_bgr_in_list_order(images):
     recs = records(d / "db")
     assert [k for k, _ in recs] == ["00000000_im0.png", "00000001_im1.png", "00000002_sub dir/im 2.png",
                                     "00000003_im3.png", "00000004_im4.png", "00000005_im5.png"]
-    for (key, datum), a in zip(recs, arrays):
+    for (_, datum), a in zip(recs, arrays, strict=True):
         assert (datum.channels, datum.height, datum.width, datum.encoded) == (3, 5, 4, False)
         np.testing.assert_array_equal(dt.datum_to_array(datum), a[:, :, ::-1].transpose(2, 0, 1))
     assert [d_.label for _, d_ in recs] == [0, 1, 2, 0, 1, 2]

@@ -81,7 +81,7 @@ def run(args):
     records = [[] for _ in blobs]
     for _ in range(args.iterations):
         net.forward()
-        for recs, name, db in zip(records, blobs, dbs):
+        for recs, name in zip(records, blobs, strict=True):
             data = net.blobs[name].data
             data = np.asarray(data.get() if hasattr(data, "get") else data, dtype=np.float32)
             if data.ndim == 0:
@@ -90,7 +90,7 @@ def run(args):
                 recs.append((str(len(recs)), array_to_datum(item.reshape(1, -1, 1)).SerializeToString()))
                 if len(recs) % 1000 == 0:
                     log.info("Extracted features of %d query images for feature blob %s", len(recs), name)
-    for recs, name, db in zip(records, blobs, dbs):
+    for recs, name, db in zip(records, blobs, dbs, strict=True):
         write_datums(db, recs, backend=backend)
         log.info("Extracted features of %d query images for feature blob %s", len(recs), name)
     log.info("Successfully extracted the features!")

@@ -70,7 +70,7 @@ class DatumReader:
     def produce(self, state):
         picks, nxt = self.sampler.take(state, self.batch_size)
         images, labels = [], []
-        for (key, value), (_, rng) in zip(self._records(picks), picks):
+        for (key, value), (_, rng) in zip(self._records(picks), picks, strict=True):
             where = f"{self.db.path}, record '{key_text(key)}'"
             datum = parse_datum(value, where)
             if not datum.encoded and self.warn_raw_force:
