@@ -297,3 +297,34 @@ def test_io_errors_stay_value_errors():
         nio.datum_to_array(pb.Datum(channels=1, height=1, width=2, float_data=[1.0]))
     with pytest.raises(ValueError, match="Incorrect array shape"):
         nio.array_to_datum(np.zeros(3))
+
+
+def test_solver_snapshot_stores_the_cursor(raw_db, tmp_path):
+    path, _ = raw_db
+    (tmp_path / "net.prototxt").write_text(f'''
+      layer {{ name: "d" type: "Data" top: "data" top: "label"
+        transform_param {{ crop_size: 4 mirror: true }} data_param {{ source: "{path}" batch_size: 2 }} }}
+      layer {{ name: "ip" type: "InnerProduct" bottom: "data" top: "ip"
+        inner_product_param {{ num_output: 2 weight_filler {{ type: "xavier" }} }} }}
+      layer {{ name: "loss" type: "EuclideanLoss" bottom: "ip" bottom: "ip" top: "loss" }}''')
+    (tmp_path / "solver.prototxt").write_text(f'net: "{tmp_path}/net.prototxt" base_lr: 0.1 '
+                                              f'lr_policy: "fixed" max_iter: 10 snapshot_prefix: "{tmp_path}/s" random_seed: 5')
+
+    def solver():
+        return netdef.get_solver(str(tmp_path / "solver.prototxt"))
+
+    a = solver()
+    a.step(3)
+    snap = a.snapshot()
+    def next_batch(net):
+        net.forward()
+        return np.array(net.blobs["data"].data)
+
+    after = [next_batch(a.net) for _ in range(2)]
+    b = solver()
+    b.restore(snap)
+    assert b.net.layer_dict["d"].get_state()["pos"] == 1  # 3 batches of 2 in 5 records
+    for e in after:
+        np.testing.assert_array_equal(next_batch(b.net), e)
+    a.close()
+    b.close()
