@@ -76,7 +76,7 @@ CASES = {
 }
 # Layers whose tops come from their input, not from a bottom: a batch of another shape reshapes
 # the net through the same mechanism (test_data.py, test_python_layer.py); DummyData is below.
-DATA_DRIVEN = {"HDF5Data", "ImageData", "MemoryData", "SegData", "SegmentationData", "Python",
+DATA_DRIVEN = {"Data", "HDF5Data", "ImageData", "MemoryData", "SegData", "SegmentationData", "Python",
                "DummyData"}
 
 

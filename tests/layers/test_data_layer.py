@@ -328,3 +328,17 @@ def test_solver_snapshot_stores_the_cursor(raw_db, tmp_path):
         np.testing.assert_array_equal(next_batch(b.net), e)
     a.close()
     b.close()
+
+
+def test_a_batch_of_another_size_reshapes_the_net(tmp_path):
+    recs = [(f"{i}", dt.array_to_datum(np.full((1, 4 + i // 2, 4), i, np.uint8))) for i in range(4)]
+    write_datums(tmp_path / "sizes", recs)
+    net = netdef.Net(f'''layer {{ name: "d" type: "Data" top: "data" top: "label"
+        data_param {{ source: "{tmp_path}/sizes" batch_size: 2 }} }}
+      layer {{ name: "p" type: "Pooling" bottom: "data" top: "p"
+        pooling_param {{ pool: MAX kernel_size: 2 stride: 2 }} }}''', netdef.TEST)
+    net.forward()
+    assert net.blobs["p"].shape == (2, 1, 2, 2)
+    net.forward()
+    assert net.blobs["data"].shape == (2, 1, 5, 4) and net.blobs["p"].shape == (2, 1, 3, 2)
+    np.testing.assert_array_equal(net.blobs["p"].data[:, 0, 0, 0], [2, 3])
