@@ -190,3 +190,12 @@ def test_extract_features_writes_float_datums(images, capsys):
         assert main(["extract-features", f"{d}/w.caffemodel", f"{d}/net.prototxt", *argv]) == 1
         assert match in capsys.readouterr().err
     assert not os.path.exists(d / "a")
+
+
+def test_convert_imageset_to_leveldb(images):
+    pytest.importorskip("plyvel")
+    d, arrays = images
+    assert convert(d, "--backend=leveldb") == 0
+    recs = records(d / "db")
+    assert len(recs) == 6 and open_db(d / "db").backend == "leveldb"
+    np.testing.assert_array_equal(dt.datum_to_array(recs[3][1]), arrays[3][:, :, ::-1].transpose(2, 0, 1))
