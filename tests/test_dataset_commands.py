@@ -186,7 +186,8 @@ def test_extract_features_writes_float_datums(images, capsys):
     for argv, match in [(["ip", f"{d}/a,{d}/b", "1"], "one database per blob"),
                         (["nope", f"{d}/a", "1"], "unknown feature blob 'nope'"),
                         (["ip", f"{d}/a", "0"], "must be >= 1"),
-                        (["ip", f"{d}/a", "1", "lmdb", "TPU"], "unexpected arguments TPU")]:
+                        (["ip", f"{d}/a", "1", "lmdb", "TPU"], "unexpected arguments TPU"),
+                        (["ip", f"{d}/f_ip", "1"], "already exists")]:
         assert main(["extract-features", f"{d}/w.caffemodel", f"{d}/net.prototxt", *argv]) == 1
         assert match in capsys.readouterr().err
     assert not os.path.exists(d / "a")
