@@ -249,7 +249,7 @@ def test_missing_packages_name_the_extras(raw_db, monkeypatch):
     from netdef.data import lmdb_data
 
     monkeypatch.setitem(sys.modules, "lmdb", None)
-    monkeypatch.setattr(lmdb_data, "_open", type(lmdb_data._open)())
+    monkeypatch.setattr(lmdb_data, "_open", {})
     with pytest.raises(netdef.NetdefError, match=r"netdef\[lmdb\]"):
         data_net(path)
     monkeypatch.setitem(sys.modules, "plyvel", None)
@@ -342,3 +342,17 @@ def test_a_batch_of_another_size_reshapes_the_net(tmp_path):
     net.forward()
     assert net.blobs["data"].shape == (2, 1, 5, 4) and net.blobs["p"].shape == (2, 1, 3, 2)
     np.testing.assert_array_equal(net.blobs["p"].data[:, 0, 0, 0], [2, 3])
+
+
+def test_a_database_rewritten_at_the_same_path_is_read_afresh(tmp_path):
+    import shutil
+
+    for value in (1, 2):
+        shutil.rmtree(tmp_path / "db", ignore_errors=True)
+        write_datums(tmp_path / "db", [("a", dt.array_to_datum(np.full((1, 2, 2), value, np.uint8)))])
+        net = data_net(tmp_path / "db", batch=1)
+        assert net.forward()["data"][0, 0, 0, 0] == value
+        del net
+        import gc
+
+        gc.collect()
