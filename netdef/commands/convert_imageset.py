@@ -140,6 +140,8 @@ def run(args):
         raise NetdefError("--encode_type needs --encoded")
     if args.encode_type and args.encode_type.lower().lstrip(".") not in ENCODE_TYPES:
         raise NetdefError(f"unknown --encode_type '{args.encode_type}'; one of {', '.join(sorted(ENCODE_TYPES))}")
+    if os.path.exists(args.db):  # before any work: Caffe's tool refuses an existing database too
+        raise NetdefError("the database already exists; remove it first", file=args.db)
     items = read_list(args.listfile)
     if args.shuffle:
         log.info("Shuffling data")

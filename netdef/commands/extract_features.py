@@ -8,6 +8,7 @@ CPU / GPU [DEVICE_ID]. The features are held in memory until the passes are done
 database is written (atomically: a temporary directory renamed).
 """
 import logging
+import os
 
 import numpy as np
 
@@ -68,29 +69,35 @@ def run(args):
         raise NetdefError(f"a database is named twice in {args.dbs}")
     if args.iterations < 1:
         raise NetdefError(f"N (the number of mini-batches) must be >= 1, got {args.iterations}")
+    for db in dbs:  # before the passes, not after them
+        if os.path.exists(db):
+            raise NetdefError("the database already exists; remove it first", file=db)
     select_device(args)
     net = Net(args.model, TEST)
-    for w in args.weights.split(","):
-        if w:
-            net.copy_from(w)
-    for b in blobs:
-        if b not in net.blobs:
-            raise NetdefError(f"unknown feature blob '{b}' in the network; its blobs: {', '.join(net.blobs)}",
-                              file=args.model)
-    log.info("Extracting features")
     records = [[] for _ in blobs]
-    for _ in range(args.iterations):
-        net.forward()
-        for recs, name, db in zip(records, blobs, dbs):
-            data = net.blobs[name].data
-            data = np.asarray(data.get() if hasattr(data, "get") else data, dtype=np.float32)
-            if data.ndim == 0:
-                raise NetdefError(f"blob '{name}' is a scalar; extract-features needs a batch axis")
-            for item in data.reshape(data.shape[0], -1):
-                recs.append((str(len(recs)), array_to_datum(item.reshape(1, -1, 1)).SerializeToString()))
-                if len(recs) % 1000 == 0:
-                    log.info("Extracted features of %d query images for feature blob %s", len(recs), name)
-    for recs, name, db in zip(records, blobs, dbs):
+    try:
+        for w in args.weights.split(","):
+            if w:
+                net.copy_from(w)
+        for b in blobs:
+            if b not in net.blobs:
+                raise NetdefError(f"unknown feature blob '{b}' in the network; its blobs: "
+                                  f"{', '.join(net.blobs)}", file=args.model)
+        log.info("Extracting features")
+        for _ in range(args.iterations):
+            net.forward()
+            for recs, name in zip(records, blobs, strict=True):
+                data = net.blobs[name].data
+                data = np.asarray(data.get() if hasattr(data, "get") else data, dtype=np.float32)
+                if data.ndim == 0:
+                    raise NetdefError(f"blob '{name}' is a scalar; extract-features needs a batch axis")
+                for item in data.reshape(data.shape[0], -1):
+                    recs.append((str(len(recs)), array_to_datum(item.reshape(1, -1, 1)).SerializeToString()))
+                    if len(recs) % 1000 == 0:
+                        log.info("Extracted features of %d query images for feature blob %s", len(recs), name)
+    finally:
+        net.close()  # the data layers' prefetch threads
+    for recs, name, db in zip(records, blobs, dbs, strict=True):
         write_datums(db, recs, backend=backend)
         log.info("Extracted features of %d query images for feature blob %s", len(recs), name)
     log.info("Successfully extracted the features!")

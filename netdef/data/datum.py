@@ -49,10 +49,17 @@ def decode_image_bytes(data, color=None, where="", error=NetdefError):
     """An image file's bytes as uint8 (C, H, W): BGR, or one channel. color None keeps what the
     file holds (gray stays gray, anything else becomes BGR: an alpha channel is dropped),
     True forces BGR, False forces gray."""
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(_pyio.BytesIO(bytes(data))) as im:
+        with warnings.catch_warnings():
+            # An image over PIL's MAX_IMAGE_PIXELS (89 M) is refused before it is allocated:
+            # a record declaring one is corrupt far more often than it is real.
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(_pyio.BytesIO(bytes(data)))
+        with im:
             im.load()
             gray = im.mode in ("1", "L", "LA", "I", "I;16", "F") if color is None else not color
             a = np.asarray(im.convert("L" if gray else "RGB"))

@@ -14,7 +14,6 @@ Every error names the database's path, and the key of a record that cannot be re
 import os
 import shutil
 import threading
-import weakref
 
 from .. import tempfiles
 from ..errors import NetdefError
@@ -129,10 +128,17 @@ class LMDBReader(DBReader):
                                  subdir=os.path.isdir(path))
         except lmdb.Error as e:
             raise NetdefError(f"cannot open the LMDB database ({type(e).__name__}: {e})", file=path) from None
-        super().__init__(path, "lmdb")
+        try:
+            super().__init__(path, "lmdb")
+        except BaseException:  # no records: not kept, so close it (lmdb allows one per path)
+            self.env.close()
+            raise
 
     def _count(self):
         return int(self.env.stat()["entries"])
+
+    def close(self):
+        self.env.close()
 
     def _scan(self, key, count):
         """Up to `count` (key, value) from `key` (inclusive; None: the first)."""
@@ -162,8 +168,14 @@ class LevelDBReader(DBReader):
             self.db = plyvel.DB(path, create_if_missing=False)
         except Exception as e:  # plyvel.Error, IOError and friends
             raise NetdefError(f"cannot open the LevelDB database ({type(e).__name__}: {e})", file=path) from None
-        weakref.finalize(self, self.db.close)
-        super().__init__(path, "leveldb")
+        try:
+            super().__init__(path, "leveldb")
+        except BaseException:
+            self.db.close()
+            raise
+
+    def close(self):
+        self.db.close()
 
     def _count(self):
         n = 0
@@ -183,9 +195,11 @@ class LevelDBReader(DBReader):
         return out
 
 
-#: Open databases, shared by the layers that read the same one (a train and a test net):
-#: LMDB allows one environment per file and process.
-_open = weakref.WeakValueDictionary()
+#: Open databases by (path, backend): (stamp, reader), shared by the layers that read the same
+#: one (a train and a test net). Kept open for the process: lmdb allows one environment per
+#: path and process, and a transaction or cursor still alive somewhere would keep a dropped one
+#: registered; a database rewritten at the same path (a new stamp) closes the old reader first.
+_open = {}
 _open_lock = threading.Lock()
 
 
@@ -205,16 +219,24 @@ def open_db(path, backend=None):
     if found is not None and found != backend:
         raise NetdefError(f"the database is {found.upper()} but backend {backend.upper()} was asked for "
                           f"(set backend: {found.upper()})", file=path)
-    try:
-        st = os.stat(os.path.join(path, "data.mdb") if found == "lmdb" and os.path.isdir(path) else path)
-        ident = (path, backend, st.st_ino, st.st_mtime_ns)
-    except OSError:
-        ident = (path, backend)
+    # A rewritten LMDB is a new data.mdb. A LevelDB directory changes whenever it is opened
+    # (its LOG), and one process can open it only once: one reader.
+    stamp = None
+    if backend == "lmdb":
+        try:
+            st = os.stat(os.path.join(path, "data.mdb") if os.path.isdir(path) else path)
+            stamp = (st.st_ino, st.st_mtime_ns, st.st_size)
+        except OSError:
+            pass
     with _open_lock:
-        reader = _open.get(ident)
-        if reader is None:
-            reader = LMDBReader(path) if backend == "lmdb" else LevelDBReader(path)
-            _open[ident] = reader
+        old = _open.get((path, backend))
+        if old is not None and old[0] == stamp:
+            return old[1]
+        if old is not None:
+            old[1].close()
+            del _open[(path, backend)]
+        reader = LMDBReader(path) if backend == "lmdb" else LevelDBReader(path)
+        _open[(path, backend)] = (stamp, reader)
     return reader
 
 

@@ -129,7 +129,12 @@ def read_mean_file(path):
         arr = arr[0]
     if arr.ndim != 3:
         raise NetdefError(f"mean_file blob has shape {shape}; expected (1, C, H, W)", file=path)
-    return np.ascontiguousarray(arr.transpose(1, 2, 0), dtype=np.float32)
+    with np.errstate(over="ignore"):
+        mean = np.ascontiguousarray(arr.transpose(1, 2, 0), dtype=np.float32)
+    if not np.isfinite(mean).all():
+        raise NetdefError("mean_file holds values that are not finite float32 numbers (inf, nan or "
+                          "beyond 3.4e38)", file=path)
+    return mean
 
 
 class _MeanFileError(NetdefError):

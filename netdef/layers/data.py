@@ -70,7 +70,7 @@ class DatumReader:
     def produce(self, state):
         picks, nxt = self.sampler.take(state, self.batch_size)
         images, labels = [], []
-        for (key, value), (_, rng) in zip(self._records(picks), picks):
+        for (key, value), (_, rng) in zip(self._records(picks), picks, strict=True):
             where = f"{self.db.path}, record '{key_text(key)}'"
             datum = parse_datum(value, where)
             if not datum.encoded and self.warn_raw_force:
@@ -114,12 +114,12 @@ class DataLayer(PrefetchingDataLayer):
         backend = None
         if dp.HasField("backend"):
             backend = "lmdb" if dp.backend == pb.DataParameter.LMDB else "leveldb"
+        tp = self.layer_param.transform_param
+        transform = Transform(tp, self.phase, err, base)
         try:
             db = open_db(src, backend)
         except NetdefError as e:
             raise type(e)(f"data_param.source: {e.detail}", file=e.file, layer=self.name) from None
-        tp = self.layer_param.transform_param
-        transform = Transform(tp, self.phase, err, base)
         color = True if tp.force_color else False if tp.force_gray else None
         seed = draw_seed(self)
         skip = int(np.random.default_rng([seed, 2]).integers(0, dp.rand_skip)) if dp.rand_skip else 0
