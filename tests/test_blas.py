@@ -28,6 +28,24 @@ def test_openblas_found_and_shared(cpu):
     np.testing.assert_allclose(c, a.astype(np.float64) @ b.astype(np.float64), rtol=1e-4, atol=1e-3)
 
 
+def test_numpy_openblas_chosen_when_scipy_came_first():
+    """scipy's wheels bring a second OpenBLAS; imported before netdef (scikit-learn does), its
+    copy must not be the one netdef shares threads with, or numpy's GEMMs lose the sharing."""
+    pytest.importorskip("scipy")
+    code = (
+        "import scipy.linalg, numpy as np, netdef\n"
+        "from netdef.backend import blas\n"
+        "netdef.get_backend('cpu')\n"
+        "lib = blas.openblas()\n"
+        "if lib is None or not blas._state['shared']: raise SystemExit(0)\n"
+        "assert 'numpy' in lib._name, lib._name\n"
+        "before = blas.shared_thread_calls()\n"
+        "a = np.ones((512, 512), np.float32); a @ a\n"
+        "assert blas.shared_thread_calls() > before\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
 def test_fork_child_uses_blas(cpu, tmp_path):
     """A forked child (data loaders) must still run numpy GEMMs: the callback is dropped there."""
     if not hasattr(os, "fork"):

@@ -34,7 +34,11 @@ def _loaded_openblas_paths():
                         paths.append(parts[5])
     except OSError:
         pass
-    return paths
+    # numpy's own copy first: scipy (imported by scikit-learn, say) brings a second OpenBLAS,
+    # and sharing threads with or calling into that one would leave numpy's copy untouched
+    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    mine = (os.path.join(numpy_dir, "numpy.libs"), os.path.join(numpy_dir, "numpy"))
+    return sorted(paths, key=lambda p: not p.startswith(mine))
 
 
 def _symbol(lib, base):
