@@ -52,17 +52,34 @@ def prepare(model, seed, out):
     return run, os.path.join(run, f"{model}_iter_{max_iter}.caffemodel"), max_iter
 
 
-def train(model, seed, out):
-    run, weights, max_iter = prepare(model, seed, out)
-    if os.path.exists(weights):
-        return dict(model=model, seed=seed, weights=weights, iters=max_iter, wall_s=None)
-    t0 = time.time()
-    with open(os.path.join(run, "train.log"), "w") as log:
-        rc = subprocess.call([sys.executable, "-m", "netdef", "train", os.path.join(run, "solver.prototxt"), "--log", "none"],
-                             stdout=log, stderr=subprocess.STDOUT, cwd=run)
-    if rc != 0 or not os.path.exists(weights):
-        raise SystemExit(f"fcn_variants: training {model} seed {seed} failed (rc {rc}); see {run}/train.log")
-    return dict(model=model, seed=seed, weights=weights, iters=max_iter, wall_s=round(time.time() - t0, 1))
+def run(model, seed, out, width, iters):
+    """Trains (unless its final snapshot exists) and scores one (model, seed); the scores are
+    kept in <run>/scores.json, so a table can be made from whatever runs have finished."""
+    run_dir, weights, max_iter = prepare(model, seed, out)
+    wall = None
+    if not os.path.exists(weights):
+        t0 = time.time()
+        with open(os.path.join(run_dir, "train.log"), "w") as log:
+            rc = subprocess.call([sys.executable, "-m", "netdef", "train", os.path.join(run_dir, "solver.prototxt"),
+                                  "--log", "none"], stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+        if rc != 0 or not os.path.exists(weights):
+            print(f"fcn_variants: training {model} seed {seed} failed (rc {rc}); see {run_dir}/train.log", flush=True)
+            return None
+        wall = round(time.time() - t0, 1)
+        with open(os.path.join(run_dir, "wall.json"), "w") as f:
+            json.dump(dict(wall_s=wall, load=os.getloadavg()[0]), f)
+    elif os.path.exists(os.path.join(run_dir, "wall.json")):
+        wall = json.load(open(os.path.join(run_dir, "wall.json")))["wall_s"]
+    scores = os.path.join(run_dir, "scores.json")
+    if not os.path.exists(scores):
+        subprocess.check_call([sys.executable, os.path.join(HERE, "seg_eval.py"),
+                               os.path.join(MODELS, model, "val.prototxt"), weights, "--iters", str(iters),
+                               "--width", str(width), "--json", scores], stdout=subprocess.DEVNULL)
+    r = dict(model=model, seed=seed, iters=max_iter, wall_s=wall, **json.load(open(scores))[0])
+    print(f"{model} seed {seed} ({max_iter} iterations, wall {wall} s): mean IU {r['mean_iu']:.3f}, "
+          f"boundary (±{width} px) mean IU {r['boundary_mean_iu']:.3f}, pixel acc. {r['pixel_accuracy']:.3f}",
+          flush=True)
+    return r
 
 
 def _mean_spread(xs):
@@ -89,27 +106,15 @@ def main():
     ap.add_argument("--models", nargs="+", default=["fcn32s-mini", "fcn16s-mini", "fcn8s-mini"])
     ap.add_argument("--seeds", nargs="+", type=int, default=[1701, 1702])
     ap.add_argument("--out", default=os.path.join("runs", "fcn-variants"), help="run directories and results.json")
-    ap.add_argument("--jobs", type=int, default=1, help="trainings at once (each uses OMP_NUM_THREADS threads)")
+    ap.add_argument("--jobs", type=int, default=1, help="trainings at once (each uses OMP_NUM_THREADS threads; on a loaded machine use OMP_NUM_THREADS=1)")
     ap.add_argument("--width", type=int, default=3, help="boundary band half-width in pixels")
     ap.add_argument("--iters", type=int, default=100, help="val images to score")
     args = ap.parse_args()
 
-    import netdef
-    from seg_eval import evaluate
-
     jobs = [(m, s) for s in args.seeds for m in args.models]
-    with ThreadPoolExecutor(max(1, args.jobs)) as pool:
-        runs = list(pool.map(lambda ms: train(ms[0], ms[1], args.out), jobs))
-    netdef.set_mode_cpu()
-    results = []
-    for r in runs:
-        whole, band = evaluate(os.path.join(MODELS, r["model"], "val.prototxt"), r["weights"], args.iters, args.width)
-        r.update(mean_iu=whole["mean_iu"], pixel_accuracy=whole["pixel_accuracy"],
-                 boundary_mean_iu=band["mean_iu"], boundary_pixel_accuracy=band["pixel_accuracy"])
-        print(f"{r['model']} seed {r['seed']} ({r['iters']} iterations, wall {r['wall_s']} s): mean IU "
-              f"{r['mean_iu']:.3f}, boundary (±{args.width} px) mean IU {r['boundary_mean_iu']:.3f}, "
-              f"pixel acc. {r['pixel_accuracy']:.3f}", flush=True)
-        results.append(r)
+    os.makedirs(args.out, exist_ok=True)
+    with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads only wait on the subprocesses
+        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters), jobs) if r]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(table(results))
