@@ -36,8 +36,9 @@ def _set(text, key, value):
     return text
 
 
-def prepare(model, seed, out):
-    """Writes <out>/<model>-s<seed>/solver.prototxt; returns (run dir, final caffemodel, max_iter)."""
+def prepare(model, seed, out, overrides=()):
+    """Writes <out>/<model>-s<seed>/solver.prototxt (with `overrides`, (key, value) pairs of
+    solver fields); returns (run dir, final caffemodel, max_iter)."""
     src = os.path.join(MODELS, model)
     text = open(os.path.join(src, "solver.prototxt")).read()
     run = os.path.abspath(os.path.join(out, f"{model}-s{seed}"))
@@ -46,16 +47,18 @@ def prepare(model, seed, out):
         text = _set(text, key, json.dumps(os.path.abspath(os.path.join(src, name))))
     text = _set(text, "snapshot_prefix", json.dumps(os.path.join(run, model)))
     text = _set(text, "random_seed", seed)
+    for key, value in overrides:
+        text = _set(text, key, value) if re.search(rf"(?m)^{key}: ", text) else text + f"{key}: {value}\n"
     max_iter = int(re.search(r"(?m)^max_iter: (\d+)", text).group(1))
     with open(os.path.join(run, "solver.prototxt"), "w") as f:
         f.write(text)
     return run, os.path.join(run, f"{model}_iter_{max_iter}.caffemodel"), max_iter
 
 
-def run(model, seed, out, width, iters):
+def run(model, seed, out, width, iters, overrides=()):
     """Trains (unless its final snapshot exists) and scores one (model, seed); the scores are
     kept in <run>/scores.json, so a table can be made from whatever runs have finished."""
-    run_dir, weights, max_iter = prepare(model, seed, out)
+    run_dir, weights, max_iter = prepare(model, seed, out, overrides)
     wall = None
     if not os.path.exists(weights):
         t0 = time.time()
@@ -109,12 +112,20 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (each uses OMP_NUM_THREADS threads; on a loaded machine use OMP_NUM_THREADS=1)")
     ap.add_argument("--width", type=int, default=3, help="boundary band half-width in pixels")
     ap.add_argument("--iters", type=int, default=100, help="val images to score")
+    ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                    help="change a solver field for every run, e.g. --set base_lr=0.002 --set 'lr_policy=\"poly\"'")
     args = ap.parse_args()
+    overrides = []
+    for item in args.set:
+        key, eq, value = item.partition("=")
+        if not eq or not re.fullmatch(r"[a-z_0-9]+", key):
+            ap.error(f"--set takes KEY=VALUE with a solver field name, got {item!r}")
+        overrides.append((key, value))
 
     jobs = [(m, s) for s in args.seeds for m in args.models]
     os.makedirs(args.out, exist_ok=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads only wait on the subprocesses
-        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters), jobs) if r]
+        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters, overrides), jobs) if r]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(table(results))
