@@ -13,11 +13,8 @@ from netdef import proto
 
 MODELS = os.path.join(os.path.dirname(__file__), "..", "models")
 FCN_ITERS = 300  # the short training schedule of the learning test
-MARGIN = 0.08  # object-vs-background mean IU fcn8s-mini must gain over colour-only in it (measured: +0.20)
-#: The test runs the files' nets and solver type at a constant rate, 1e-3 (0.596 vs 0.395, +0.20,
-#: 2026-11-29): the files' own schedule (2e-3 decayed by poly to 0 at max_iter) squeezed into
-#: 300 iterations gave +0.084, too close to MARGIN to say anything.
-SHORT_SCHEDULE = (("lr_policy", '"fixed"'), ("base_lr", "0.001"))
+MARGIN = 0.08  # object-vs-background mean IU fcn8s-mini must gain over colour-only in it (measured:
+# 0.596 vs 0.395, +0.20, 2026-11-29; 300 iterations end before the schedule's rate step at 1600)
 
 
 def _published_as_deploy(path, size=64):
@@ -126,9 +123,6 @@ def _short_run(tmp_path, model, iters):
     solver_text = open(os.path.join(MODELS, model, "solver.prototxt")).read()
     for key, value in (("max_iter", iters), ("test_interval", 100000), ("snapshot", 0), ("test_iter", 12)):
         solver_text, n = re.subn(rf"(?m)^{key}: \d+$", f"{key}: {value}", solver_text)
-        assert n == 1, key
-    for key, value in SHORT_SCHEDULE:
-        solver_text, n = re.subn(rf"(?m)^{key}: .*$", f"{key}: {value}", solver_text)
         assert n == 1, key
     (out / "solver.prototxt").write_text(solver_text)
     solver = netdef.get_solver(str(out / "solver.prototxt"))
