@@ -9,6 +9,7 @@ over the pixels within `--width` pixels of a label boundary (see netdef/metrics.
     python bench/seg_eval.py models/colour-only/val.prototxt run/*.caffemodel --width 2 --iters 100
 """
 import argparse
+import json
 import os
 import sys
 
@@ -36,13 +37,21 @@ def main():
     ap.add_argument("weights", nargs="+")
     ap.add_argument("--iters", type=int, default=100, help="val batches (the synthetic val split has 100 images)")
     ap.add_argument("--width", type=int, default=3, help="boundary band half-width in pixels")
+    ap.add_argument("--json", help="also write the scores, one entry per caffemodel, to this file")
     args = ap.parse_args()
     netdef.set_mode_cpu()
+    results = []
     for w in args.weights:
         r, b = evaluate(args.val_prototxt, w, args.iters, args.width)
+        results.append(dict(weights=w, mean_iu=float(r["mean_iu"]), pixel_accuracy=float(r["pixel_accuracy"]),
+                            boundary_mean_iu=float(b["mean_iu"]), boundary_pixel_accuracy=float(b["pixel_accuracy"]),
+                            boundary_width=args.width))
         print(f"{w}: mean IU {r['mean_iu']:.3f}, pixel acc. {r['pixel_accuracy']:.3f}, "
               f"boundary (±{args.width} px) mean IU {b['mean_iu']:.3f}, boundary pixel acc. "
               f"{b['pixel_accuracy']:.3f}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=1)
 
 
 if __name__ == "__main__":

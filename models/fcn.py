@@ -26,17 +26,26 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 INPUT_SCALE = 1 / 128
 
 # skips: pooling stages fused into the score; width: channel divisor; fc: fc6/fc7 width;
-# input_scale: see INPUT_SCALE
+# input_scale: see INPUT_SCALE; cpu_solver: solver.prototxt written with CPU_SCHEDULE
 VARIANTS = {
     "fcn32s": dict(skips=(), width=1, fc=4096),
     "fcn16s": dict(skips=("pool4",), width=1, fc=4096),
     "fcn8s": dict(skips=("pool4", "pool3"), width=1, fc=4096),
-    "fcn32s-mini": dict(skips=(), width=8, fc=256, input_scale=INPUT_SCALE),
-    "fcn16s-mini": dict(skips=("pool4",), width=8, fc=256, input_scale=INPUT_SCALE),
-    "fcn8s-mini": dict(skips=("pool4", "pool3"), width=8, fc=256, input_scale=INPUT_SCALE),
-    "colour-only": dict(pixelwise=(64, 64), input_scale=INPUT_SCALE),
+    "fcn32s-mini": dict(skips=(), width=8, fc=256, input_scale=INPUT_SCALE, cpu_solver=True),
+    "fcn16s-mini": dict(skips=("pool4",), width=8, fc=256, input_scale=INPUT_SCALE, cpu_solver=True),
+    "fcn8s-mini": dict(skips=("pool4", "pool3"), width=8, fc=256, input_scale=INPUT_SCALE, cpu_solver=True),
+    "colour-only": dict(pixelwise=(64, 64), input_scale=INPUT_SCALE, cpu_solver=True),
 }
 VGG16 = [(64, 2), (128, 2), (256, 3), (512, 3), (512, 3)]
+
+#: The one training schedule of the models trained from scratch on CPUs (the minis and
+#: colour-only), written into their solver.prototxt so the skip comparison runs each on the
+#: same budget (bench/fcn_variants.py): Adam at 1e-3, divided by 10 for the last 400 of 2000
+#: iterations. Chosen by the runs in models/README.md (2e-3 with poly decay did worse).
+CPU_SCHEDULE = [("type", '"Adam"'), ("base_lr", 0.001), ("momentum", 0.9), ("momentum2", 0.999),
+                ("lr_policy", '"multistep"'), ("gamma", 0.1), ("stepvalue", 1600), ("weight_decay", 0.0005),
+                ("max_iter", 2000)]
+CPU_TEST_INTERVAL = 500
 
 
 def _conv(L, bottom, nout, ks=3, pad=1, fill="msra"):
@@ -144,6 +153,21 @@ def write_model(variant, classes, out_dir, size, batch):
             f.write(header + text_format.MessageToString(proto))
 
 
+def write_solver(variant, out_dir):
+    """solver.prototxt with CPU_SCHEDULE, validating (and snapshotting) every CPU_TEST_INTERVAL."""
+    lines = [f"# {variant} on the built-in synthetic segmentation set, for CPUs (see models/README.md):",
+             "# written by models/fcn.py (edit CPU_SCHEDULE there, not this file)",
+             'train_net: "train.prototxt"', 'test_net: "val.prototxt"', "test_iter: 100",
+             f"test_interval: {CPU_TEST_INTERVAL}", "test_initialization: false", "display: 20",
+             "average_loss: 20"]
+    lines += [f"{key}: {value}" for key, value in CPU_SCHEDULE]
+    max_iter = dict(CPU_SCHEDULE)["max_iter"]
+    lines += [f"snapshot: {max_iter // 2}", f'snapshot_prefix: "{variant}"', "solver_mode: CPU",
+              "random_seed: 1701"]
+    with open(os.path.join(out_dir, "solver.prototxt"), "w") as f:
+        f.write("\n".join(lines) + "\n")
+
+
 def _segmentation_data(L, split, phase, classes, size, batch):
     """SegData on the built-in synthetic set; point image_data_param.source at a PASCAL VOC
     directory (and drop the synthetic keys of param_str) to train on VOC instead."""
@@ -165,8 +189,13 @@ def main():
     args = ap.parse_args()
     for variant in [args.only] if args.only else VARIANTS:
         classes = args.classes or 4
-        write_model(variant, classes, os.path.join(HERE, variant), args.size, args.batch)
-        print(f"wrote models/{variant}/{{train,val,deploy}}.prototxt")
+        out_dir = os.path.join(HERE, variant)
+        write_model(variant, classes, out_dir, args.size, args.batch)
+        files = "train,val,deploy"
+        if VARIANTS[variant].get("cpu_solver"):
+            write_solver(variant, out_dir)
+            files += ",solver"
+        print(f"wrote models/{variant}/{{{files}}}.prototxt")
 
 
 if __name__ == "__main__":

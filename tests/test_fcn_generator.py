@@ -1,6 +1,6 @@
 """models/fcn.py is the source of the checked-in FCN prototxts: running it as documented
-(`python models/fcn.py`, its defaults) reproduces models/*/{train,val,deploy}.prototxt byte
-for byte. It runs here with its output directory pointed at a temporary one, so the test never
+(`python models/fcn.py`, its defaults) reproduces models/*/{train,val,deploy}.prototxt, and
+the solver.prototxt of the models trained from scratch on CPUs, byte for byte. It runs here with its output directory pointed at a temporary one, so the test never
 writes into the repository."""
 import importlib.util
 import os
@@ -43,8 +43,9 @@ def test_generator_writes_every_checked_in_model(generated):
 
 @pytest.mark.parametrize("variant", sorted(FCN.VARIANTS))
 def test_checked_in_prototxts_are_the_generators_output(variant, generated):
-    assert sorted(os.listdir(generated / variant)) == PHASES
-    for name in PHASES:
+    files = sorted(PHASES + (["solver.prototxt"] if FCN.VARIANTS[variant].get("cpu_solver") else []))
+    assert sorted(os.listdir(generated / variant)) == files
+    for name in files:
         fresh = (generated / variant / name).read_bytes()
         with open(os.path.join(MODELS, variant, name), "rb") as f:
             stored = f.read()
