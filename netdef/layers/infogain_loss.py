@@ -21,31 +21,19 @@ import os
 
 from ..data.datum import read_binaryproto
 from ..errors import NetdefError
-from ..layer import Layer
 from . import register_layer
-from ._labels import bad_label_error, check_labels
-from ._loss import loss_normalization, loss_normalizer
+from ._loss import SoftmaxLoss
 
 
 @register_layer("InfogainLoss")
-class InfogainLossLayer(Layer):
+class InfogainLossLayer(SoftmaxLoss):
     min_bottom = 2
     max_bottom = 3
-    min_top = 1
-    max_top = 2
-    is_loss = True
+    legacy_normalize = False
 
     def setup(self, bottom, top):
-        lp = self.layer_param.loss_param
-        self.has_ignore = lp.HasField("ignore_label")
-        self.ignore_label = int(lp.ignore_label)
-        self.normalization = loss_normalization(self, legacy_normalize=False)
-        self.H = None
-        if len(bottom) < 3:
-            self.H = self._read_source()
-        self.prob = None
-        self.pixels = None
-        self.normalizer = 1.0
+        super().setup(bottom, top)
+        self.H = self._read_source() if len(bottom) < 3 else None
 
     def _read_source(self):
         ip = self.layer_param.infogain_loss_param
@@ -63,47 +51,24 @@ class InfogainLossLayer(Layer):
             raise self.error(f"cannot read the H matrix: {e}") from None
         return self.backend.asarray(values.reshape(-1), dtype=self.dtype)
 
-    def allow_backward(self, bottom_index):
-        return bottom_index == 0
+    def softmax_axis(self):
+        return self.layer_param.infogain_loss_param.axis
 
     def reshape(self, bottom, top):
-        self.outer, self.C, self.inner = check_labels(
-            self, bottom[0], bottom[1], self.layer_param.infogain_loss_param.axis,
-            same_first_axis=True)
+        super().reshape(bottom, top)
         H_count = bottom[2].count if len(bottom) > 2 else self.H.size
         if H_count != self.C * self.C:
             where = "bottom[2]" if len(bottom) > 2 else "the source matrix"
             raise self.shape_error(f"H ({where}) has {H_count} values; with {self.C} classes it "
                                    f"must be {self.C} x {self.C}")
-        n = self.outer * self.inner
-        top[0].reshape(())
-        if len(top) > 1:
-            top[1].reshape(bottom[0].shape)
-            self.prob = None
-        elif self.prob is None or self.prob.shape != bottom[0].shape:
-            self.prob = self.xp.empty(bottom[0].shape, dtype=self.dtype)
-        if self.pixels is None or self.pixels.shape[1] != n:
-            self.pixels = self.xp.empty((3, n), dtype=self.dtype)  # loss, valid, bad
-
-    def _prob(self, top):
-        return top[1].data if len(top) > 1 else self.prob
 
     def _H(self, bottom):
         return bottom[2].data.reshape(-1) if len(bottom) > 2 else self.H
 
-    def forward(self, bottom, top):
-        prob, n = self._prob(top), self.outer * self.inner
-        self.kernels("softmax").softmax_forward(n, bottom[0].data, prob, self.C, self.inner)
-        px = self.pixels
-        self.kernels("loss").infogain_forward(n, prob, bottom[1].data, self._H(bottom), px[0],
-                                              px[1], px[2], self.C, self.inner,
-                                              int(self.has_ignore), self.ignore_label)
-        loss, valid, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))
-        if bad > 0:
-            raise bad_label_error(self, bad, px[2], bottom[0], bottom[1], self.has_ignore,
-                                  self.ignore_label, self.C)
-        self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner, valid)
-        top[0].data[...] = loss / self.normalizer
+    def position_losses(self, bottom, prob, px):
+        self.kernels("loss").infogain_forward(
+            self.outer * self.inner, prob, bottom[1].data, self._H(bottom), px[0], px[1], px[2],
+            self.C, self.inner, int(self.has_ignore), self.ignore_label)
 
     def backward(self, top, propagate_down, bottom):
         if propagate_down[1]:

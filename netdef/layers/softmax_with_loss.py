@@ -17,62 +17,21 @@ backward: dx[o, c, t] = (p[o, c, t] - [c == label]) * dL / normalizer, 0 at igno
           No gradient to the labels.
 shape:    top[0] = () (a scalar), top[1] = bottom[0]
 """
-from ..layer import Layer
 from . import register_layer
-from ._labels import bad_label_error, check_labels
-from ._loss import loss_normalization, loss_normalizer
+from ._loss import SoftmaxLoss
 
 
 @register_layer("SoftmaxWithLoss")
-class SoftmaxWithLossLayer(Layer):
+class SoftmaxWithLossLayer(SoftmaxLoss):
     exact_num_bottom = 2
-    min_top = 1
-    max_top = 2
-    is_loss = True
 
-    def setup(self, bottom, top):
-        lp = self.layer_param.loss_param
-        self.has_ignore = lp.HasField("ignore_label")
-        self.ignore_label = int(lp.ignore_label)
-        self.normalization = loss_normalization(self)
-        self.prob = None
-        self.pixels = None
-        self.normalizer = 1.0
+    def softmax_axis(self):
+        return self.layer_param.softmax_param.axis
 
-    def allow_backward(self, bottom_index):
-        return bottom_index == 0
-
-    def reshape(self, bottom, top):
-        self.outer, self.C, self.inner = check_labels(self, bottom[0], bottom[1],
-                                                      self.layer_param.softmax_param.axis,
-                                                      same_first_axis=True)
-        n = self.outer * self.inner
-        top[0].reshape(())
-        if len(top) > 1:
-            top[1].reshape(bottom[0].shape)
-            self.prob = None
-        elif self.prob is None or self.prob.shape != bottom[0].shape:
-            self.prob = self.xp.empty(bottom[0].shape, dtype=self.dtype)
-        if self.pixels is None or self.pixels.shape[1] != n:
-            self.pixels = self.xp.empty((3, n), dtype=self.dtype)  # loss, valid, bad per position
-
-    def _prob(self, top):
-        return top[1].data if len(top) > 1 else self.prob
-
-    def forward(self, bottom, top):
-        k = self.kernels("softmax")
-        prob, n = self._prob(top), self.outer * self.inner
-        labels = bottom[1].data
-        k.softmax_forward(n, bottom[0].data, prob, self.C, self.inner)
-        px = self.pixels
-        k.softmax_loss_forward(n, prob, labels, px[0], px[1], px[2], self.C, self.inner,
-                               int(self.has_ignore), self.ignore_label)
-        loss, valid, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))
-        if bad > 0:
-            raise bad_label_error(self, bad, px[2], bottom[0], bottom[1], self.has_ignore,
-                                  self.ignore_label, self.C)
-        self.normalizer = loss_normalizer(self.normalization, self.outer, self.inner, valid)
-        top[0].data[...] = loss / self.normalizer
+    def position_losses(self, bottom, prob, px):
+        self.kernels("softmax").softmax_loss_forward(
+            self.outer * self.inner, prob, bottom[1].data, px[0], px[1], px[2], self.C,
+            self.inner, int(self.has_ignore), self.ignore_label)
 
     def backward(self, top, propagate_down, bottom):
         if len(propagate_down) > 1 and propagate_down[1]:
