@@ -480,6 +480,27 @@ def mutate_bytes(data, rng):
     return bytes(data), f"splice {n} bytes from {j} to {i}"
 
 
+def mutate_binary(data, rng, message_op, bytes_below=0.3, wire_below=0.6):
+    """One or two rounds of damage to a serialized message: a uniform draw below `bytes_below`
+    damages blind bytes, below `wire_below` wire-level fields, else `message_op(data, rng)` -> (data, description), a change that knows
+    the message; when the bytes no longer parse for it, blind bytes instead. Returns
+    (data, [description per round])."""
+    descs = []
+    for _ in range(rng.choice([1, 1, 2])):
+        r = rng.random()
+        if r < bytes_below:
+            data, d = mutate_bytes(data, rng)
+        elif r < wire_below:
+            data, d = mutate_wire(data, rng)
+        else:
+            try:
+                data, d = message_op(data, rng)
+            except Exception:  # the bytes no longer parse: damage them blindly instead
+                data, d = mutate_bytes(data, rng)
+        descs.append(d)
+    return data, descs
+
+
 def deep_groups(depth, field=1000):
     """An unknown group nested `depth` deep (start-group ... end-group): recursion in a decoder."""
     return wire.key(field, 3) * depth + wire.key(field, 4) * depth

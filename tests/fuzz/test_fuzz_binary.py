@@ -208,20 +208,8 @@ def _mutate_json(raw, rng):
 
 
 def mutate(data, kind, rng):
-    descs = []
-    for _ in range(rng.choice([1, 1, 2])):
-        r = rng.random()
-        if r < 0.3:
-            data, d = fuzzlib.mutate_bytes(data, rng)
-        elif r < 0.65:
-            data, d = fuzzlib.mutate_wire(data, rng)
-        else:
-            try:
-                data, d = mutate_message(data, kind, rng)
-            except Exception:  # the bytes no longer parse: damage them blindly instead
-                data, d = fuzzlib.mutate_bytes(data, rng)
-        descs.append(d)
-    return data, descs
+    return fuzzlib.mutate_binary(data, rng, lambda d, r: mutate_message(d, kind, r),
+                                 bytes_below=0.3, wire_below=0.65)
 
 
 # ---------------------------------------------------------------------------------------------

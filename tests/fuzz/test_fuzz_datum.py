@@ -95,20 +95,7 @@ def mutate_datum(datum, rng):
 
 
 def mutate(data, rng, message_op):
-    descs = []
-    for _ in range(rng.choice([1, 1, 2])):
-        r = rng.random()
-        if r < 0.3:
-            data, d = fuzzlib.mutate_bytes(data, rng)
-        elif r < 0.6:
-            data, d = fuzzlib.mutate_wire(data, rng)
-        else:
-            try:
-                data, d = message_op(data, rng)
-            except Exception:  # no longer parses: damage it blindly instead
-                data, d = fuzzlib.mutate_bytes(data, rng)
-        descs.append(d)
-    return data, descs
+    return fuzzlib.mutate_binary(data, rng, message_op, bytes_below=0.3, wire_below=0.6)
 
 
 class _Layer:
