@@ -12,15 +12,22 @@
 
 DEVICE_FN Dtype lstm_sigmoid(const Dtype v) { return Dtype(1) / (Dtype(1) + exp(-v)); }
 
+// The four gates of element d from its row of pre-activations (i, f, o, g blocks of D each);
+// backward recomputes them rather than keeping a copy of x's activations.
+DEVICE_FN void lstm_gates(const Dtype* xr, const index_t d, const index_t D, Dtype& i, Dtype& f,
+                          Dtype& o, Dtype& g) {
+  i = lstm_sigmoid(xr[d]);
+  f = lstm_sigmoid(xr[D + d]);
+  o = lstm_sigmoid(xr[2 * D + d]);
+  g = tanh(xr[3 * D + d]);
+}
+
 KERNEL(lstm_unit_forward, (const index_t n, const Dtype* c_prev, const Dtype* x,
                            const Dtype* cont, Dtype* c, Dtype* h, const index_t D)) {
   KERNEL_LOOP(k) {
     const index_t row = k / D, d = k % D;
-    const Dtype* xr = x + row * 4 * D;
-    const Dtype i = lstm_sigmoid(xr[d]);
-    const Dtype f = lstm_sigmoid(xr[D + d]);
-    const Dtype o = lstm_sigmoid(xr[2 * D + d]);
-    const Dtype g = tanh(xr[3 * D + d]);
+    Dtype i, f, o, g;
+    lstm_gates(x + row * 4 * D, d, D, i, f, o, g);
     const Dtype cv = cont[row] * f * c_prev[k] + i * g;
     c[k] = cv;
     h[k] = o * tanh(cv);
@@ -34,11 +41,8 @@ KERNEL(lstm_unit_backward, (const index_t n, const Dtype* c_prev, const Dtype* x
                             const index_t want_x)) {
   KERNEL_LOOP(k) {
     const index_t row = k / D, d = k % D;
-    const Dtype* xr = x + row * 4 * D;
-    const Dtype i = lstm_sigmoid(xr[d]);
-    const Dtype f = lstm_sigmoid(xr[D + d]);
-    const Dtype o = lstm_sigmoid(xr[2 * D + d]);
-    const Dtype g = tanh(xr[3 * D + d]);
+    Dtype i, f, o, g;
+    lstm_gates(x + row * 4 * D, d, D, i, f, o, g);
     const Dtype tc = tanh(c[k]);
     const Dtype dc_all = dc[k] + dh[k] * o * (Dtype(1) - tc * tc);
     const Dtype ct = cont[row];
