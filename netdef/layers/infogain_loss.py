@@ -8,8 +8,9 @@ loss_param.normalize is refused, as Caffe refuses it here.
 bottom[0]: scores x, seen as (outer, C, inner) around axis; bottom[1]: one label per (outer,
            inner) position (layers/_labels.py checks, as for SoftmaxWithLoss);
 bottom[2] (optional): H, C x C values (any shape of count C^2); without it H is read from the
-           BlobProto file infogain_loss_param.source (a .binaryproto, relative paths from the
-           current directory, else next to the prototxt).
+           BlobProto file infogain_loss_param.source (a .binaryproto; a relative path is
+           looked for next to the prototxt, then in the working directory, as the data
+           layers' sources are: data/transform.resolve_path).
 forward:  p = softmax(x) over axis (written to top[1] when given)
           L = -sum over valid positions sum_c H[l, c] log(max(p_c, 1e-20)) / normalizer
           (normalizer: layers/_loss.py; ignored positions count for nothing)
@@ -17,9 +18,8 @@ backward: dx_c = (p_c sum_k H[l, k] - H[l, c]) * dL / normalizer, 0 at ignored p
           No gradient to the labels or to H (an error if asked).
 shape:    top[0] = () (a scalar), top[1] = bottom[0]
 """
-import os
-
 from ..data.datum import read_binaryproto
+from ..data.transform import base_dir_of, resolve_path
 from ..errors import NetdefError
 from . import register_layer
 from ._loss import SoftmaxLoss
@@ -40,11 +40,7 @@ class InfogainLossLayer(SoftmaxLoss):
         if not ip.source:
             raise self.error("infogain_loss_param.source must name the H matrix file "
                              "(a .binaryproto) when there is no third bottom")
-        path = ip.source
-        if not os.path.isabs(path) and not os.path.exists(path) and self.net_filename:
-            beside = os.path.join(os.path.dirname(os.path.abspath(self.net_filename)), path)
-            if os.path.exists(beside):
-                path = beside
+        path = resolve_path(ip.source, base_dir_of(self))
         try:
             values = read_binaryproto(path)
         except NetdefError as e:

@@ -77,6 +77,35 @@ def test_source_file_and_axis(tmp_path):
     check_gradients(proto("FULL", axis=2, source=str(path)), [x, lab])
 
 
+def test_relative_source_next_to_the_prototxt_first(tmp_path, monkeypatch):
+    """A relative source resolves as the data layers' do (data/transform.resolve_path): beside
+    the prototxt when it is there, even if the working directory holds a file of that name."""
+    import netdef
+
+    def write_H(where, value):
+        where.mkdir(exist_ok=True)
+        H = np.full((1, 1, 3, 3), value, np.float32)
+        (where / "H.binaryproto").write_bytes(nproto.blob_to_proto(H).SerializeToString())
+
+    write_H(tmp_path / "net", 2.0)
+    write_H(tmp_path / "cwd", 5.0)
+    (tmp_path / "net" / "loss.prototxt").write_text(
+        "input: 'x' input_shape { dim: 2 dim: 3 } input: 'y' input_shape { dim: 2 }\n"
+        "layer { name: 'loss' type: 'InfogainLoss' bottom: 'x' bottom: 'y' top: 'loss'\n"
+        "        infogain_loss_param { source: 'H.binaryproto' } }\n")
+    monkeypatch.chdir(tmp_path / "cwd")
+    net = netdef.Net(str(tmp_path / "net" / "loss.prototxt"), netdef.TEST)
+    net.blobs["x"].data[...] = 0.0
+    net.blobs["y"].data[...] = 1
+    # uniform scores: p = 1/3 each, L = -sum_c H[l, c] log(1/3) per position, averaged
+    np.testing.assert_allclose(float(net.forward()["loss"]), 3 * 2.0 * np.log(3), rtol=1e-5)
+    (tmp_path / "net" / "H.binaryproto").unlink()  # then the working directory's
+    net = netdef.Net(str(tmp_path / "net" / "loss.prototxt"), netdef.TEST)
+    net.blobs["x"].data[...] = 0.0
+    net.blobs["y"].data[...] = 1
+    np.testing.assert_allclose(float(net.forward()["loss"]), 3 * 5.0 * np.log(3), rtol=1e-5)
+
+
 def test_identity_H_is_softmax_with_loss():
     x, lab, _ = data(2, ignore=255)
     ig, b, top = build_layer(proto(ignore=255), [x, lab, np.eye(4)])
