@@ -36,10 +36,10 @@ def _set(text, key, value):
     return text
 
 
-def prepare(model, seed, out, overrides=()):
+def prepare(model, seed, out, overrides=(), models=MODELS):
     """Writes <out>/<model>-s<seed>/solver.prototxt (with `overrides`, (key, value) pairs of
     solver fields); returns (run dir, final caffemodel, max_iter)."""
-    src = os.path.join(MODELS, model)
+    src = os.path.join(models, model)
     text = open(os.path.join(src, "solver.prototxt")).read()
     run = os.path.abspath(os.path.join(out, f"{model}-s{seed}"))
     os.makedirs(run, exist_ok=True)
@@ -55,10 +55,10 @@ def prepare(model, seed, out, overrides=()):
     return run, os.path.join(run, f"{model}_iter_{max_iter}.caffemodel"), max_iter
 
 
-def run(model, seed, out, width, iters, overrides=()):
+def run(model, seed, out, width, iters, overrides=(), models=MODELS):
     """Trains (unless its final snapshot exists) and scores one (model, seed); the scores are
     kept in <run>/scores.json, so a table can be made from whatever runs have finished."""
-    run_dir, weights, max_iter = prepare(model, seed, out, overrides)
+    run_dir, weights, max_iter = prepare(model, seed, out, overrides, models)
     wall = None
     if not os.path.exists(weights):
         t0 = time.time()
@@ -76,7 +76,7 @@ def run(model, seed, out, width, iters, overrides=()):
     scores = os.path.join(run_dir, "scores.json")
     if not os.path.exists(scores):
         subprocess.check_call([sys.executable, os.path.join(HERE, "seg_eval.py"),
-                               os.path.join(MODELS, model, "val.prototxt"), weights, "--iters", str(iters),
+                               os.path.join(models, model, "val.prototxt"), weights, "--iters", str(iters),
                                "--width", str(width), "--json", scores], stdout=subprocess.DEVNULL)
     r = dict(model=model, seed=seed, iters=max_iter, wall_s=wall, **json.load(open(scores))[0])
     print(f"{model} seed {seed} ({max_iter} iterations, wall {wall} s): mean IU {r['mean_iu']:.3f}, "
@@ -112,6 +112,8 @@ def main():
     ap.add_argument("--jobs", type=int, default=1, help="trainings at once (each uses OMP_NUM_THREADS threads; on a loaded machine use OMP_NUM_THREADS=1)")
     ap.add_argument("--width", type=int, default=3, help="boundary band half-width in pixels")
     ap.add_argument("--iters", type=int, default=100, help="val images to score")
+    ap.add_argument("--models-dir", default=MODELS,
+                    help="where the model directories are (default models/; e.g. ones written by models/fcn.py with other data)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change a solver field for every run, e.g. --set base_lr=0.002 --set 'lr_policy=\"poly\"'")
     args = ap.parse_args()
@@ -125,7 +127,7 @@ def main():
     jobs = [(m, s) for s in args.seeds for m in args.models]
     os.makedirs(args.out, exist_ok=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads only wait on the subprocesses
-        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters, overrides), jobs) if r]
+        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters, overrides, args.models_dir), jobs) if r]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(table(results))
