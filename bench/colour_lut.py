@@ -42,10 +42,11 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--count", type=int, default=400)
+    ap.add_argument("--count", type=int, default=2000, help="train images (default: models/fcn.py's TRAIN_COUNT)")
+    ap.add_argument("--val-count", type=int, default=100, help="val images (default: models/fcn.py's VAL_COUNT)")
     ap.add_argument("--levels", type=int, default=16, help="quantisation levels per channel")
     args = ap.parse_args()
-    root = synthetic.ensure(size=args.size, classes=args.classes, count=args.count)
+    root = synthetic.ensure(size=args.size, classes=args.classes, count=args.count, val_count=args.val_count)
     c, nb = args.classes, args.levels ** 3
     counts = np.zeros((nb, c), dtype=np.int64)
     for img, lab in load(root, "train"):
