@@ -5,7 +5,7 @@ Runs a model's val.prototxt (TEST phase, its SegData layer) with a caffemodel fo
 batches, and accumulates netdef.metrics' SegmentationScore over every pixel and BoundaryScore
 over the pixels within `--width` pixels of a label boundary (see netdef/metrics.py).
 
-    python bench/seg_eval.py models/fcn8s-mini/val.prototxt fcn8s-mini_iter_400.caffemodel
+    python bench/seg_eval.py models/fcn8s-mini/val.prototxt fcn8s-mini_iter_2500.caffemodel
     python bench/seg_eval.py models/colour-only/val.prototxt run/*.caffemodel --width 2 --iters 100
 """
 import argparse
