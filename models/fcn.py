@@ -194,6 +194,8 @@ def main():
     ap.add_argument("--count", type=int, default=TRAIN_COUNT, help="synthetic training images")
     ap.add_argument("--val-count", type=int, default=VAL_COUNT, help="synthetic validation images")
     args = ap.parse_args()
+    if args.count < 1 or args.val_count < 1:
+        ap.error(f"--count and --val-count must be at least 1, got {args.count} and {args.val_count}")
     for variant in [args.only] if args.only else VARIANTS:
         classes = args.classes or 4
         out_dir = os.path.join(HERE, variant)
