@@ -1,6 +1,7 @@
-"""What Accuracy and SoftmaxWithLoss share: scores seen as (outer, C, inner) around the class
-axis, one integer label per (outer, inner) position, and the errors when labels do not fit.
-Not a layer type itself.
+"""What the layers that take labels share: scores seen as (outer, C, inner) around the class
+axis with one integer label per (outer, inner) position (Accuracy, SoftmaxWithLoss), or as rows
+with one label per row (HingeLoss, MultinomialLogisticLoss), and the errors when labels do not
+fit. Not a layer type itself.
 """
 import numpy as np
 
@@ -29,6 +30,19 @@ def check_labels(layer, scores, labels, axis, same_first_axis=False):
     if C == 0:
         raise layer.shape_error(f"score shape {scores.shape} has no classes on axis {axis}")
     return outer, C, inner
+
+
+def check_row_labels(layer, x, labels, what, example=""):
+    """(N, dim) of `x` seen as N rows (its first axis) of dim = count / N values, after checking
+    that `labels` holds one label per row; `what` names x in the errors, `example` follows the
+    count the labels need, with {N} replaced by it (e.g. " (e.g. {N} x 1 x 1 x 1)")."""
+    if x.num_axes == 0 or x.shape[0] == 0:
+        raise layer.shape_error(f"{what} {x.shape} need a first (batch) axis")
+    N = x.shape[0]
+    if labels.num_axes == 0 or labels.shape[0] != N or labels.count != N:
+        raise layer.shape_error(f"labels {labels.shape} must hold one label per row of the "
+                                f"{what} {x.shape}: N = {N} values{example.format(N=N)}")
+    return N, x.count // N
 
 
 def bad_label_error(layer, count, flags, scores, labels, has_ignore, ignore_label, C):

@@ -12,7 +12,7 @@ shape:    top[0] = () (a scalar)
 from .. import netdef_pb2 as pb
 from ..layer import Layer
 from . import register_layer
-from ._labels import bad_label_error
+from ._labels import bad_label_error, check_row_labels
 
 
 @register_layer("HingeLoss")
@@ -33,13 +33,7 @@ class HingeLossLayer(Layer):
 
     def reshape(self, bottom, top):
         x, lab = bottom
-        if x.num_axes == 0 or x.shape[0] == 0:
-            raise self.shape_error(f"scores {x.shape} need a first (batch) axis")
-        N = x.shape[0]
-        if lab.num_axes == 0 or lab.shape[0] != N or lab.count != N:
-            raise self.shape_error(f"labels {lab.shape} must hold one label per row of the "
-                                   f"scores {x.shape}: N = {N} values")
-        self.dim = x.count // N
+        _, self.dim = check_row_labels(self, x, lab, "scores")
         top[0].reshape(())
         if self.margin is None or self.margin.shape[1:] != x.shape:
             self.margin = self.xp.empty((2,) + x.shape, dtype=self.dtype)  # d, bad flags

@@ -12,7 +12,7 @@ shape:    top[0] = () (a scalar)
 """
 from ..layer import Layer
 from . import register_layer
-from ._labels import bad_label_error
+from ._labels import bad_label_error, check_row_labels
 
 
 @register_layer("MultinomialLogisticLoss")
@@ -29,13 +29,7 @@ class MultinomialLogisticLossLayer(Layer):
 
     def reshape(self, bottom, top):
         p, lab = bottom
-        if p.num_axes == 0 or p.shape[0] == 0:
-            raise self.shape_error(f"probabilities {p.shape} need a first (batch) axis")
-        N = p.shape[0]
-        if lab.num_axes == 0 or lab.shape[0] != N or lab.count != N:
-            raise self.shape_error(f"labels {lab.shape} must hold one label per row of the "
-                                   f"probabilities {p.shape}: N = {N} values (e.g. {N} x 1 x 1 x 1)")
-        self.dim = p.count // N
+        N, self.dim = check_row_labels(self, p, lab, "probabilities", " (e.g. {N} x 1 x 1 x 1)")
         top[0].reshape(())
         if self.rows is None or self.rows.shape[1] != N:
             self.rows = self.xp.empty((2, N), dtype=self.dtype)  # loss, bad
