@@ -104,3 +104,12 @@ DEVICE_FN index_t read_label(const Dtype v, const index_t C, const index_t has_i
   if (has_ignore && l == ignore_label) return LABEL_IGNORED;
   return (l >= 0 && l < C) ? l : LABEL_INVALID;
 }
+
+// For element i of scores laid out (outer, C, inner): its class (*c) and, through read_label,
+// the label of its position (outer, inner), as the per-class loss gradients need them.
+DEVICE_FN index_t class_and_label(const index_t i, const Dtype* label, const index_t C,
+                                  const index_t inner, const index_t has_ignore,
+                                  const index_t ignore_label, index_t* c) {
+  *c = (i / inner) % C;
+  return read_label(label[(i / (C * inner)) * inner + i % inner], C, has_ignore, ignore_label);
+}

@@ -62,9 +62,8 @@ KERNEL(softmax_loss_backward, (const index_t n, const Dtype* prob, const Dtype* 
                                const index_t inner, const index_t has_ignore,
                                const index_t ignore_label, const Dtype inv_norm)) {
   KERNEL_LOOP(i) {
-    const index_t c = (i / inner) % C;
-    const index_t pixel = (i / (C * inner)) * inner + i % inner;
-    const index_t l = read_label(label[pixel], C, has_ignore, ignore_label);
+    index_t c;
+    const index_t l = class_and_label(i, label, C, inner, has_ignore, ignore_label, &c);
     if (l < 0) {
       dx[i] = Dtype(0);
     } else {
