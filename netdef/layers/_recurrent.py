@@ -64,6 +64,25 @@ class RecurrentLayer(Layer):
         """Append the layers of the unrolled net (after the Input of x, cont, x_static)."""
         raise NotImplementedError
 
+    def add_input_transforms(self, net, w, b, width):
+        """The layers both unrolled nets open with, as Caffe names them: cont sliced into
+        cont_1..cont_T; x_transform = x W (params w, b) sliced into {w}_x_1..{w}_x_T; with
+        x_static, {w}_x_static (params {w}_static, no bias) reshaped to 1 x N x width. Returns
+        the static term each step adds (a list of one blob name, or empty)."""
+        rp = self.layer_param.recurrent_param
+        wf, bf, steps = rp.weight_filler, rp.bias_filler, range(1, self.T + 1)
+        add_layer(net, "Slice", "cont_slice", ["cont"], [f"cont_{t}" for t in steps]).slice_param.axis = 0
+        inner_product(net, "x_transform", "x", f"{w}_x", [w, b], width, wf, bf)
+        if self.static:
+            inner_product(net, f"{w}_x_static", "x_static", f"{w}_x_static_preshape",
+                          [f"{w}_static"], width, wf, axis=1)
+            r = add_layer(net, "Reshape", f"{w}_x_static_reshape", [f"{w}_x_static_preshape"],
+                          [f"{w}_x_static"])
+            r.reshape_param.shape.dim.extend([1, -1, width])
+        add_layer(net, "Slice", f"{w}_x_slice", [f"{w}_x"],
+                  [f"{w}_x_{t}" for t in steps]).slice_param.axis = 0
+        return [f"{w}_x_static"] if self.static else []
+
     # ---- the layer ----------------------------------------------------------------------
     def _hidden_count(self):
         return len(self.recurrent_inputs) if self.layer_param.recurrent_param.expose_hidden else 0

@@ -30,25 +30,15 @@ class LSTMLayer(RecurrentLayer):
 
     def fill_unrolled_net(self, net):
         rp = self.layer_param.recurrent_param
-        D, wf, bf = self.num_output, rp.weight_filler, rp.bias_filler
-        add_layer(net, "Slice", "cont_slice", ["cont"],
-                  [f"cont_{t}" for t in range(1, self.T + 1)]).slice_param.axis = 0
-        inner_product(net, "x_transform", "x", "W_xc_x", ["W_xc", "b_c"], 4 * D, wf, bf)
-        if self.static:
-            inner_product(net, "W_xc_x_static", "x_static", "W_xc_x_static_preshape",
-                          ["W_xc_static"], 4 * D, wf, axis=1)
-            r = add_layer(net, "Reshape", "W_xc_x_static_reshape", ["W_xc_x_static_preshape"],
-                          ["W_xc_x_static"])
-            r.reshape_param.shape.dim.extend([1, -1, 4 * D])
-        add_layer(net, "Slice", "W_xc_x_slice", ["W_xc_x"],
-                  [f"W_xc_x_{t}" for t in range(1, self.T + 1)]).slice_param.axis = 0
+        D, wf = self.num_output, rp.weight_filler
+        static = self.add_input_transforms(net, "W_xc", "b_c", 4 * D)
         for t in range(1, self.T + 1):
             p = t - 1
             add_layer(net, "Scale", f"h_conted_{p}", [f"h_{p}", f"cont_{t}"],
                       [f"h_conted_{p}"]).scale_param.axis = 0
             inner_product(net, f"transform_{t}", f"h_conted_{p}", f"W_hc_h_{p}", ["W_hc"], 4 * D, wf)
             add_layer(net, "Eltwise", f"gate_input_{t}",
-                      [f"W_hc_h_{p}", f"W_xc_x_{t}"] + (["W_xc_x_static"] if self.static else []),
+                      [f"W_hc_h_{p}", f"W_xc_x_{t}"] + static,
                       [f"gate_input_{t}"])
             add_layer(net, "LSTMUnit", f"unit_{t}", [f"c_{p}", f"gate_input_{t}", f"cont_{t}"],
                       [f"c_{t}", f"h_{t}"])

@@ -28,24 +28,14 @@ class RNNLayer(RecurrentLayer):
     def fill_unrolled_net(self, net):
         rp = self.layer_param.recurrent_param
         D, wf, bf = self.num_output, rp.weight_filler, rp.bias_filler
-        add_layer(net, "Slice", "cont_slice", ["cont"],
-                  [f"cont_{t}" for t in range(1, self.T + 1)]).slice_param.axis = 0
-        inner_product(net, "x_transform", "x", "W_xh_x", ["W_xh", "b_h"], D, wf, bf)
-        if self.static:
-            inner_product(net, "W_xh_x_static", "x_static", "W_xh_x_static_preshape",
-                          ["W_xh_static"], D, wf, axis=1)
-            r = add_layer(net, "Reshape", "W_xh_x_static_reshape", ["W_xh_x_static_preshape"],
-                          ["W_xh_x_static"])
-            r.reshape_param.shape.dim.extend([1, -1, D])
-        add_layer(net, "Slice", "W_xh_x_slice", ["W_xh_x"],
-                  [f"W_xh_x_{t}" for t in range(1, self.T + 1)]).slice_param.axis = 0
+        static = self.add_input_transforms(net, "W_xh", "b_h", D)
         for t in range(1, self.T + 1):
             p = t - 1
             add_layer(net, "Scale", f"h_conted_{p}", [f"h_{p}", f"cont_{t}"],
                       [f"h_conted_{p}"]).scale_param.axis = 0
             inner_product(net, f"W_hh_h_{p}", f"h_conted_{p}", f"W_hh_h_{p}", ["W_hh"], D, wf)
             add_layer(net, "Eltwise", f"h_neuron_input_{t}",
-                      [f"W_hh_h_{p}", f"W_xh_x_{t}"] + (["W_xh_x_static"] if self.static else []),
+                      [f"W_hh_h_{p}", f"W_xh_x_{t}"] + static,
                       [f"h_neuron_input_{t}"])
             add_layer(net, "TanH", f"h_neuron_{t}", [f"h_neuron_input_{t}"], [f"h_{t}"])
             inner_product(net, f"W_ho_h_{t}", f"h_{t}", f"W_ho_h_{t}", ["W_ho", "b_o"], D, wf, bf)
