@@ -18,6 +18,8 @@ import sys
 import time
 import traceback
 
+import pytest
+
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 import wire  # noqa: E402  (tests/wire.py)
 
@@ -27,6 +29,21 @@ FUZZ_BLOB_BYTES = 32 << 20
 #: A case running longer than this is reported as a hang (the process is stopped with a
 #: traceback of every thread, see faulthandler.dump_traceback_later).
 HANG_SECONDS = 60
+
+
+@pytest.fixture(autouse=True)
+def fuzz_budget(tmp_path_factory, monkeypatch):
+    """Every fuzz module imports this (autouse there): FUZZ_BLOB_BYTES per blob, netdef's
+    generator seeded, and the data directory in pytest's temp dir (a mutated net may name the
+    built-in synthetic set: never generate it into the user's cache)."""
+    import netdef
+    from netdef.blob import set_max_blob_bytes
+
+    monkeypatch.setenv("NETDEF_DATA_DIR", str(tmp_path_factory.getbasetemp() / "netdef-data"))
+    set_max_blob_bytes(FUZZ_BLOB_BYTES)
+    netdef.set_random_seed(0)
+    yield
+    set_max_blob_bytes(None)
 
 STATS = {}  # test name -> [tried, loaded, refused, crashes]
 

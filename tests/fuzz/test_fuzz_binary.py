@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 import fuzzlib
+from fuzzlib import fuzz_budget  # noqa: F401  (autouse: budget, seed, data dir)
 import netdef
 import wire
 from netdef import proto
@@ -23,13 +24,6 @@ from test_fuzz_prototxt import FCN_REFERENCE, ROOT, TINY_WITH_WEIGHTS
 
 MLP = os.path.join(ROOT, "examples", "mlp.prototxt")
 
-
-@pytest.fixture(autouse=True)
-def _budget():
-    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
-    netdef.set_random_seed(0)
-    yield
-    set_max_blob_bytes(None)
 
 
 def _v1_tiny():

@@ -13,22 +13,15 @@ import numpy as np
 import pytest
 
 import fuzzlib
+from fuzzlib import fuzz_budget  # noqa: F401  (autouse: budget, seed, data dir)
 import netdef
 from netdef import io as nio
 from netdef import netdef_pb2 as pb
-from netdef.blob import set_max_blob_bytes
 from netdef.data import datum as dt
 from netdef.data.transform import Transform, layer_error, read_mean_file
 
 HUGE = [2**31 - 1, 2**30, 2**16, -1, -(2**31), 0, 1, 3]
 
-
-@pytest.fixture(autouse=True)
-def _budget():
-    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
-    netdef.set_random_seed(0)
-    yield
-    set_max_blob_bytes(None)
 
 
 def _image_bytes(arr, fmt):

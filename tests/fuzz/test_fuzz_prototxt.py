@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 import fuzzlib
+from fuzzlib import fuzz_budget  # noqa: F401  (autouse: budget, seed, data dir)
 import netdef
 from netdef import coord_map, proto
 from netdef import netdef_pb2 as pb
-from netdef.blob import set_max_blob_bytes
 
 ROOT = os.path.join(os.path.dirname(__file__), "..", "..")
 FCN_REFERENCE = os.path.join(ROOT, "..", "shared", "data", "fcn-reference")
@@ -66,15 +66,6 @@ def _seeds():
 
 SEEDS = _seeds()
 
-
-@pytest.fixture(autouse=True)
-def _budget(tmp_path_factory, monkeypatch):
-    # a mutated net may name the built-in synthetic set: never generate it into the user's cache
-    monkeypatch.setenv("NETDEF_DATA_DIR", str(tmp_path_factory.getbasetemp() / "netdef-data"))
-    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
-    netdef.set_random_seed(0)
-    yield
-    set_max_blob_bytes(None)
 
 
 def _is_solver(name):

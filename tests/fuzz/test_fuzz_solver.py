@@ -5,8 +5,8 @@ that a case stays short; everything else is used as written."""
 import pytest
 
 import fuzzlib
+from fuzzlib import fuzz_budget  # noqa: F401  (autouse: budget, seed, data dir)
 import netdef
-from netdef.blob import set_max_blob_bytes
 from test_fuzz_binary import SOLVER_NET
 
 pytestmark = [pytest.mark.filterwarnings("ignore::DeprecationWarning"),
@@ -66,13 +66,6 @@ snapshot_after_train: false
 """,
 }
 
-
-@pytest.fixture(autouse=True)
-def _budget(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("NETDEF_DATA_DIR", str(tmp_path_factory.getbasetemp() / "netdef-data"))
-    set_max_blob_bytes(fuzzlib.FUZZ_BLOB_BYTES)
-    yield
-    set_max_blob_bytes(None)
 
 
 def train_a_little(path):
