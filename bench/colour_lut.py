@@ -16,7 +16,9 @@ import sys
 import numpy as np
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
+from fcn import TRAIN_COUNT, VAL_COUNT  # noqa: E402  (models/fcn.py: the set the models read)
 from netdef import metrics  # noqa: E402
 from netdef.data import synthetic  # noqa: E402
 
@@ -42,8 +44,8 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, default=128)
     ap.add_argument("--classes", type=int, default=4)
-    ap.add_argument("--count", type=int, default=2000, help="train images (default: models/fcn.py's TRAIN_COUNT)")
-    ap.add_argument("--val-count", type=int, default=100, help="val images (default: models/fcn.py's VAL_COUNT)")
+    ap.add_argument("--count", type=int, default=TRAIN_COUNT, help="train images (default: the models' set)")
+    ap.add_argument("--val-count", type=int, default=VAL_COUNT, help="val images (default: the models' set)")
     ap.add_argument("--levels", type=int, default=16, help="quantisation levels per channel")
     args = ap.parse_args()
     root = synthetic.ensure(size=args.size, classes=args.classes, count=args.count, val_count=args.val_count)
