@@ -23,7 +23,7 @@ from ..errors import NetdefError
 from ..layers import register_layer
 from .base import EpochSampler, PrefetchingDataLayer, draw_seed
 from .seg_data import _read_list
-from .transform import Transform, base_dir_of, layer_error, open_image, resolve_path
+from .transform import Transform, base_dir_of, layer_error, open_image, refuse_moved_fields, resolve_path
 
 
 class ImageReader:
@@ -65,10 +65,7 @@ class ImageDataLayer(PrefetchingDataLayer):
     def make_reader(self, top):
         err = layer_error(self)
         idp = self.layer_param.image_data_param
-        for f in ("scale", "mean_file", "crop_size", "mirror"):
-            if idp.HasField(f):
-                raise err(f"image_data_param.{f} is deprecated in Caffe and not supported; "
-                          f"use transform_param.{f}")
+        refuse_moved_fields(err, idp, "image_data_param")
         if not idp.source:
             raise err("image_data_param.source (the list file) is not set")
         base = base_dir_of(self)

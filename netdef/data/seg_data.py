@@ -60,7 +60,7 @@ from ..layers import register_layer
 from . import synthetic
 from .base import EpochSampler, PrefetchingDataLayer, draw_seed
 from .transform import (IGNORE_LABEL, Transform, base_dir_of, layer_error, open_image, open_label,
-                        pad_batch, parse_param_str, resolve_path)
+                        pad_batch, parse_param_str, refuse_moved_fields, resolve_path)
 
 #: param_str keys SegData understands (anything else is an error).
 PARAM_KEYS = {
@@ -248,10 +248,7 @@ class SegDataLayer(PrefetchingDataLayer):
         p = self.merge_segmentation_param(p)
         idp = self.layer_param.image_data_param
         tp = self.layer_param.transform_param
-        for f in ("scale", "mean_file", "crop_size", "mirror"):
-            if idp.HasField(f):
-                raise err(f"image_data_param.{f} is deprecated in Caffe and not supported; "
-                          f"use transform_param.{f}")
+        refuse_moved_fields(err, idp, "image_data_param")
 
         def pick(key, msg, field, default, alias=None):
             keys = [k for k in (key, alias) if k and k in p]

@@ -253,3 +253,15 @@ def layer_error(layer):
     def make(message):
         return LayerSetupError(f"{layer.type or type(layer).__name__}: {message}", layer=layer.name)
     return make
+
+
+#: Fields Caffe moved from the data layers' own parameters into transform_param (old -> new name).
+MOVED_TO_TRANSFORM = (("scale", "scale"), ("mean_file", "mean_file"), ("crop_size", "crop_size"),
+                      ("mirror", "mirror"))
+
+
+def refuse_moved_fields(err, param, param_name, moved=MOVED_TO_TRANSFORM):
+    """The error (from `err`, a layer_error) for a field set in its deprecated place."""
+    for old, new in moved:
+        if param.HasField(old):
+            raise err(f"{param_name}.{old} is deprecated in Caffe and not supported; use transform_param.{new}")

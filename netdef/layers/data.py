@@ -37,7 +37,8 @@ from .. import netdef_pb2 as pb
 from ..data.base import EpochSampler, PrefetchingDataLayer, draw_seed
 from ..data.datum import datum_to_array, parse_datum
 from ..data.lmdb_data import key_text, open_db
-from ..data.transform import Transform, base_dir_of, layer_error, resolve_path
+from ..data.transform import (MOVED_TO_TRANSFORM, Transform, base_dir_of, layer_error,
+                              refuse_moved_fields, resolve_path)
 from ..errors import NetdefError
 from . import register_layer
 
@@ -99,10 +100,7 @@ class DataLayer(PrefetchingDataLayer):
     def make_reader(self, top):
         err = layer_error(self)
         dp = self.layer_param.data_param
-        for f in ("scale", "mean_file", "crop_size", "mirror", "force_encoded_color"):
-            if dp.HasField(f):
-                alt = "force_color" if f == "force_encoded_color" else f
-                raise err(f"data_param.{f} is deprecated in Caffe and not supported; use transform_param.{alt}")
+        refuse_moved_fields(err, dp, "data_param", MOVED_TO_TRANSFORM + (("force_encoded_color", "force_color"),))
         if not dp.source:
             raise err("data_param.source (the database directory) is not set")
         if dp.batch_size < 1:
