@@ -7,8 +7,8 @@
 and raises NetdefError for bad input (cli.main prints it as `netdef CMD: error: ...`).
 Only netdef.cli imports this package; the library never does.
 """
-from . import (compute_image_mean, convert_imageset, draw, extract_features, info, parse_log, plot, run,
-               segment, surgery, test, time, train, upgrade_net, upgrade_solver)
+from . import (compute_image_mean, convert_imageset, draw, export_onnx, extract_features, import_onnx, info,
+               parse_log, plot, run, segment, surgery, test, time, train, upgrade_net, upgrade_solver)
 
 #: subcommand name -> module, in the order `netdef -h` lists them
 COMMANDS = {
@@ -27,4 +27,6 @@ COMMANDS = {
     "extract-features": extract_features,
     "upgrade-net": upgrade_net,
     "upgrade-solver": upgrade_solver,
+    "export-onnx": export_onnx,
+    "import-onnx": import_onnx,
 }
