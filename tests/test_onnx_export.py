@@ -414,4 +414,8 @@ def test_zoo_nets(name):
     for lp in param.layer:
         if lp.type == "Input":
             lp.input_param.shape[0].dim[0] = 1
+    # compare the logits: a softmax over 1000 random logits is nearly one-hot and hides errors
+    keep = [lp for lp in param.layer if lp.type != "Softmax"]
+    del param.layer[:]
+    param.layer.extend(keep)
     check(param)
