@@ -28,10 +28,7 @@ def configure(p):
                    help="symbolic batch and height x width for 4-D inputs")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
                    help="export at this input shape instead of the prototxt's (repeatable)")
-    p.add_argument("--check", action="store_true",
-                   help="run the model in ONNX Runtime on a random input and compare with netdef")
-    p.add_argument("--tolerance", type=float, default=RTOL,
-                   help=f"--check's largest relative error (default {RTOL:g})")
+    add_check_arguments(p, "run the model in ONNX Runtime on a random input and compare with netdef")
 
 
 def parse_shapes(items):
@@ -69,14 +66,25 @@ def run(args):
     if args.dynamic:
         runs.append({n: (s[0] + 1, s[1], s[2] + 7, s[3] + 5) for n in net.inputs
                      if len(s := net.blobs[n].shape) == 4})
+    return report(((", ".join(f"{n} {s}" for n, s in shapes_.items()) or "the export shapes",
+                    compare(model, net, shapes=shapes_)) for shapes_ in runs), args.tolerance)
+
+
+def add_check_arguments(p, what):
+    p.add_argument("--check", action="store_true", help=what)
+    p.add_argument("--tolerance", type=float, default=RTOL,
+                   help=f"--check's largest relative error (default {RTOL:g})")
+
+
+def report(checks, tolerance):
+    """Prints the errors of (where, {output: (abs, rel)}) pairs; the exit status."""
     worst = 0.0
-    for shapes_ in runs:
-        where = ", ".join(f"{n} {s}" for n, s in shapes_.items()) or "the export shapes"
-        for name, (err, rel) in compare(model, net, shapes=shapes_).items():
+    for where, results in checks:
+        for name, (err, rel) in results.items():
             print(f"check at {where}: {name}: max abs error {err:.3g}, relative {rel:.3g}")
             worst = max(worst, rel)
-    if worst > args.tolerance:
-        print(f"check FAILED: relative error {worst:.3g} above {args.tolerance:g}")
+    if worst > tolerance:
+        print(f"check FAILED: relative error {worst:.3g} above {tolerance:g}")
         return 1
-    print(f"check passed (relative error <= {args.tolerance:g})")
+    print(f"check passed (relative error <= {tolerance:g})")
     return 0

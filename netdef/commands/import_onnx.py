@@ -7,8 +7,8 @@ and prints every output's largest error; the exit status is 1 above --tolerance.
 """
 from ..errors import NetdefError
 from ..onnx import compare, to_caffe
-from ..onnx.check import RTOL
-from .export_onnx import parse_shapes
+from ..onnx._deps import require_onnx
+from .export_onnx import add_check_arguments, parse_shapes, report
 
 HELP = "convert an ONNX model to a Caffe prototxt and caffemodel"
 
@@ -19,15 +19,11 @@ def configure(p):
     p.add_argument("--weights", help="the .caffemodel to write")
     p.add_argument("--input-shape", action="append", default=[], metavar="NAME=N,C,H,W",
                    help="the shape of an input with symbolic dimensions (repeatable)")
-    p.add_argument("--check", action="store_true",
-                   help="compare ONNX Runtime and netdef on a random input")
-    p.add_argument("--tolerance", type=float, default=RTOL,
-                   help=f"--check's largest relative error (default {RTOL:g})")
+    add_check_arguments(p, "compare ONNX Runtime and netdef on a random input")
 
 
 def run(args):
-    import onnx
-
+    onnx = require_onnx()
     if not args.weights:
         print("no --weights: only the prototxt is written")
     net = to_caffe(args.model, args.output, args.weights, parse_shapes(args.input_shape))
@@ -39,12 +35,4 @@ def run(args):
         model = onnx.load(args.model)
     except Exception as e:
         raise NetdefError(f"could not read the ONNX model: {e}", file=args.model) from None
-    worst = 0.0
-    for name, (err, rel) in compare(model, net).items():
-        print(f"check: {name}: max abs error {err:.3g}, relative {rel:.3g}")
-        worst = max(worst, rel)
-    if worst > args.tolerance:
-        print(f"check FAILED: relative error {worst:.3g} above {args.tolerance:g}")
-        return 1
-    print(f"check passed (relative error <= {args.tolerance:g})")
-    return 0
+    return report([("the model's input shapes", compare(model, net))], args.tolerance)

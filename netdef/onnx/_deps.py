@@ -24,3 +24,14 @@ def require_onnxruntime():
     except ImportError:
         raise NetdefError("checking an ONNX model needs onnxruntime: pip install onnxruntime") from None
     return onnxruntime
+
+
+def registrar(table):
+    """The decorator filling a table of converters: @register("A", "B") def fn(...)."""
+    def register(*names):
+        def add(fn):
+            for name in names:
+                table[name] = fn
+            return fn
+        return add
+    return register

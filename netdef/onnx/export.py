@@ -39,7 +39,7 @@ import numpy as np
 from ..core import netdef_pb2 as pb
 from ..core import proto
 from ..errors import NetdefError
-from ._deps import DEFAULT_OPSET, MIN_OPSET, require_onnx
+from ._deps import DEFAULT_OPSET, MIN_OPSET, registrar, require_onnx
 
 log = logging.getLogger("netdef")
 
@@ -56,14 +56,7 @@ ALIAS_TYPES = {"Split", "Dropout"}
 
 #: Caffe type -> function(g, layer, x, y): adds the nodes computing the tops' values y from x
 EXPORTERS = {}
-
-
-def exports(*types):
-    def register(fn):
-        for t in types:
-            EXPORTERS[t] = fn
-        return fn
-    return register
+exports = registrar(EXPORTERS)
 
 
 def export(net, path=None, *, opset=DEFAULT_OPSET, dynamic=False):
@@ -623,32 +616,31 @@ def _crop(g, layer, x, y):
     g.slice(x[0], offs, ends, axes, y[0])
 
 
-@exports("Flatten")
-def _flatten(g, layer, x, y):
+def _reshape_axes(g, x, y, start, end, dims):
+    """Axes [start, end) of x replaced by `dims` (Caffe's 0: copy, -1: infer); with --dynamic
+    computed from x's Shape, since ONNX's 0 copies the input's dimension at the same index, as
+    Caffe's does from `start`."""
     if not g.dynamic:
         g.reshape(x[0], g.shape(0, "top"), y[0])
         return
+    n = len(g.shape(0))
+    parts = [[0] * start + list(dims)] + ([g.dims(x[0], end, n)] if end < n else [])
+    g.reshape(x[0], g.shape_value(parts), y[0])
+
+
+@exports("Flatten")
+def _flatten(g, layer, x, y):
     p = layer.layer_param.flatten_param
     rank = len(g.shape(0))
-    a, e = p.axis % rank, p.end_axis % rank
-    if e == rank - 1:
-        g.reshape(x[0], [0] * a + [-1], y[0])
-    else:
-        g.reshape(x[0], g.shape_value([[0] * a + [-1], g.dims(x[0], e + 1, rank)]), y[0])
+    _reshape_axes(g, x, y, p.axis % rank, p.end_axis % rank + 1, [-1])
 
 
 @exports("Reshape")
 def _reshape(g, layer, x, y):
-    if not g.dynamic:
-        g.reshape(x[0], g.shape(0, "top"), y[0])
-        return
     p = layer.layer_param.reshape_param
     n = len(g.shape(0))
     start = p.axis if p.axis >= 0 else n + p.axis + 1
-    end = n if p.num_axes == -1 else start + p.num_axes
-    # ONNX's 0 copies the input's dimension at the same index, as Caffe's 0 does from `axis`
-    parts = [[0] * start + list(layer.dims)] + ([g.dims(x[0], end, n)] if end < n else [])
-    g.reshape(x[0], g.shape_value(parts), y[0])
+    _reshape_axes(g, x, y, start, n if p.num_axes == -1 else start + p.num_axes, layer.dims)
 
 
 @exports("Tile")

@@ -22,18 +22,11 @@ import numpy as np
 
 from ..core import netdef_pb2 as pb
 from ..errors import NetdefError
-from ._deps import require_onnx
+from ._deps import registrar, require_onnx
 
 #: ONNX op -> function(c, node): adds the layers computing the node's outputs
 IMPORTERS = {}
-
-
-def imports(*ops):
-    def register(fn):
-        for op in ops:
-            IMPORTERS[op] = fn
-        return fn
-    return register
+imports = registrar(IMPORTERS)
 
 
 def import_model(model, input_shapes=None):
@@ -361,20 +354,23 @@ def _clip(c, node):
     p.min, p.max = float(lo), float(hi)
 
 
+def _scalar(c, node, what, type_):
+    v = c.const(node.input[1], what)
+    if v.size != 1:
+        raise NetdefError(f"only a scalar {what} maps to {type_}")
+    return c.layer(node, type_, [node.input[0]], [node.output[0]]), float(v.reshape(()))
+
+
 @imports("Greater")
 def _greater(c, node):
-    t = c.const(node.input[1], "threshold")
-    if t.size != 1:
-        raise NetdefError("only a comparison with a scalar maps to Threshold")
-    c.layer(node, "Threshold", [node.input[0]], [node.output[0]]).threshold_param.threshold = float(t)
+    lp, t = _scalar(c, node, "threshold", "Threshold")
+    lp.threshold_param.threshold = t
 
 
 @imports("Pow")
 def _pow(c, node):
-    e = c.const(node.input[1], "exponent")
-    if e.size != 1:
-        raise NetdefError("only a scalar exponent maps to Power")
-    c.layer(node, "Power", [node.input[0]], [node.output[0]]).power_param.power = float(e)
+    lp, e = _scalar(c, node, "exponent", "Power")
+    lp.power_param.power = e
 
 
 @imports("Add", "Sub", "Mul", "Div")
