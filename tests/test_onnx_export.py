@@ -419,3 +419,33 @@ def test_zoo_nets(name):
     del param.layer[:]
     param.layer.extend(keep)
     check(param)
+
+
+@pytest.mark.parametrize("opset", [11, 12, 13, 15, 18, 21])
+@pytest.mark.parametrize("dynamic", [False, True])
+def test_opsets(opset, dynamic):
+    # the operators whose form changed between opsets: Reduce* / Squeeze / Unsqueeze axes, Split,
+    # Slice, Pad, Resize, Shape, ArgMax's select_last_index, Softmax's axis
+    ins = {"x": (2, 4, 9, 7)}
+    body = (layer("Pooling", ["x"], ["p"], "pooling_param { pool: AVE kernel_size: 3 stride: 2 pad: 1 }")
+            + layer("Interp", ["p"], ["i"], "interp_param { zoom_factor: 3 }")
+            + layer("Slice", ["i"], ["s1", "s2"], "slice_param { axis: 3 }")
+            + layer("Reduction", ["s1"], ["r"], "reduction_param { operation: MEAN axis: 2 }")
+            + layer("ArgMax", ["s2"], ["a"], "argmax_param { top_k: 2 out_max_val: true }")
+            + layer("MVN", ["s2"], ["m"])
+            + layer("Softmax", ["m"], ["sm"], "softmax_param { axis: -1 }"))
+    sizes = [{"x": (1, 4, 11, 11)}] if dynamic else []
+    check(net_text(ins, body), opset=opset, dynamic=dynamic, sizes=sizes)
+
+
+def test_missing_onnx_names_the_extra():
+    import subprocess
+    import sys
+    code = ("import sys; sys.modules['onnx'] = None\n"
+            "import netdef\n"
+            "net = netdef.Net('layer { name: \"i\" type: \"Input\" top: \"x\" input_param { shape { dim: 1 } } }')\n"
+            "try:\n    netdef.onnx.export(net, 'x.onnx')\n"
+            "except netdef.NetdefError as e:\n    print(e)\n")
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    assert "pip install 'netdef[onnx]'" in res.stdout
