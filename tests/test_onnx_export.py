@@ -149,8 +149,12 @@ def test_batch_norm_and_scale():
     ins = {"x": (2, 4, 5, 3)}
     body = (layer("BatchNorm", ["x"], ["bn"], "batch_norm_param { eps: 0.01 }")
             + layer("Scale", ["bn"], ["bn"], "scale_param { bias_term: true }", name="sc")
-            + layer("BatchNorm", ["bn"], ["bn2"], "batch_norm_param { use_global_stats: false }"))
-    check(net_text(ins, body))
+            + layer("BatchNorm", ["bn"], ["bn2"], "batch_norm_param { use_global_stats: false }")
+            + layer("BatchNorm", ["x"], ["bn3"], name="bn3")
+            + layer("Scale", ["bn3"], ["sc3"], "scale_param { axis: 1 num_axes: 2 }", name="sc3"))
+    _, model = check(net_text(ins, body))
+    # the first pair folds into one BatchNormalization; a Scale over (C, H) cannot
+    assert ops(model).count("BatchNormalization") == 2 and ops(model).count("Mul") == 2
 
 
 @pytest.mark.parametrize("params,bshape", [
