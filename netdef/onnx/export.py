@@ -162,6 +162,7 @@ class _Graph:
 
     def build(self):
         net = self.net
+        net.reshape()  # the layers' geometry for the blobs' current shapes
         layers = list(zip(net.param.layer, net.layers))
         kept, dropped, data = [], [], []
         for lp, layer in layers:
