@@ -151,6 +151,16 @@ def test_pytorch_style_graph(tmp_path):
     assert types.count("Convolution") == 1 and "Scale" in types and types.count("InnerProduct") == 2
 
 
+def test_unnamed_and_repeated_node_names(tmp_path):
+    nodes = [helper.make_node("Relu", ["x"], ["a"], name="n"), helper.make_node("Sigmoid", ["a"], ["b"], name="n"),
+             helper.make_node("Tanh", ["b"], ["y"])]
+    model = _graph_model(nodes, [_vi("x", [2, 3])], [_vi("y", None)], {})
+    net = to_caffe(model, tmp_path / "n.prototxt")
+    assert [lay.type for lay in net.layers] == ["Input", "ReLU", "Sigmoid", "TanH"]
+    x = np.random.default_rng(0).standard_normal((2, 3))
+    np.testing.assert_allclose(net.forward(x=x)["y"], np.tanh(1 / (1 + np.exp(-np.maximum(x, 0)))), rtol=1e-5)
+
+
 def test_unsupported_operators_are_listed():
     nodes = [helper.make_node("Transpose", ["x"], ["t"], perm=[0, 2, 1]),
              helper.make_node("Erf", ["t"], ["y"])]

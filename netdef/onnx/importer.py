@@ -76,6 +76,7 @@ class _Converter:
                 self.shapes[vi.name] = tuple(d.dim_value for d in dims)
         self.param = pb.NetParameter(name=graph.name or "onnx")
         self.weights = {}
+        self.layer_names = {"input"}
         self.alias = {}  # ONNX value -> the blob holding it
         self.pads = {}  # value made by a zero Pad -> (source, (ph, pw))
         self.consumers = {}
@@ -125,7 +126,12 @@ class _Converter:
         return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
 
     def layer(self, node, type_, bottoms, tops, name=None, weights=()):
-        lp = self.param.layer.add(name=name or node.name or tops[0], type=type_)
+        base = name = name or node.name or (tops[0] if tops else type_)
+        i = 1
+        while name in self.layer_names:  # node names need not be unique in ONNX
+            name, i = f"{base}_{i}", i + 1
+        self.layer_names.add(name)
+        lp = self.param.layer.add(name=name, type=type_)
         lp.bottom.extend(self.blob(b) for b in bottoms)
         lp.top.extend(tops)
         if weights:
