@@ -23,6 +23,8 @@ typedef long long index_t;
        i += (index_t)blockDim.x * gridDim.x)
 #define KERNEL_LOOP_WORK(i, work) KERNEL_LOOP(i)
 #define DEVICE_FN __device__ __forceinline__
+#define SIMD_SUM(var)
+#define SIMD_FN DEVICE_FN
 
 #else  // plain C++ for the CPU extension
 
@@ -64,6 +66,20 @@ using std::tanh;
   ND_PRAGMA(omp parallel for schedule(static) if (n * (work) > ::netdef::kParallelMinIterations)) \
   for (index_t i = 0; i < n; ++i)
 #define DEVICE_FN static inline
+// Before a loop that only adds into `var`: lets the C++ compiler vectorize it (it may then
+// add in another order; a GPU thread's loop is short and stays as written).
+#define SIMD_SUM(var) ND_PRAGMA(omp simd reduction(+ : var))
+// A function holding a hot vectorizable loop (a kernel iteration's row): the extension is built
+// for the baseline x86-64 (SSE2, so that it runs on any x86-64), and this compiles the function
+// also for AVX2+FMA and AVX-512, the loader picking the one the CPU has (GCC's target_clones,
+// an ifunc). It must not hold an OpenMP region (the outlined region would not be cloned): call
+// it from the KERNEL_LOOP. Functions it calls are inlined into each clone. On the GPU it is a
+// device function.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NETDEF_NO_CLONES)
+#define SIMD_FN __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default"))) static
+#else
+#define SIMD_FN static
+#endif
 
 #endif
 

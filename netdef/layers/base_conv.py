@@ -18,8 +18,12 @@ Deconvolution: image = top, column side = bottom.   forward = correlate_adjoint,
 So Caffe's Deconvolution weight layout (channels, num_output / group, kh, kw) is the same array.
 
 How the products run (all batched: no Python loop per image x group):
-  * depthwise (group == Ci == Co, e.g. FCN's bilinear upsampling): direct kernels
-    dw_conv_* of kernels/depthwise_conv.cu, no GEMM at all;
+  * depthwise (group == Ci == Co: MobileNet's, FCN's bilinear upsampling; or group == Ci > 1
+    with a channel multiplier, Co = mult Ci): direct kernels dw_conv_* of
+    kernels/depthwise_conv.cu, no GEMM at all (whole rows per iteration on the CPU, 3x3 taps in
+    registers);
+  * other grouped convolutions (AlexNet's group 2, ResNeXt's): the im2col path below, all groups
+    in one batched product over an (images, group, ...) view, not a GEMM call per group;
   * 1x1 kernel, stride 1, pad 0: the image *is* its column matrix: one batched GEMM;
   * otherwise im2col / col2im (kernels/im2col.cu) into the backend's workspace (shared by all
     layers of a device and dtype), then one product over a (images, group, ...) view. Images
@@ -36,8 +40,8 @@ import math
 
 import numpy as np
 
-from ..fillers import fill
-from ..layer import Layer
+from ..core.fillers import fill
+from ..core.layer import Layer
 
 
 def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):
@@ -180,7 +184,9 @@ class BaseConvolutionLayer(Layer):
         G = self.group
         self.K = self.Ci * self.kh * self.kw  # rows of one image's column matrix
         self.L = self.OH * self.OW
-        if self.fast_paths and G == self.Ci == self.Co:
+        # depthwise, also with a channel multiplier (Co = mult Ci, group = Ci > 1); an ordinary
+        # one-input-channel convolution (group 1) keeps its GEMM
+        if self.fast_paths and G == self.Ci and self.Co % G == 0 and (G > 1 or self.Co == 1):
             self.path = "depthwise"
         elif (self.fast_paths and self.kh == self.kw == 1 and self.sh == self.sw == 1
               and self.ph == self.pw == 0):
@@ -244,15 +250,16 @@ class BaseConvolutionLayer(Layer):
 
     def _dw_args(self):
         return (self.Ci, self.IH, self.IW, self.OH, self.OW, self.kh, self.kw, self.sh, self.sw,
-                self.ph, self.pw, self.dh, self.dw)
+                self.ph, self.pw, self.dh, self.dw, self.Co // self.Ci)
 
     def correlate(self, img, out):
         """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW)."""
         G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
+            iters, tile = self.row_launch(out.size, self.OW)
             with self._timed("depthwise"):
-                self.kernels("depthwise_conv").dw_conv_forward(out.size, img, W, out, *self._dw_args())
+                self.kernels("depthwise_conv").dw_conv_forward(iters, img, W, out, *self._dw_args(), tile)
             return
         Wg = self._weights_g(W)
         out4 = out.reshape(N, G, self.Co // G, self.L)
@@ -294,8 +301,7 @@ class BaseConvolutionLayer(Layer):
         G, N = self.group, img.shape[0]
         if self.path == "depthwise":
             taps = self.Co * self.kh * self.kw
-            target = 1 << 16
-            parts = max(1, min(N * self.OH, -(-target // taps)))
+            parts = max(1, min(N * self.OH, self.backend.reduce_parts(taps, N * self.L)))
             partial = self.backend.workspace(self.dtype, taps * parts)
             with self._timed("depthwise"):
                 self.kernels("depthwise_conv").dw_conv_weight_partial(
