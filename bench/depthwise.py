@@ -103,8 +103,9 @@ def netdef_case(netdef, key, N, phase, rng, fast=True):
         base_conv.BaseConvolutionLayer.fast_paths = saved
     layer = net.layers[-1]
     bottoms, tops = net._bottom_ids[1], net._top_ids[1]
-    bottoms[0].data[...] = rng.standard_normal(bottoms[0].shape).astype(np.float32)
-    tops[0].diff[...] = rng.standard_normal(tops[0].shape).astype(np.float32)
+    put = layer.backend.asarray  # numpy to the device's arrays
+    bottoms[0].data[...] = put(rng.standard_normal(bottoms[0].shape).astype(np.float32))
+    tops[0].diff[...] = put(rng.standard_normal(tops[0].shape).astype(np.float32))
     layer.param_propagate_down = [True]
 
     def run():

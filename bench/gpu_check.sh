@@ -4,14 +4,14 @@
 #   2. pytest -m gpu: every layer's GPU forward/backward against the CPU, GPU resume, the cuBLAS
 #      products with beta (tests/test_emulated_gpu.py: test_cublas_products_on_a_device);
 #   3. bench/fcn8s.py --gpu --size 500 (netdef against PyTorch, time and peak memory; one round);
-#   4. bench/layers.py --gpu --size 500;
+#   4. bench/layers.py --gpu --size 500, bench/depthwise.py --gpu (MobileNet v2's depthwise layers);
 #   5. compute-sanitizer memcheck over the GPU tests of the layers (skipped where it is missing
 #      or refuses the device);
 #   6. bench/parallel.py --nccl-smoke: one data-parallel rank through cupy.cuda.nccl (needs mpi4py,
 #      mpich and the nvidia-nccl wheel: carry them in .whl/ where the image lacks them).
 # Logs go to $OUT (or ./gpu-check-out). Python packages missing there travel as wheels in .whl/
 # and are installed to /tmp/site first. Each step's exit status is printed; the script goes on.
-# The steps' time limits add up to 530 s, so that one device command (10 min) holds them all
+# The steps' time limits add up to 555 s, so that one device command (10 min) holds them all
 # with start-up to spare; the most important checks come first.
 set -u
 cd "$(dirname "$0")/.."
@@ -43,6 +43,7 @@ step build 120 $PY -m pip install --no-build-isolation --no-deps --no-index -e .
 step pytest-gpu 120 $PY -m pytest -q -m gpu -p no:cacheprovider tests
 step fcn8s 150 $PY bench/fcn8s.py --gpu --size 500 --classes 21 --rounds 1 --iters 10 --warmup 3
 step layers 50 $PY bench/layers.py --gpu --size 500 --iters 10
+step depthwise 25 $PY bench/depthwise.py --gpu --nets mobilenet_v2 --batch 1,8 --iters 5
 if command -v compute-sanitizer >/dev/null; then
   step memcheck 60 compute-sanitizer --tool memcheck --error-exitcode 9 \
     $PY -m pytest -q -x -m gpu -p no:cacheprovider tests/layers
