@@ -4,9 +4,14 @@
 // includes it from this directory.
 #pragma once
 
-// floor(a / b) and ceil(a / b) for b > 0 and any sign of a.
-DEVICE_FN index_t ffloor_div(index_t a, index_t b) { return a >= 0 ? a / b : -((-a + b - 1) / b); }
-DEVICE_FN index_t fceil_div(index_t a, index_t b) { return a >= 0 ? (a + b - 1) / b : -((-a) / b); }
+// floor(a / b) and ceil(a / b) for b > 0 and any sign of a; b is mostly a stride or dilation
+// of 1, where the (64-bit) division is skipped.
+DEVICE_FN index_t ffloor_div(index_t a, index_t b) {
+  return b == 1 ? a : a >= 0 ? a / b : -((-a + b - 1) / b);
+}
+DEVICE_FN index_t fceil_div(index_t a, index_t b) {
+  return b == 1 ? a : a >= 0 ? (a + b - 1) / b : -((-a) / b);
+}
 
 // The taps k in [0, K) of one axis that hit input position x through output positions o in
 // [o0, o0 + O): o s - p + k d = x. Returns the first such tap (or K when there is none) and the

@@ -14,11 +14,11 @@
 //   dw_conv_weight_partial: partial[(co kh + ki) kw + kj, p] = sum over image rows r = p, p + parts, ...
 //                         of (n, oh) of sum_ow out[n,co,oh,ow] in[n,co/mult,h,w]  (summed over p by
 //                         the caller)
-// An iteration takes `tile` outputs of one row (forward, backward) or one tap's share of the
-// rows (weight gradient): one output per GPU thread (tile 1), whole rows on the CPU, where the
-// row functions (SIMD_FN) split a row into its border, where taps fall in the padding and are
-// checked, and its interior, which reads no padding and vectorizes; 3x3 kernels at stride 1 or 2
-// (MobileNet's) keep their nine taps in registers and make one pass per output row.
+// An iteration takes `tile` outputs of one plane (forward, backward) or one tap's share of the
+// rows (weight gradient): one output per GPU thread (tile 1), whole planes on the CPU, where a
+// row is split into its border, where taps fall in the padding and are checked, and its
+// interior, which reads no padding and vectorizes; 3x3 kernels at stride 1 or 2 (MobileNet's)
+// keep their nine taps in registers and make one pass per output row (or per plane, dw_plane).
 #include "common.cuh"
 #include "conv_taps.cuh"
 
@@ -71,7 +71,7 @@ DEVICE_FN void dw3x3_interior(const Dtype* r0, const Dtype* r1, const Dtype* r2,
 // Outputs [ow0, ow1) of output row oh of the correlation of the plane x (H x W) with the taps
 // w[t ws] (ws = 1; -1 with w at the last tap: the kernel flipped): o[ow] = (or +=, when add)
 // sum_{ki,kj} w[(ki kw + kj) ws] x[oh sh - ph + ki dh, ow sw - pw + kj dw], zero outside x.
-SIMD_FN void dw_row(const Dtype* x, const Dtype* w, const index_t ws, Dtype* o, const index_t oh,
+DEVICE_FN void dw_row(const Dtype* x, const Dtype* w, const index_t ws, Dtype* o, const index_t oh,
                     const index_t ow0, const index_t ow1, const index_t H, const index_t W,
                     const index_t kh, const index_t kw, const index_t sh, const index_t sw,
                     const index_t ph, const index_t pw, const index_t dh, const index_t dw,
@@ -116,21 +116,52 @@ SIMD_FN void dw_row(const Dtype* x, const Dtype* w, const index_t ws, Dtype* o, 
   }
 }
 
+// Outputs [p0, p1) of one (OH x OW) output plane o (flat index oh OW + ow) of dw_row's
+// correlation, row by row; a whole plane of a 3x3 "same" correlation (stride 1, pad 1: OH x OW
+// = H x W) takes one flat loop over its inner rows, as if a row went on into the next (the
+// columns where it does, 0 and W - 1, are computed again afterwards): a 7 x 7 or 14 x 14 plane
+// then vectorizes, where its rows are too short to.
+SIMD_FN void dw_plane(const Dtype* x, const Dtype* w, const index_t ws, Dtype* o, const index_t p0,
+                      const index_t p1, const index_t H, const index_t W, const index_t OH,
+                      const index_t OW, const index_t kh, const index_t kw, const index_t sh,
+                      const index_t sw, const index_t ph, const index_t pw, const index_t dh,
+                      const index_t dw, const index_t add) {
+  if (!add && p0 == 0 && p1 == OH * OW && OH == H && OW == W && H >= 3 && W >= 3 && kh == 3 &&
+      kw == 3 && sh == 1 && sw == 1 && ph == 1 && pw == 1 && dh == 1 && dw == 1) {
+    Dtype k[9];
+    for (int t = 0; t < 9; ++t) k[t] = w[t * ws];
+    // output p = oh W + ow of rows 1 .. H - 2 reads x[p - W - 1 + ki W + kj]
+    for (index_t p = W + 1; p < (H - 1) * W - 1; ++p) o[p] = dw3x3_at(x, x + W, x + 2 * W, p - W - 1, k);
+    for (index_t oh = 1; oh < H - 1; ++oh) {
+      o[oh * W] = dw_point(x, w, ws, oh - 1, 0, 2, 0, W, 3, 1, 1, 1, 1);
+      o[oh * W + W - 1] = dw_point(x, w, ws, oh - 1, 0, 2, W - 1, W, 3, 1, 1, 1, 1);
+    }
+    dw_row(x, w, ws, o, 0, 0, W, H, W, 3, 3, 1, 1, 1, 1, 1, 1, 0);
+    dw_row(x, w, ws, o + (H - 1) * W, H - 1, 0, W, H, W, 3, 3, 1, 1, 1, 1, 1, 1, 0);
+    return;
+  }
+  for (index_t oh = p0 / OW; oh * OW < p1; ++oh) {
+    const index_t r0 = oh * OW;
+    dw_row(x, w, ws, o + r0, oh, index_max(p0 - r0, 0), index_min(p1 - r0, OW), H, W, kh, kw, sh,
+           sw, ph, pw, dh, dw, add);
+  }
+}
+
 KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtype* out,
                          const index_t Ci, const index_t H, const index_t W, const index_t OH,
                          const index_t OW, const index_t kh, const index_t kw, const index_t sh,
                          const index_t sw, const index_t ph, const index_t pw, const index_t dh,
                          const index_t dw, const index_t mult, const index_t tile)) {
-  // n = N * Co * OH * ntiles (Co = Ci mult), tile as in im2col
-  const index_t ntiles = (OW + tile - 1) / tile;
+  // n = N * Co * ntiles (Co = Ci mult): `tile` outputs of one (OH x OW) plane per iteration
+  const index_t L = OH * OW;
+  const index_t ntiles = (L + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile * kh * kw) {
-    index_t ow0, ow1;
-    const index_t r = row_tile(i, ntiles, tile, OW, &ow0, &ow1);  // (img Co + co) OH + oh
-    const index_t plane = r / OH;
+    index_t p0, p1;
+    const index_t plane = row_tile(i, ntiles, tile, L, &p0, &p1);  // img Co + co
     const index_t co = plane % (Ci * mult);
     // img Co + co over mult is img Ci + co / mult: the input plane
-    dw_row(in + plane / mult * H * W, wt + co * kh * kw, 1, out + r * OW, r % OH, ow0, ow1, H, W,
-           kh, kw, sh, sw, ph, pw, dh, dw, 0);
+    dw_plane(in + plane / mult * H * W, wt + co * kh * kw, 1, out + plane * L, p0, p1, H, W, OH, OW,
+             kh, kw, sh, sw, ph, pw, dh, dw, 0);
   }
 }
 
@@ -183,24 +214,27 @@ KERNEL(dw_conv_backward, (const index_t n, const Dtype* out, const Dtype* wt, Dt
                           const index_t sw, const index_t ph, const index_t pw, const index_t dh,
                           const index_t dw, const index_t mult, const index_t steph,
                           const index_t stepw, const index_t tile)) {
-  // n = N * Ci * H * ntiles; tile as in col2im
-  const index_t ntiles = (W + tile - 1) / tile;
+  // n = N * Ci * ntiles: `tile` inputs of one (H x W) plane per iteration
+  const index_t L = H * W;
+  const index_t ntiles = (L + tile - 1) / tile;
   const index_t taps = kh * kw;
   KERNEL_LOOP_WORK(i, tile * taps * mult) {
-    index_t w0, w1;
-    const index_t r = row_tile(i, ntiles, tile, W, &w0, &w1);  // (img Ci + c) H + h
-    const index_t plane = r / H, h = r % H;
+    index_t p0, p1;
+    const index_t plane = row_tile(i, ntiles, tile, L, &p0, &p1);  // img Ci + c
     const index_t co0 = plane % Ci * mult;  // the first output channel of input channel c
     const Dtype* y = out + plane * mult * OH * OW;  // (img Co + co0) OH OW
-    Dtype* o = in + r * W;
+    Dtype* o = in + plane * L;
     for (index_t j = 0; j < mult; ++j) {
       const Dtype* wc = wt + (co0 + j) * taps;
-      if (sh == 1 && sw == 1)  // the forward correlation of y with the kernel flipped
-        dw_row(y + j * OH * OW, wc + taps - 1, -1, o, h, w0, w1, OH, OW, kh, kw, 1, 1,
-               dh * (kh - 1) - ph, dw * (kw - 1) - pw, dh, dw, j);
-      else
-        dw_adjoint_row(y + j * OH * OW, wc, o, h, w0, w1, OH, OW, kh, kw, sh, sw, ph, pw, dh, dw,
-                       steph, stepw, j);
+      if (sh == 1 && sw == 1) {  // the forward correlation of y with the kernel flipped
+        dw_plane(y + j * OH * OW, wc + taps - 1, -1, o, p0, p1, OH, OW, H, W, kh, kw, 1, 1,
+                 dh * (kh - 1) - ph, dw * (kw - 1) - pw, dh, dw, j);
+      } else {
+        for (index_t h = p0 / W; h * W < p1; ++h)
+          dw_adjoint_row(y + j * OH * OW, wc, o + h * W, h, index_max(p0 - h * W, 0),
+                         index_min(p1 - h * W, W), OH, OW, kh, kw, sh, sw, ph, pw, dh, dw, steph,
+                         stepw, j);
+      }
     }
   }
 }

@@ -257,7 +257,7 @@ class BaseConvolutionLayer(Layer):
         G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
-            iters, tile = self.row_launch(out.size, self.OW)
+            iters, tile = self.row_launch(out.size, self.L)  # segments of planes
             with self._timed("depthwise"):
                 self.kernels("depthwise_conv").dw_conv_forward(iters, img, W, out, *self._dw_args(), tile)
             return
@@ -277,7 +277,7 @@ class BaseConvolutionLayer(Layer):
         G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
-            iters, tile = self.row_launch(img.size, self.IW)
+            iters, tile = self.row_launch(img.size, self.IH * self.IW)
             with self._timed("depthwise"):
                 self.kernels("depthwise_conv").dw_conv_backward(
                     iters, cols, W, img, *self._dw_args(),
