@@ -277,7 +277,11 @@ class BaseConvolutionLayer(Layer):
         G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
-            iters, tile = self.row_launch(img.size, self.IH * self.IW)
+            # whole planes at stride 1 (the flat plane loop); rows at a larger stride, where the
+            # work per plane is long (FCN's 568 x 568 upsampling: 21 planes on the threads)
+            L = self.IH * self.IW
+            _, tile = self.row_launch(img.size, L if self.sh == self.sw == 1 else self.IW)
+            iters = img.size // L * -(-L // tile)  # the kernel's segments of planes
             with self._timed("depthwise"):
                 self.kernels("depthwise_conv").dw_conv_backward(
                     iters, cols, W, img, *self._dw_args(),
