@@ -169,8 +169,7 @@ KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtyp
 // the kernel flipped): o[w] (+)= sum of w[ki,kj] y[oh,ow] over the taps with oh sh - ph + ki dh = h
 // and ow sw - pw + kj dw = w, y the (OH x OW) plane. One input (a GPU thread) gathers its taps;
 // a longer segment adds each tap's output row into the inputs it reaches, as col2im. Not a
-// SIMD_FN: its strided scatter gains nothing from AVX2, whose emulated scatter made FCN's
-// k16 s8 upsampling 10-15 % slower than the baseline code.
+// SIMD_FN: a strided scatter gains nothing from AVX2 (which has no scatter).
 DEVICE_FN void dw_adjoint_row(const Dtype* y, const Dtype* wc, Dtype* o, const index_t h,
                             const index_t w0, const index_t w1, const index_t OH, const index_t OW,
                             const index_t kh, const index_t kw, const index_t sh, const index_t sw,
