@@ -92,18 +92,12 @@ def test_depthwise_float32_matches_float64_im2col_path(cfg, monkeypatch):
     _compare("Convolution", cfg, "cpu", monkeypatch, np.float32, 2e-4)
 
 
-@pytest.mark.parametrize("cfg", CONFIGS, ids=IDS)
-def test_depthwise_convolution_gradients(cfg):
+@pytest.mark.parametrize("kind,cfg", [("Convolution", c) for c in CONFIGS] +
+                         [("Deconvolution", c) for c in DECONV], ids=IDS + DECONV_IDS)
+def test_depthwise_gradients(kind, cfg):
     N, C, H, W, m, k, s, p, d, g, bias = cfg
     x = np.random.default_rng(3).standard_normal((N, C, H, W))
-    check_gradients(conv_param("Convolution", m, k, s, p, d, g, bias), [x], max_checks=60)
-
-
-@pytest.mark.parametrize("cfg", DECONV, ids=DECONV_IDS)
-def test_depthwise_deconvolution_gradients(cfg):
-    N, C, H, W, m, k, s, p, d, g, bias = cfg
-    x = np.random.default_rng(3).standard_normal((N, C, H, W))
-    check_gradients(conv_param("Deconvolution", m, k, s, p, d, g, bias), [x], max_checks=60)
+    check_gradients(conv_param(kind, m, k, s, p, d, g, bias), [x], max_checks=60)
 
 
 def test_dispatch_by_shape():
