@@ -25,6 +25,7 @@ typedef long long index_t;
 #define DEVICE_FN __device__ __forceinline__
 #define SIMD_SUM(var)
 #define SIMD_FN DEVICE_FN
+#define ND_LANES 1
 
 #else  // plain C++ for the CPU extension
 
@@ -36,6 +37,7 @@ typedef long long index_t;
 // double functions would be called and the CPU's float kernels would compute in double.
 using std::exp;
 using std::expm1;
+using std::fabs;
 using std::log;
 using std::log1p;
 using std::max;
@@ -80,6 +82,10 @@ using std::tanh;
 #else
 #define SIMD_FN static
 #endif
+// How many neighbouring positions a kernel iteration that keeps per-position values (a
+// softmax's max and sum over channels) handles at once, in local arrays: a few vectors' worth
+// on the CPU, where the loops over them vectorize; 1 on the GPU (one position per thread).
+#define ND_LANES 64
 
 #endif
 
@@ -107,6 +113,33 @@ DEVICE_FN index_t row_tile(const index_t i, const index_t ntiles, const index_t 
   *first = (i % ntiles) * tile;
   *last = index_min(*first + tile, len);
   return i / ntiles;
+}
+
+// The share of iteration k < parts in the sum of a[t] (slice_sum) or a[t] b[t] (slice_dot) over
+// t < len: t = k, k + parts, ... (strided, so that neighbouring GPU threads read neighbouring
+// addresses). The first stage of the two-stage reductions (scale.cu's *_partial kernels); on
+// the CPU parts is 1 and the contiguous loop vectorizes.
+DEVICE_FN Dtype slice_sum(const Dtype* a, const index_t k, const index_t parts, const index_t len) {
+  Dtype s = Dtype(0);
+  if (parts == 1) {
+    SIMD_SUM(s)
+    for (index_t t = 0; t < len; ++t) s += a[t];
+  } else {
+    for (index_t t = k; t < len; t += parts) s += a[t];
+  }
+  return s;
+}
+
+DEVICE_FN Dtype slice_dot(const Dtype* a, const Dtype* b, const index_t k, const index_t parts,
+                          const index_t len) {
+  Dtype s = Dtype(0);
+  if (parts == 1) {
+    SIMD_SUM(s)
+    for (index_t t = 0; t < len; ++t) s += a[t] * b[t];
+  } else {
+    for (index_t t = k; t < len; t += parts) s += a[t] * b[t];
+  }
+  return s;
 }
 
 // Labels arrive as Dtype values and are truncated to integers, as Caffe does. read_label gives

@@ -30,10 +30,13 @@ DEVICE_FN void pool_windows_of(const index_t p, const index_t pad, const index_t
 // would otherwise cost more than its few loads. A backward iteration zeroes its segment of dx and
 // adds in the windows that reach it, window by window in row-major order: per element the same
 // sums in the same order as one thread per element would do.
+// mask is written only with has_mask (TEST nets keep none: no backward reads it). The window's
+// scan selects without branching, which the C++ compiler turns into conditional moves.
 KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
                           const index_t H, const index_t W, const index_t PH, const index_t PW,
                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                          const index_t ph, const index_t pw, const index_t tile)) {
+                          const index_t ph, const index_t pw, const index_t tile,
+                          const index_t has_mask)) {
   // n = N * C * PH * ntiles
   const index_t ntiles = (PW + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile * kh * kw) {
@@ -47,19 +50,25 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
       const index_t ws = index_max(b * sw - pw, 0), we = index_min(b * sw - pw + kw, W);
       if (hs >= he || ws >= we) {
         y[o] = Dtype(0);
-        mask[o] = -1;
+        if (has_mask) mask[o] = -1;
         continue;
       }
       index_t best = hs * W + ws;
       Dtype m = plane[best];
-      for (index_t h = hs; h < he; ++h)
-        for (index_t w = ws; w < we; ++w)
-          if (plane[h * W + w] > m) {
-            m = plane[h * W + w];
-            best = h * W + w;
+      if (has_mask) {
+        for (index_t h = hs; h < he; ++h)
+          for (index_t w = ws; w < we; ++w) {
+            const Dtype v = plane[h * W + w];
+            const bool more = v > m;
+            m = more ? v : m;
+            best = more ? h * W + w : best;
           }
+        mask[o] = best;
+      } else {
+        for (index_t h = hs; h < he; ++h)
+          for (index_t w = ws; w < we; ++w) m = max(m, plane[h * W + w]);
+      }
       y[o] = m;
-      mask[o] = best;
     }
   }
 }

@@ -188,6 +188,17 @@ class Backend:
         """array[...] = value (a contiguous float array of this device)."""
         array.fill(value)
 
+    def addresses(self, arrays):
+        """The addresses of `arrays` (C-contiguous arrays of this device) as an int64 array of
+        this device: the `const index_t*` argument of a kernel that reads a list of arrays
+        (kernels/eltwise.cu). The arrays must stay alive while the kernel runs."""
+        ptrs = []
+        for a in arrays:
+            if not a.flags.c_contiguous:
+                raise BackendError("addresses: an array is not C-contiguous")
+            ptrs.append(a.data.ptr if hasattr(a.data, "ptr") else a.ctypes.data)
+        return self.xp.asarray(np.array(ptrs, dtype=np.int64))
+
     # ---- scratch -----------------------------------------------------------------------
     def workspace(self, dtype, size, name="col"):
         """A flat scratch array of `size` elements, shared by every layer of this backend and

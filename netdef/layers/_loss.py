@@ -5,9 +5,10 @@ gives, and the softmax-then-loss layers' common part (SoftmaxLoss). Not a layer 
     NONE = 1; then max(normalizer, 1) (a batch whose labels are all ignored gives loss 0,
     not NaN).
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from ._labels import bad_label_error, check_labels
+from .softmax import softmax_forward
 
 Norm = pb.LossParameter
 MODES = (Norm.FULL, Norm.VALID, Norm.BATCH_SIZE, Norm.NONE)
@@ -78,8 +79,8 @@ class SoftmaxLoss(Layer):
         return top[1].data if len(top) > 1 else self.prob
 
     def forward(self, bottom, top):
-        prob, n = self._prob(top), self.outer * self.inner
-        self.kernels("softmax").softmax_forward(n, bottom[0].data, prob, self.C, self.inner)
+        prob = self._prob(top)
+        softmax_forward(self, bottom[0].data, prob, self.outer, self.C, self.inner)
         px = self.pixels
         self.position_losses(bottom, prob, px)
         loss, valid, bad = (float(v) for v in self.backend.to_numpy(px.sum(axis=1)))

@@ -22,13 +22,15 @@ global statistics (use_global_stats true):
 forward:  y = (x - mu_c) / sqrt(var_c + eps)
 backward, batch statistics:  dx = (dy - mean(dy) - y * mean(dy * y)) / sqrt(var + eps)
           (means per channel over N and S; y is a copy kept by forward, because a later
-          in-place layer may overwrite the top)
+          in-place layer may overwrite the top; kept only when the Net plans a backward)
 backward, global statistics: dx = dy / sqrt(var + eps)
+Forward is one pass y = a x + b with a = 1 / sqrt(var + eps), b = -mu a per channel (plus one
+read of x for the batch statistics).
 shape:    top = bottom (may be computed in place)
 """
-from ..layer import TEST, Layer
+from ..core.layer import TEST, Layer
 from . import register_layer
-from .scale import channel_reduce
+from .scale import channel_affine
 
 
 @register_layer("BatchNorm")
@@ -88,52 +90,65 @@ class BatchNormLayer(Layer):
         self.N = shape[0]
         self.S = bottom[0].count // max(self.N * self.channels, 1)
         xp = self.xp
-        self.mean = xp.empty(self.channels, dtype=self.dtype)
-        self.var = xp.empty(self.channels, dtype=self.dtype)
-        self.std = xp.empty(self.channels, dtype=self.dtype)
-        if not self.use_global_stats and (self.x_norm is None or self.x_norm.shape != shape):
-            self.x_norm = xp.empty(shape, dtype=self.dtype)
+        # per channel: the statistics, and the normalization y = a x + b (a = 1 / std)
+        self.mean, self.var, self.a, self.b = (xp.empty(self.channels, dtype=self.dtype) for _ in range(4))
+
+    def _keeps_normalized(self):
+        """Does forward keep y for backward (batch statistics, and a backward can follow)?"""
+        return not self.use_global_stats and self.need_backward
+
+    def _partials(self, n_arrays):
+        rows = self.N * self.channels
+        parts = self.backend.reduce_parts(rows, self.S)
+        return parts, [self.xp.empty(rows * parts, dtype=self.dtype) for _ in range(n_arrays)]
 
     def forward(self, bottom, top):
         k = self.kernels("batch_norm")
-        sk = self.kernels("scale")
-        x = bottom[0].data
-        count, C, S, N = bottom[0].count, self.channels, self.S, self.N
+        x, y = bottom[0].data, top[0].data
+        C, S, N = self.channels, self.S, self.N
         b0, b1, b2 = (b.data for b in self.blobs)
         if self.use_global_stats:
-            k.bn_global_stats(C, b0, b1, b2, self.mean, self.std, self.eps)
-            k.bn_normalize(count, x, self.mean, self.std, top[0].data, top[0].data, C, S)
+            k.bn_global_stats(C, b0, b1, b2, self.mean, self.var, self.a, self.b, self.eps)
+            channel_affine(self, x, self.a, self.b, y, C, S)
             return
         m = N * S
         if m == 0:
             return
-        channel_reduce(self, lambda n, part, parts: sk.scale_partial_sum(n, x, part, S, parts),
-                       self.mean, N, C, S, alpha=1.0 / m)
-        channel_reduce(self, lambda n, part, parts: k.bn_partial_sqdev(n, x, self.mean, part, C, S, parts),
-                       self.var, N, C, S, alpha=1.0 / m)
+        parts, (psum, pm2) = self._partials(2)
+        k.bn_partial_moments(N * C * parts, x, psum, pm2, S, parts)
         correction = m / (m - 1.0) if m > 1 else 1.0
-        k.bn_finish_batch_stats(C, self.mean, self.var, self.std, b0, b1, b2, self.maf, correction,
-                                self.eps)
-        k.bn_normalize(count, x, self.mean, self.std, top[0].data, self.x_norm, C, S)
+        k.bn_batch_stats(C, psum, pm2, N, parts, S, self.mean, self.var, self.a, self.b, b0, b1, b2,
+                         self.maf, correction, self.eps)
+        if not self._keeps_normalized():
+            self.x_norm = None
+            channel_affine(self, x, self.a, self.b, y, C, S)
+            return
+        if self.x_norm is None or self.x_norm.shape != x.shape:
+            self.x_norm = self.xp.empty(x.shape, dtype=self.dtype)
+        iters, tile = self.row_launch(x.size, S)
+        k.bn_normalize(iters, x, self.a, self.b, y, self.x_norm, C, S, tile)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
-        k = self.kernels("batch_norm")
-        dy = top[0].diff
-        count, C, S, N = bottom[0].count, self.channels, self.S, self.N
+        dy, dx = top[0].diff, bottom[0].diff
+        C, S, N = self.channels, self.S, self.N
         if self.use_global_stats:
-            k.bn_backward_global(count, dy, self.std, bottom[0].diff, C, S)
+            channel_affine(self, dy, self.a, None, dx, C, S)
             return
         m = N * S
         if m == 0:
             return
+        if self.x_norm is None:
+            raise self.error("backward after a forward that kept nothing for it (the Net planned "
+                             "no backward for this layer: use force_backward)")
+        k = self.kernels("batch_norm")
         sk = self.kernels("scale")
+        parts, (psum, pdot) = self._partials(2)
+        k.bn_partial_grad(N * C * parts, dy, self.x_norm, psum, pdot, S, parts)
         mean_dy = self.xp.empty(C, dtype=self.dtype)
         mean_dyx = self.xp.empty(C, dtype=self.dtype)
-        xn = self.x_norm
-        channel_reduce(self, lambda n, part, parts: sk.scale_partial_sum(n, dy, part, S, parts),
-                       mean_dy, N, C, S, alpha=1.0 / m)
-        channel_reduce(self, lambda n, part, parts: sk.scale_partial_dot(n, dy, xn, part, S, parts),
-                       mean_dyx, N, C, S, alpha=1.0 / m)
-        k.bn_backward(count, dy, xn, mean_dy, mean_dyx, self.std, bottom[0].diff, C, S)
+        sk.reduce_partials(C, psum, mean_dy, N, parts, 1.0 / m, 0.0)
+        sk.reduce_partials(C, pdot, mean_dyx, N, parts, 1.0 / m, 0.0)
+        iters, tile = self.row_launch(dy.size, S)
+        k.bn_backward(iters, dy, self.x_norm, mean_dy, mean_dyx, self.a, dx, C, S, tile)

@@ -10,10 +10,10 @@ forward:  y[o, d, t] = x[o, d, t] + b[d]
 backward: dx = dy;  db[d] = sum_{o, t} dy  (added to the param's diff; written to bottom[1].diff)
 shape:    top = bottom[0] (may be computed in place)
 """
-from ..fillers import fill
-from ..layer import Layer
+from ..core.fillers import fill
+from ..core.layer import Layer
 from . import register_layer
-from .scale import broadcast_dims, channel_reduce, param_shape
+from .scale import broadcast_dims, channel_affine, channel_reduce, param_shape
 
 
 @register_layer("Bias")
@@ -41,8 +41,7 @@ class BiasLayer(Layer):
             top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom, top):
-        self.kernels("scale").bias_forward(bottom[0].count, bottom[0].data, self._bias(bottom).data,
-                                           top[0].data, self.D, self.inner)
+        channel_affine(self, bottom[0].data, None, self._bias(bottom).data, top[0].data, self.D, self.inner)
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff

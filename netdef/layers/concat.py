@@ -3,9 +3,11 @@
 forward:  top[..., offset_k : offset_k + n_k, ...] = bottom_k
 backward: dbottom_k = dtop[..., offset_k : offset_k + n_k, ...]
 shape:    all axes equal except `axis`, whose sizes add up
+Each bottom is one parallel block copy (the reverse of Slice's).
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
+from .slice import copy_piece
 
 
 @register_layer("Concat")
@@ -31,21 +33,21 @@ class ConcatLayer(Layer):
             total += s[self.axis]
         top[0].reshape(ref[:self.axis] + (total,) + ref[self.axis + 1:])
 
-    def _slices(self, bottom):
+    def _pieces(self, top, bottom):
+        """(i, bottom i, its block of the top as copy_piece's outer, whole_width, offset, width)."""
+        ax = self.axis
+        outer, inner = top[0].count_range(0, ax), top[0].count_range(ax + 1)
         off = 0
-        for b in bottom:
-            n = b.shape[self.axis]
-            yield b, (slice(None),) * self.axis + (slice(off, off + n),)
+        for i, b in enumerate(bottom):
+            n = b.shape[ax]
+            yield i, b, (outer, top[0].shape[ax] * inner, off * inner, n * inner)
             off += n
 
     def forward(self, bottom, top):
-        if len(bottom) == 1:
-            top[0].data[...] = bottom[0].data
-            return
-        for b, sl in self._slices(bottom):
-            top[0].data[sl] = b.data
+        for _, b, geom in self._pieces(top, bottom):
+            copy_piece(self, top[0].data, b.data, *geom, to_piece=False)
 
     def backward(self, top, propagate_down, bottom):
-        for i, (b, sl) in enumerate(self._slices(bottom)):
+        for i, b, geom in self._pieces(top, bottom):
             if propagate_down[i]:
-                b.diff[...] = top[0].diff[sl]
+                copy_piece(self, top[0].diff, b.diff, *geom, to_piece=True)

@@ -16,10 +16,11 @@ host: duplicates are added in a fixed order, on either device, without atomics.
 """
 import numpy as np
 
-from ..fillers import fill
-from ..layer import Layer
+from ..core.fillers import fill
+from ..core.layer import Layer
 from . import register_layer
 from ._gather import RowGather
+from .scale import channel_affine
 
 
 @register_layer("Embed")
@@ -63,8 +64,7 @@ class EmbedLayer(Layer):
         self.rows.set_index(self._indices(bottom[0].data), self.input_dim)
         self.rows.gather(self.blobs[0].data, top[0].data, self.num_output)
         if self.bias_term and top[0].count:
-            self.kernels("scale").bias_forward(top[0].count, top[0].data, self.blobs[1].data,
-                                               top[0].data, self.num_output, 1)
+            channel_affine(self, top[0].data, None, self.blobs[1].data, top[0].data, self.num_output, 1)
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff

@@ -11,7 +11,8 @@ shape (Caffe's rule, per axis):  P = ceil((H + 2 ph - kh) / sh) + 1   (floor wit
           top = (N, C, PH, PW); MAX may have a second top, the mask, of the same shape.
 MAX:   y = max over the window (the first maximum in row-major order wins);
        mask = h * W + w of that maximum (a float, as Caffe stores it); dx[h, w] = sum of dy over
-       the windows whose maximum was (h, w).
+       the windows whose maximum was (h, w). The mask is kept only when the Net plans a
+       backward or a second top shows it.
 AVE:   y = sum over the clipped window / size, size = (min(hs + kh, H + ph) - hs) *
        (min(ws + kw, W + pw) - ws) with hs = a sh - ph: the window clipped to the padded
        plane, so padding counts in the divisor but the area beyond it does not (Caffe's rule).
@@ -27,8 +28,8 @@ padding and stride > kernel; Caffe leaves such outputs at -FLT_MAX) gives 0 and 
 Checks as Caffe: kernel_size or kernel_h/kernel_w (not both, none with global_pooling),
 pad < kernel, padding only with MAX and AVE, global pooling only with pad 0 and stride 1.
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from . import register_layer
 
 P = pb.PoolingParameter
@@ -121,24 +122,39 @@ class PoolingLayer(Layer):
         out = (N, C, PH, PW)
         for t in top:
             t.reshape(out)
-        if self.method in (P.MAX, P.STOCHASTIC) and (self.mask is None or self.mask.shape != out):
-            self.mask = self.xp.empty(out, dtype=self.xp.int64)
+        self.out_shape = out
+
+    def _mask(self, top):
+        """The argmax positions, which MAX and STOCHASTIC (TRAIN) backward read and a second
+        top shows: None when neither can happen (a TEST net without force_backward)."""
+        if self.method == P.STOCHASTIC and self.phase == pb.TRAIN:
+            keep = True  # its forward kernel writes the draw there
+        else:
+            keep = self.method == P.MAX and (self.need_backward or len(top) > 1)
+        if not keep:
+            self.mask = None
+        elif self.mask is None or self.mask.shape != self.out_shape:
+            self.mask = self.xp.empty(self.out_shape, dtype=self.xp.int64)
+        return self.mask
 
     def forward(self, bottom, top):
         k = self.kernels("pooling")
         x, y, n = bottom[0].data, top[0].data, top[0].count
         g = self.geom
+        mask = self._mask(top)
         if self.method in (P.MAX, P.AVE):
             iters, tile = self.row_launch(n, g[3])
             if self.method == P.MAX:
-                k.max_pool_forward(iters, x, y, self.mask, *g, tile)
+                unused = self.backend.workspace(self.xp.int64, 1, "no-mask")
+                k.max_pool_forward(iters, x, y, unused if mask is None else mask, *g, tile,
+                                   int(mask is not None))
                 if len(top) > 1:
-                    top[1].data[...] = self.mask
+                    top[1].data[...] = mask
             else:
                 k.ave_pool_forward(iters, x, y, *g, tile)
         elif self.phase == pb.TRAIN:
             u = self.backend.rng.random(top[0].shape, dtype=self.dtype)
-            k.sto_pool_forward_train(n, x, u, y, self.mask, *g[:8])
+            k.sto_pool_forward_train(n, x, u, y, mask, *g[:8])
         else:
             k.sto_pool_forward_test(n, x, y, *g[:8])
 
@@ -150,6 +166,9 @@ class PoolingLayer(Layer):
         g = self.geom
         iters, tile = self.row_launch(n, g[1])
         if self.method == P.MAX or (self.method == P.STOCHASTIC and self.phase == pb.TRAIN):
+            if self.mask is None:
+                raise self.error("backward after a forward that kept no argmax mask (the Net "
+                                 "planned no backward for this layer: use force_backward)")
             k.max_pool_backward(iters, dy, self.mask, dx, *g, tile)
         elif self.method == P.AVE:
             k.ave_pool_backward(iters, dy, dx, *g, tile)

@@ -8,8 +8,8 @@ backward: dx = dy if x > 0 else a_c dy
           da_c += sum over the elements of channel c (all elements when shared) of dy x [x <= 0]
 shape:    top = bottom, >= 2 axes (may be computed in place; x is then kept for backward)
 """
-from .. import netdef_pb2 as pb
-from ..fillers import fill
+from ..core import netdef_pb2 as pb
+from ..core.fillers import fill
 from . import register_layer
 from ._neuron import NeuronLayer
 from .scale import channel_reduce
@@ -49,8 +49,9 @@ class PReLULayer(NeuronLayer):
     def forward(self, bottom, top):
         self.keep_input(bottom, top)
         div = self.channels if self.shared else 1
-        self.activation().prelu_forward(bottom[0].count, bottom[0].data, self.blobs[0].data,
-                                        top[0].data, self.channels, self.inner, div)
+        iters, tile = self.row_launch(bottom[0].count, self.inner)
+        self.activation().prelu_forward(iters, bottom[0].data, self.blobs[0].data, top[0].data,
+                                        self.channels, self.inner, div, tile)
 
     def backward(self, top, propagate_down, bottom):
         k = self.activation()
@@ -63,5 +64,6 @@ class PReLULayer(NeuronLayer):
                            self.blobs[0].diff, self.N, D, inner, beta=1.0)
         if propagate_down[0]:
             div = self.channels if self.shared else 1
-            k.prelu_backward(bottom[0].count, dy, x, self.blobs[0].data, bottom[0].diff,
-                             self.channels, self.inner, div)
+            iters, tile = self.row_launch(bottom[0].count, self.inner)
+            k.prelu_backward(iters, dy, x, self.blobs[0].data, bottom[0].diff, self.channels,
+                             self.inner, div, tile)

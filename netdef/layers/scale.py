@@ -12,12 +12,13 @@ forward:  y[o, d, t] = x[o, d, t] * s[d] (+ b[d])
 backward: dx = dy * s[d]
           ds[d] = sum_{o, t} dy * x    (added to the param's diff; written to bottom[1].diff)
           db[d] = sum_{o, t} dy
-shape:    top = bottom[0] (may be computed in place; x is then kept for ds)
+shape:    top = bottom[0] (may be computed in place; x is then kept for ds, only when the Net
+          plans a backward: not in a TEST net without force_backward)
 """
-from .. import netdef_pb2 as pb
-from ..blob import canonical_axis, count_range
-from ..fillers import fill
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.blob import canonical_axis, count_range
+from ..core.fillers import fill
+from ..core.layer import Layer
 from . import register_layer
 
 
@@ -30,6 +31,14 @@ def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0)
     partial = layer.xp.empty(outer * D * parts, dtype=layer.dtype)
     partial_fn(outer * D * parts, partial, parts)
     layer.kernels("scale").reduce_partials(D, partial, out, outer, parts, float(alpha), float(beta))
+
+
+def channel_affine(layer, x, s, b, y, D, inner):
+    """y = x * s[d] + b[d] for x seen as (outer, D, inner), s or b None for none, in one pass
+    (kernels/scale.cu's channel_affine); x may be y."""
+    iters, tile = layer.row_launch(x.size, inner)
+    layer.kernels("scale").channel_affine(iters, x, x if s is None else s, x if b is None else b, y,
+                                          D, inner, tile, int(s is not None), int(b is not None))
 
 
 def param_shape(layer, bottom_shape, axis, num_axes):
@@ -89,19 +98,22 @@ class ScaleLayer(Layer):
         if top[0] is not bottom[0]:
             top[0].reshape(bottom[0].shape)
 
+    def _keeps_input(self, bottom, top):
+        """In place, the scale's gradient needs x, which forward overwrites: keep a copy when a
+        backward can follow and may want that gradient."""
+        return (top[0] is bottom[0] and self.need_backward
+                and (len(bottom) > 1 or self.param_needs_grad(0)))
+
     def forward(self, bottom, top):
         x = bottom[0].data
-        if top[0] is bottom[0]:  # keep x: the scale's gradient needs it
+        if self._keeps_input(bottom, top):
             if self.x_copy is None or self.x_copy.shape != x.shape:
                 self.x_copy = self.xp.empty_like(x)
             self.x_copy[...] = x
-        k = self.kernels("scale")
-        s = self._scale(bottom).data
-        if self.bias_term:
-            k.scale_bias_forward(bottom[0].count, x, s, self.blobs[self.bias_index].data, top[0].data,
-                                 self.D, self.inner)
         else:
-            k.scale_forward(bottom[0].count, x, s, top[0].data, self.D, self.inner)
+            self.x_copy = None
+        b = self.blobs[self.bias_index].data if self.bias_term else None
+        channel_affine(self, x, self._scale(bottom).data, b, top[0].data, self.D, self.inner)
 
     def backward(self, top, propagate_down, bottom):
         k = self.kernels("scale")
@@ -111,10 +123,14 @@ class ScaleLayer(Layer):
                            self.blobs[self.bias_index].diff, self.outer, self.D, self.inner, beta=1.0)
         two = len(bottom) > 1
         if (two and propagate_down[1]) or (not two and self.param_needs_grad(0)):
-            x = self.x_copy if top[0] is bottom[0] else bottom[0].data
+            x = bottom[0].data
+            if top[0] is bottom[0]:
+                if self.x_copy is None:
+                    raise self.error("backward after a forward that kept no copy of the input "
+                                     "(the Net planned no backward for this layer: use force_backward)")
+                x = self.x_copy
             channel_reduce(self, lambda n, part, parts: k.scale_partial_dot(n, dy, x, part, self.inner, parts),
                            self._scale(bottom).diff, self.outer, self.D, self.inner,
                            beta=0.0 if two else 1.0)
         if propagate_down[0]:
-            k.scale_forward(bottom[0].count, dy, self._scale(bottom).data, bottom[0].diff,
-                            self.D, self.inner)
+            channel_affine(self, dy, self._scale(bottom).data, None, bottom[0].diff, self.D, self.inner)

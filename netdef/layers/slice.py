@@ -11,8 +11,19 @@ backward: dbottom[o, p_k + j, i] = dtop_k[o, j, i]   (every element belongs to e
 shape:    top_k = bottom.shape with shape[axis] = p_{k+1} - p_k
 A bottom with a zero-sized axis other than `axis` (an empty batch) gives empty tops.
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
+
+
+def copy_piece(layer, whole, piece, outer, whole_width, offset, width, to_piece):
+    """Between a blob seen as (outer, whole_width) and a piece of it, columns [offset, offset +
+    width) of every row, seen as (outer, width): piece = that part of whole (to_piece) or the
+    reverse. One parallel copy pass (kernels/gather.cu's copy_block); Concat is the reverse of
+    Slice."""
+    strides = (whole_width, offset, width, 0) if to_piece else (width, 0, whole_width, offset)
+    src, dst = (whole, piece) if to_piece else (piece, whole)
+    iters, tile = layer.row_launch(outer * width, width)
+    layer.kernels("gather").copy_block(iters, src, dst, width, *strides, tile)
 
 
 @register_layer("Slice")
@@ -54,17 +65,10 @@ class SliceLayer(Layer):
         for k, t in enumerate(top):
             t.reshape(shape[:self.axis] + (bounds[k + 1] - bounds[k],) + shape[self.axis + 1:])
 
-    def _copy(self, src, dst, k, forward):
-        """One top's block between the bottom (rows of D * inner) and top k (rows of n * inner)."""
-        width = (self.bounds[k + 1] - self.bounds[k]) * self.inner
-        whole = self.bounds[-1] * self.inner
-        off = self.bounds[k] * self.inner
-        if forward:
-            strides = (whole, off, width, 0)
-        else:
-            strides = (width, 0, whole, off)
-        iters, tile = self.row_launch(self.outer * width, width)
-        self.kernels("gather").copy_block(iters, src, dst, width, *strides, tile)
+    def _copy(self, whole, piece, k, to_piece):
+        copy_piece(self, whole, piece, self.outer, self.bounds[-1] * self.inner,
+                   self.bounds[k] * self.inner, (self.bounds[k + 1] - self.bounds[k]) * self.inner,
+                   to_piece)
 
     def forward(self, bottom, top):
         for k, t in enumerate(top):
@@ -73,4 +77,4 @@ class SliceLayer(Layer):
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             for k, t in enumerate(top):
-                self._copy(t.diff, bottom[0].diff, k, False)
+                self._copy(bottom[0].diff, t.diff, k, False)

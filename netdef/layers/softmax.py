@@ -6,9 +6,15 @@ forward:  y[o, c, t] = exp(x[o, c, t] - m) / sum_c' exp(x[o, c', t] - m),  m = m
 backward: dx[o, c, t] = y[o, c, t] (dy[o, c, t] - sum_c' dy[o, c', t] y[o, c', t])
 shape:    top = bottom (may be computed in place)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._labels import class_dims
+
+
+def softmax_forward(layer, x, y, outer, C, inner):
+    """y = the softmax of x over C for x seen as (outer, C, inner); x may be y."""
+    iters, tile = layer.row_launch(outer * inner, inner)
+    layer.kernels("softmax").softmax_forward(iters, x, y, C, inner, tile)
 
 
 @register_layer("Softmax")
@@ -25,13 +31,13 @@ class SoftmaxLayer(Layer):
     def forward(self, bottom, top):
         if self.C == 0:
             return
-        self.kernels("softmax").softmax_forward(self.outer * self.inner, bottom[0].data, top[0].data,
-                                                self.C, self.inner)
+        softmax_forward(self, bottom[0].data, top[0].data, self.outer, self.C, self.inner)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
             return
         if self.C == 0:
             return
-        self.kernels("softmax").softmax_backward(self.outer * self.inner, top[0].data, top[0].diff,
-                                                 bottom[0].diff, self.C, self.inner)
+        iters, tile = self.row_launch(self.outer * self.inner, self.inner)
+        self.kernels("softmax").softmax_backward(iters, top[0].data, top[0].diff, bottom[0].diff,
+                                                 self.C, self.inner, tile)

@@ -18,8 +18,8 @@ concatenation. Like Caffe's Pooling, a level whose pad is not smaller than its k
 H = 5 at 4 bins: kernel 2, pad 2) is an error; STOCHASTIC pooling is refused (its kernels
 take no padding, which every level but the first needs in general).
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from . import register_layer
 from .pooling import pooled_size
 
@@ -90,7 +90,7 @@ class SPPLayer(Layer):
         iters, tile = self.row_launch(self.N * self.C * geom[2] * geom[3], geom[3])
         k = self.kernels("pooling")
         if self.method == S.MAX:
-            k.max_pool_forward(iters, x, y, self.masks[level], *geom, tile)
+            k.max_pool_forward(iters, x, y, self.masks[level], *geom, tile, 1)
         else:
             k.ave_pool_forward(iters, x, y, *geom, tile)
 
