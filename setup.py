@@ -41,8 +41,9 @@ class CMakeBuild(build_ext):
 
 
 setup(
-    packages=["netdef", "netdef.backend", "netdef.commands", "netdef.layers", "netdef.data",
-              "netdef.solver", "netdef.kernels"],
+    packages=["netdef", "netdef.backend", "netdef.commands", "netdef.core", "netdef.data",
+              "netdef.fcn", "netdef.layers", "netdef.pycaffe", "netdef.solver", "netdef.watch",
+              "netdef.kernels"],
     package_dir={"netdef.kernels": "kernels"},
     package_data={"netdef.kernels": ["*.cu", "*.cuh"]},
     ext_modules=[CMakeExtension("netdef._cpu_kernels")],

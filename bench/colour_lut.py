@@ -19,7 +19,7 @@ sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "models"))
 
 from fcn import TRAIN_COUNT, VAL_COUNT  # noqa: E402  (models/fcn.py: the set the models read)
-from netdef import metrics  # noqa: E402
+from netdef.fcn import metrics  # noqa: E402
 from netdef.data import synthetic  # noqa: E402
 
 

@@ -56,8 +56,8 @@ def build(spec, batch, backend, dtype):
     import netdef  # noqa: F401
     from google.protobuf import text_format
 
-    from netdef import netdef_pb2 as pb
-    from netdef.blob import Blob
+    from netdef.core import netdef_pb2 as pb
+    from netdef.core.blob import Blob
     from netdef.layers import create_layer
 
     name, kind, cin, s, body, *_ = spec

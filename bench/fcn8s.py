@@ -35,8 +35,8 @@ def netdef_nets(variant, classes, batch, size, dtype):
     import fcn as fcn_models
 
     import netdef
-    from netdef.coord_map import fill_crop_offsets
-    from netdef.net_spec import L
+    from netdef.pycaffe.coord_map import fill_crop_offsets
+    from netdef.pycaffe.net_spec import L
 
     def inputs(n):
         n.data = L.Input(shape=dict(dim=[batch, 3, size, size]))
@@ -54,7 +54,7 @@ def netdef_runs(args, rng, phases=("train", "infer")):
     """{phase: callable} for netdef (train: one SGDSolver.step, infer: a TEST-phase forward),
     and the memory function: the CuPy pool's bytes on a GPU, the process's peak RSS on the CPU."""
     import netdef
-    from netdef import netdef_pb2 as pb
+    from netdef.core import netdef_pb2 as pb
     from netdef.solver import SGDSolver
 
     if args.gpu:

@@ -89,8 +89,8 @@ def fcn8s_layers(size, classes=21, fc=4096):
 def build(spec, backend, dtype, rng):
     from google.protobuf import text_format
 
-    from netdef import netdef_pb2 as pb
-    from netdef.blob import Blob
+    from netdef.core import netdef_pb2 as pb
+    from netdef.core.blob import Blob
     from netdef.layers import create_layer
 
     name, kind, body, shapes, prop, tspec = spec
@@ -178,8 +178,8 @@ def dispatch_cost(backend, dtype, iters=2000):
 
     from google.protobuf import text_format
 
-    from netdef import netdef_pb2 as pb
-    from netdef.blob import Blob
+    from netdef.core import netdef_pb2 as pb
+    from netdef.core.blob import Blob
     from netdef.layers import create_layer
 
     out = []

@@ -16,7 +16,7 @@ import sys
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), ".."))
 
 import netdef  # noqa: E402
-from netdef import metrics  # noqa: E402
+from netdef.fcn import metrics  # noqa: E402
 
 
 def evaluate(val_prototxt, weights, iters, width):

@@ -69,7 +69,7 @@ def _upscore(L, bottom, classes, factor):
 
 def fcn(variant, classes, data_layer, phase):
     """NetSpec of one FCN; `data_layer(n)` sets n.data (and n.label unless deploy)."""
-    from netdef.net_spec import L, NetSpec, P
+    from netdef.pycaffe.net_spec import L, NetSpec, P
 
     cfg = VARIANTS[variant]
     n = NetSpec()
@@ -123,7 +123,7 @@ def fcn(variant, classes, data_layer, phase):
 
 def _pixelwise(n, bottom, widths, classes, phase):
     """1x1 convolutions only: the score of a pixel sees that pixel's colour and nothing else."""
-    from netdef.net_spec import L, P
+    from netdef.pycaffe.net_spec import L, P
 
     for i, width in enumerate(widths, 1):
         setattr(n, f"conv{i}", _conv(L, bottom, width, ks=1, pad=0))
@@ -138,8 +138,8 @@ def _pixelwise(n, bottom, widths, classes, phase):
 def write_model(variant, classes, out_dir, size, batch, count=TRAIN_COUNT, val_count=VAL_COUNT):
     from google.protobuf import text_format
 
-    from netdef.coord_map import fill_crop_offsets
-    from netdef.net_spec import L
+    from netdef.pycaffe.coord_map import fill_crop_offsets
+    from netdef.pycaffe.net_spec import L
 
     def deploy_data(n):
         n.data = L.Input(shape=dict(dim=[1, 3, size, size]))

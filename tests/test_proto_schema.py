@@ -1,4 +1,4 @@
-"""netdef/netdef_pb2.py is generated from protos/netdef.proto; prove they match, and that the
+"""netdef/core/netdef_pb2.py is generated from protos/netdef.proto; prove they match, and that the
 schema keeps Caffe's field numbers where files depend on them."""
 import os
 import subprocess
@@ -14,8 +14,8 @@ def test_generated_module_matches_proto(tmp_path):
     subprocess.run([sys.executable, "-m", "grpc_tools.protoc", "-I", os.path.join(ROOT, "protos"),
                     f"--python_out={tmp_path}", os.path.join(ROOT, "protos", "netdef.proto")], check=True)
     generated = (tmp_path / "netdef_pb2.py").read_text()
-    checked_in = open(os.path.join(ROOT, "netdef", "netdef_pb2.py")).read()
-    assert generated == checked_in, "regenerate netdef/netdef_pb2.py (see this test for the command)"
+    checked_in = open(os.path.join(ROOT, "netdef", "core", "netdef_pb2.py")).read()
+    assert generated == checked_in, "regenerate netdef/core/netdef_pb2.py (see this test for the command)"
 
 
 def test_caffe_field_numbers():

@@ -3,9 +3,9 @@
 import logging
 
 from .. import backend as be
-from .. import netdef_pb2 as pb
+from ..core import netdef_pb2 as pb
 from ..errors import NetdefError
-from ..glog import GlogFormatter
+from ..watch.glog import GlogFormatter
 
 log = logging.getLogger("netdef")
 

@@ -1,6 +1,6 @@
 """`netdef draw <net.prototxt> out.(dot|svg|png|pdf)`: the layer graph (netdef.draw)."""
-from .. import netdef_pb2 as pb
-from ..draw import draw
+from ..core import netdef_pb2 as pb
+from ..pycaffe.draw import draw
 
 HELP = "draw the layer graph (DOT, or SVG/PNG/PDF through Graphviz)"
 

@@ -16,7 +16,7 @@ from .. import TEST
 from ..data.datum import array_to_datum
 from ..data.lmdb_data import BACKENDS, write_datums
 from ..errors import NetdefError
-from ..net import Net
+from ..core.net import Net
 from ._common import add_device_arguments, select_device
 
 log = logging.getLogger("netdef")

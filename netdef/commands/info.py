@@ -1,7 +1,7 @@
 """`netdef info <net.prototxt>`: a table of every layer (type, bottoms, tops with their shapes,
 param count, receptive field, stride and offset of its first top), then the totals."""
-from .. import coord_map
-from ..net import Net
+from ..pycaffe import coord_map
+from ..core.net import Net
 from ._common import add_file_argument, add_phase_argument, file_argument, format_table, phase
 
 HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, receptive field, "

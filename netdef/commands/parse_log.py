@@ -4,7 +4,7 @@ NumIters, Seconds, LearningRate and one column per output (netdef/logparse.py)."
 import os
 
 from ..errors import NetdefError
-from ..logparse import parse_log, write_csv
+from ..watch.logparse import parse_log, write_csv
 
 HELP = "training log -> LOG.train / LOG.test CSV files, as Caffe's parse_log.py"
 

@@ -1,8 +1,8 @@
 """`netdef plot LOG... -o curves.png`: training curves of one or more logs (glog or plain lines),
 the runs overlaid, one colour each: train loss, learning rate, every test output, the
 segmentation metrics (netdef/plot.py). Needs matplotlib: pip install 'netdef[plot]'."""
-from ..logparse import parse_log
-from ..plot import CHARTS, plot_logs, save_figure
+from ..watch.logparse import parse_log
+from ..watch.plot import CHARTS, plot_logs, save_figure
 
 HELP = "plot training curves (loss, lr, test outputs, mean IU) from logs to PNG/SVG/PDF"
 

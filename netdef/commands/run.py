@@ -11,7 +11,7 @@ import os
 import runpy
 import sys
 
-from .. import caffe_compat
+from ..pycaffe import caffe_compat
 from ..errors import NetdefError
 
 HELP = "run a Caffe/FCN Python script with `import caffe` answered by netdef"

@@ -14,8 +14,8 @@ import numpy as np
 
 from .. import TEST
 from ..errors import NetdefError
-from ..net import Net
-from ..segment import (VOC_MEAN_BGR, contact_sheet, find_label, image_files, load_image_bgr, load_label,
+from ..core.net import Net
+from ..fcn.segment import (VOC_MEAN_BGR, contact_sheet, find_label, image_files, load_image_bgr, load_label,
                        overlay, pixel_accuracy, save_label_png, segment_image)
 
 HELP = "write label maps (VOC palette PNG), overlays and a contact sheet for images"

@@ -1,10 +1,10 @@
 """`netdef surgery convolutionalize|atrous|transplant|bilinear NET -o OUT`: the net surgery of
 netdef.surgery on prototxt and caffemodel files."""
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..errors import NetdefError
-from ..net import Net
-from ..surgery import atrous, bilinear, convolutionalize, transplant
+from ..core.net import Net
+from ..fcn.surgery import atrous, bilinear, convolutionalize, transplant
 
 HELP = "convolutionalize, atrous, transplant, bilinear"
 

@@ -11,8 +11,8 @@ import logging
 
 from .. import TEST
 from ..errors import NetdefError
-from ..metrics import SegmentationBlobs, find_segmentation_blobs
-from ..net import Net
+from ..fcn.metrics import SegmentationBlobs, find_segmentation_blobs
+from ..core.net import Net
 from ..solver import evaluate
 from ..solver.evaluation import caffe_number as _g
 from ._common import (add_device_arguments, add_file_argument, add_log_format_argument,

@@ -8,8 +8,8 @@ ones (netdef.timing.time_net).
 import logging
 
 from ..errors import NetdefError
-from ..net import Net
-from ..timing import fill_inputs, time_net
+from ..core.net import Net
+from ..watch.timing import fill_inputs, time_net
 from ._common import (add_device_arguments, add_file_argument, add_phase_argument, file_argument,
                       phase, select_device)
 

@@ -19,7 +19,7 @@ import subprocess
 import sys
 
 from ..errors import NetdefError
-from ..logfile import LogFile
+from ..watch.logfile import LogFile
 from ..solver import get_solver, read_solver
 from ..solver import distributed
 from ._common import (add_device_arguments, add_file_argument, add_log_format_argument,
@@ -163,7 +163,7 @@ def _train(args, logfile, root=True):
             raise NetdefError(f"{e}; give --log FILE, or --log none") from None
     monitor = None
     if args.tensorboard and root:
-        from ..tensorboard import TensorBoardMonitor
+        from ..watch.tensorboard import TensorBoardMonitor
 
         monitor = TensorBoardMonitor(solver, args.tensorboard)
     if args.weights:

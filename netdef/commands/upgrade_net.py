@@ -9,8 +9,8 @@ goes through, so OUT is what netdef would have built from IN.
 """
 import os
 
-from .. import graph, proto
-from .. import netdef_pb2 as pb
+from ..core import graph, proto
+from ..core import netdef_pb2 as pb
 from ..errors import ParseError
 
 HELP = "rewrite a V0/V1 net (prototxt or caffemodel) in today's format"

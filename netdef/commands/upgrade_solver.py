@@ -3,8 +3,8 @@ today's `type` string (SGD, Nesterov, AdaGrad, RMSProp, AdaDelta, Adam), as Caff
 upgrade_solver_proto_text. The upgrade is netdef.solver.upgrade_solver, the one every loaded
 solver goes through; OUT is written atomically, everything else in the file is kept."""
 
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..solver import upgrade_solver
 
 HELP = "rewrite a solver's legacy solver_type as today's type"

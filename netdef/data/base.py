@@ -22,8 +22,8 @@ layers after this one before running them.
 import numpy as np
 
 from ..errors import NetdefError
-from ..netdef_pb2 import TRAIN
-from ..layer import Layer
+from ..core.netdef_pb2 import TRAIN
+from ..core.layer import Layer
 from .prefetch import Prefetcher
 from .transform import layer_error
 

@@ -19,8 +19,8 @@ import io as _pyio
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..errors import NetdefError
 
 #: Image formats convert-imageset's --encode_type accepts, and the PIL writer of each.

@@ -10,9 +10,9 @@ Shapes: one `shape` for every top or one per top; or the legacy num/channels/hei
 or one per top. As in Caffe, tops with a constant filler are filled once; the others are filled
 anew at every forward, from the backend's seeded generator (netdef.fillers).
 """
-from .. import netdef_pb2 as pb
-from ..fillers import fill
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.fillers import fill
+from ..core.layer import Layer
 from ..layers import register_layer
 
 

@@ -22,7 +22,7 @@ import os
 import numpy as np
 
 from ..errors import NetdefError
-from ..layer import Layer
+from ..core.layer import Layer
 from ..layers import register_layer
 
 DATASETS = ("data", "label")

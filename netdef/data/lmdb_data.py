@@ -15,7 +15,7 @@ import os
 import shutil
 import threading
 
-from .. import tempfiles
+from ..core import tempfiles
 from ..errors import NetdefError
 
 BACKENDS = ("lmdb", "leveldb")

@@ -13,7 +13,7 @@ apply to arrays given this way. get_state()/set_state() give the position.
 import numpy as np
 
 from ..errors import NetdefError, ShapeError
-from ..layer import Layer
+from ..core.layer import Layer
 from ..layers import register_layer
 
 

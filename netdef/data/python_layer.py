@@ -51,9 +51,9 @@ import logging
 import os
 import sys
 
-from ..blob import Blob
+from ..core.blob import Blob
 from ..errors import LayerSetupError
-from ..layer import Layer
+from ..core.layer import Layer
 from ..layers import register_layer
 
 log = logging.getLogger("netdef")
@@ -152,7 +152,7 @@ def _import(target, module):
     except ModuleNotFoundError as e:
         if e.name != "caffe":
             raise
-        from .. import caffe_compat
+        from ..pycaffe import caffe_compat
 
         if caffe_compat.real_caffe() is not None:
             raise

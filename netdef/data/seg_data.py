@@ -54,7 +54,7 @@ import os
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
+from ..core import netdef_pb2 as pb
 from ..errors import NetdefError
 from ..layers import register_layer
 from . import synthetic

@@ -34,7 +34,7 @@ import shutil
 
 import numpy as np
 
-from .. import tempfiles
+from ..core import tempfiles
 from ..errors import NetdefError
 
 VERSION = 2
@@ -194,7 +194,7 @@ def generate(root, **kw):
     """Write the set into `root` (which must not exist yet); returns the parameters."""
     from PIL import Image
 
-    from ..segment import voc_palette
+    from ..fcn.segment import voc_palette
 
     palette = voc_palette().reshape(-1).tolist()
     p = params(**kw)

@@ -15,7 +15,7 @@ import os
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
+from ..core import netdef_pb2 as pb
 from ..errors import LayerSetupError, NetdefError
 
 IGNORE_LABEL = 255

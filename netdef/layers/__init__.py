@@ -47,7 +47,7 @@ def create_layer(layer_param, phase=None, backend=None, dtype=None, net_filename
     directory."""
     import numpy as np
 
-    from .. import netdef_pb2 as pb
+    from ..core import netdef_pb2 as pb
 
     cls = layer_class(layer_param.type, layer_param.name)
     layer = cls.from_layer_param(layer_param, pb.TEST if phase is None else phase, backend,

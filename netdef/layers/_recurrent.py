@@ -20,8 +20,8 @@ state tops (Caffe leaves those diffs unset).
 """
 import logging
 
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 
 log = logging.getLogger("netdef")
 
@@ -123,7 +123,7 @@ class RecurrentLayer(Layer):
                 add_layer(net, "Split", f"{r}_expose", [r], [f"{r}_exposed"])
         for lp in net.layer:
             lp.name = f"{self.name}_{lp.name}" if self.name else lp.name
-        from ..net import Net
+        from ..core.net import Net
 
         self.net = Net(net, self.phase, dtype=self.dtype, backend=self.backend)
         self.blobs = list(self.net.learnable_params)

@@ -12,7 +12,7 @@ forward:  a position with label l (not ignored) is a hit when #{c : x[o, c, t] >
 backward: none (Caffe defines none; the layer never asks for it).
 shape:    top[0] = () (a scalar), top[1] = (C,)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._labels import bad_label_error, check_labels
 

@@ -11,7 +11,7 @@ Order: larger values first; equal values put the larger index first (Caffe sorts
 pairs with std::greater).
 backward: none (Caffe defines none).
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

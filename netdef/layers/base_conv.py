@@ -40,8 +40,8 @@ import math
 
 import numpy as np
 
-from ..fillers import fill
-from ..layer import Layer
+from ..core.fillers import fill
+from ..core.layer import Layer
 
 
 def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):

@@ -13,7 +13,7 @@ An index out of range or not an integer is an error naming the layer, the value 
 """
 import numpy as np
 
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._gather import RowGather
 

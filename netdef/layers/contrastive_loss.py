@@ -13,7 +13,7 @@ backward: da_n = dL/N (a_n - b_n) when similar; when dissimilar and the margin t
           No gradient to y.
 shape:    top[0] = () (a scalar)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

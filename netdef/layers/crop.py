@@ -12,7 +12,7 @@ shape:    top = bottom[0].shape[:axis] + bottom[1].shape[axis:]
 """
 import numpy as np
 
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

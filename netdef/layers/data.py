@@ -33,7 +33,7 @@ import os
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
+from ..core import netdef_pb2 as pb
 from ..data.base import EpochSampler, PrefetchingDataLayer, draw_seed
 from ..data.datum import datum_to_array, parse_datum
 from ..data.lmdb_data import key_text, open_db

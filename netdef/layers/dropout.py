@@ -5,7 +5,7 @@ TRAIN backward: dx = dy * m / (1 - p)
 TEST:           y = x, dx = dy
 shape:          top = bottom (may be computed in place)
 """
-from ..layer import TRAIN
+from ..core.layer import TRAIN
 from . import register_layer
 from ._neuron import NeuronLayer
 

@@ -6,7 +6,7 @@ backward: da = dL * (a - b) / N,  db = -dL * (a - b) / N, where dL = top[0].diff
           weight: the Net writes it there before backward). Both bottoms may receive a gradient.
 shape:    top[0] = () (a scalar)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -14,7 +14,7 @@ every forward reshapes the tops to the selection (the Net then reshapes the laye
 """
 import numpy as np
 
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._gather import RowGather
 

@@ -2,7 +2,7 @@
 
 shape: (d_0 .. d_{a-1}, d_a * .. * d_e, d_{e+1} ..);  forward copies, backward copies back
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -9,8 +9,8 @@ backward: dx[n, c] = g dL / N, g = [d > 0] (L1) or 2 d (L2), negated at c == l_n
           dL = top[0].diff. No gradient to the labels.
 shape:    top[0] = () (a scalar)
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from . import register_layer
 from ._labels import bad_label_error, check_row_labels
 

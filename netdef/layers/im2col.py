@@ -15,7 +15,7 @@ Both directions are kernels/im2col.cu's im2col / col2im, the very kernels of Con
 """
 import math
 
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from .base_conv import conv_geometry
 

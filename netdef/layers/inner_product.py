@@ -4,9 +4,9 @@ forward:  Y (M x N) = X (M x K) W^T + 1 b^T      W: (N, K), or (K, N) with trans
 backward: dW += dY^T X  (transpose: X^T dY),  db += sum_m dY,  dX = dY W
 shape:    bottom (d_0 .. d_{axis-1}, ...K...) -> top (d_0 .. d_{axis-1}, N)
 """
-from ..blob import count_range
-from ..fillers import fill
-from ..layer import Layer
+from ..core.blob import count_range
+from ..core.fillers import fill
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -3,7 +3,7 @@
     input_param { shape { dim: N dim: C dim: H dim: W } }   one shape for every top, or one per top
 Users fill the data (net.blobs['data'].data[...] = x) and may reshape it, then net.reshape().
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -21,7 +21,7 @@ shape:    top = N x C x H_out x W_out
 """
 import numpy as np
 
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -12,8 +12,8 @@ backward: dx = dy scale^-beta - 2 alpha' beta x sum_{q in window(p)} dy[q] y[q] 
           (alpha' = alpha / n or alpha / n^2; the window relation is symmetric)
 shape:    top = bottom (not in place: backward reads x, y and the scale)
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from . import register_layer
 
 Region = pb.LRNParameter

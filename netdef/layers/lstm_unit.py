@@ -12,7 +12,7 @@ backward: with dc_all = dc + dh o (1 - tanh(c)^2):
           No gradient to cont.  (kernels/lstm.cu)
 shape:    top[0] = top[1] = bottom[0] = 1 x N x D
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

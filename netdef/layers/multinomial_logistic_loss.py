@@ -10,7 +10,7 @@ backward: dp[n, c] = -dL / N / max(p[n, c], 1e-20) if c == l_n, else 0; dL = top
           No gradient to the labels.
 shape:    top[0] = () (a scalar)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._labels import bad_label_error, check_row_labels
 

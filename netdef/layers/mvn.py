@@ -17,7 +17,7 @@ backward: dx = dy - <dy>                          normalize_variance false
           dx = (dy - <dy>) / eps.
 shape:    top = bottom (computed out of place: backward reads x)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

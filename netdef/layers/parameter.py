@@ -9,7 +9,7 @@ backward: d blobs[0] += dtop (added, as every param gradient, so iter_size and s
           accumulate)
 shape:    top = parameter_param.shape (a shape with no dims is a scalar blob)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

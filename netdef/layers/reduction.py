@@ -10,8 +10,8 @@ backward: dx[r, j] = coeff dy[r] f'(x[r, j]) with f' = 1 (SUM), sign(x) (ASUM, 0
 shape:    top = bottom.shape[:axis]; axis 0 (the default) gives a scalar top of shape ().
 An empty reduction (dim 0) gives 0 (SUM, ASUM, SUMSQ) or NaN (MEAN, 0 / 0).
 """
-from .. import netdef_pb2 as pb
-from ..layer import Layer
+from ..core import netdef_pb2 as pb
+from ..core.layer import Layer
 from . import register_layer
 
 R = pb.ReductionParameter

@@ -4,8 +4,8 @@ In `shape`, 0 copies the bottom's dimension at that position and -1 (at most onc
 Only axes [axis, axis + num_axes) of the bottom are replaced (num_axes -1: to the end).
 forward copies, backward copies back; the count never changes.
 """
-from ..blob import count_range
-from ..layer import Layer
+from ..core.blob import count_range
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -12,7 +12,7 @@ backward: dx_i = (sigmoid(x_i) - t_i) * dL / normalizer, 0 where ignored; dL = t
           No gradient to the targets (an error if asked, as Caffe's LOG(FATAL)).
 shape:    top[0] = () (a scalar)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 from ._loss import Norm, loss_normalization, loss_normalizer
 

@@ -2,7 +2,7 @@
 
 backward: dbottom = 0 (nothing downstream depends on them)
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -3,7 +3,7 @@
 forward:  every top shows the bottom's data (no copy)
 backward: dbottom = sum_k dtop_k
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

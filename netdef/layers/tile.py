@@ -8,7 +8,7 @@ forward:  top[o, t, j] = bottom[o, j]                 t < tiles
 backward: dbottom[o, j] = sum_t dtop[o, t, j]
 shape:    top = bottom.shape with shape[axis] * tiles
 """
-from ..layer import Layer
+from ..core.layer import Layer
 from . import register_layer
 
 

@@ -61,7 +61,7 @@ import time
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
+from ..core import netdef_pb2 as pb
 from ..errors import NetdefError, TrainingError
 from . import parallel
 

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ..metrics import SegmentationAccumulator, find_segmentation_blobs
+from ..fcn.metrics import SegmentationAccumulator, find_segmentation_blobs
 
 log = logging.getLogger("netdef")
 

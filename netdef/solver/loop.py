@@ -31,13 +31,13 @@ import threading
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..backend import get_backend, set_random_seed
-from ..blob import Blob
+from ..core.blob import Blob
 from ..errors import ParseError, TrainingError
-from ..glog import default_logging, installed_handler
-from ..net import Net
+from ..watch.glog import default_logging, installed_handler
+from ..core.net import Net
 from .evaluation import caffe_number as _g
 from .evaluation import evaluate, log_outputs, net_outputs
 from . import parallel as _parallel

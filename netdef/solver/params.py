@@ -12,8 +12,8 @@ directory (resolved by the Solver, which knows the file).
 import logging
 import math
 
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..errors import NetdefError, ParseError
 
 log = logging.getLogger("netdef")

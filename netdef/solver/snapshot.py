@@ -24,8 +24,8 @@ import os
 
 import numpy as np
 
-from .. import netdef_pb2 as pb
-from .. import proto
+from ..core import netdef_pb2 as pb
+from ..core import proto
 from ..errors import BackendError, NetdefError, ParseError, TrainingError
 
 log = logging.getLogger("netdef")
@@ -55,7 +55,7 @@ def _parse_netdef_state(raw, path):
 def read_solverstate_hdf5(path):
     """(SolverState, netdef extras dict or None) from a .solverstate.h5 (Caffe's HDF5 layout,
     see Snapshots._write_state_hdf5)."""
-    from ..net import _h5py
+    from ..core.net import _h5py
 
     h5py = _h5py()
     try:
@@ -175,7 +175,7 @@ class Snapshots:
         """Caffe's SnapshotSolverStateToHDF5: datasets iter, learned_net, current_step and a
         group history of datasets "0", "1", ...; netdef's extras in a string dataset
         netdef_state (Caffe ignores it)."""
-        from ..net import _h5py
+        from ..core.net import _h5py
 
         h5py = _h5py()
         tmp = f"{path}.tmp{os.getpid()}"

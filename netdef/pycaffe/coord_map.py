@@ -29,7 +29,7 @@ from fractions import Fraction
 
 import numpy as _np
 
-from .errors import LayerSetupError
+from ..errors import LayerSetupError
 
 _CONV = ("Convolution",)
 _POOL = ("Pooling",)
@@ -56,7 +56,7 @@ class AxisMap:
 
 def conv_geometry(cp, layer=None):
     """((kh, kw), (sh, sw), (ph, pw), (dh, dw)) of a ConvolutionParameter."""
-    from .layers.base_conv import conv_geometry as parse
+    from ..layers.base_conv import conv_geometry as parse
 
     return parse(cp, lambda msg: LayerSetupError(msg, layer=layer))
 
@@ -64,7 +64,7 @@ def conv_geometry(cp, layer=None):
 def pool_geometry(pp, layer=None):
     """((kh, kw), (sh, sw), (ph, pw)) of a PoolingParameter (None kernel for global pooling),
     validated by the Pooling layer's own parser."""
-    from .layers.pooling import pooling_geometry as parse
+    from ..layers.pooling import pooling_geometry as parse
 
     return parse(pp, lambda msg: LayerSetupError(msg, layer=layer))
 

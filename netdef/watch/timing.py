@@ -65,7 +65,7 @@ class Timer:
         self.has_run_at_least_once = False
 
     def _sync(self):
-        from .backend import get_backend
+        from ..backend import get_backend
 
         get_backend().synchronize()
 

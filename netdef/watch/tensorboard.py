@@ -31,9 +31,9 @@ import time
 
 import numpy as np
 
-from .errors import NetdefError
-from .metrics import find_segmentation_blobs
-from .segment import overlay
+from ..errors import NetdefError
+from ..fcn.metrics import find_segmentation_blobs
+from ..fcn.segment import overlay
 
 log = logging.getLogger("netdef")
 

@@ -20,10 +20,10 @@ import numpy as np
 from . import graph
 from . import netdef_pb2 as pb
 from . import proto
-from .backend import get_backend
+from ..backend import get_backend
 from .blob import Blob, ShapeClock
-from .errors import LayerSetupError, NetdefError, ShapeError
-from .layers import create_layer
+from ..errors import LayerSetupError, NetdefError, ShapeError
+from ..layers import create_layer
 from .memory import DiffPool, diff_lifetimes
 
 log = logging.getLogger("netdef")
@@ -483,7 +483,7 @@ class Net:
         gradients as its backward ends. netdef's data-parallel solver all-reduces all of them in
         one collective after the backward pass (netdef/solver/distributed.py), so a netdef.NCCL
         is accepted here and needs nothing more; other per-layer callbacks are not supported."""
-        from .solver.parallel import NCCL
+        from ..solver.parallel import NCCL
 
         if not isinstance(callback, NCCL):
             raise NetdefError(f"after_backward takes a netdef.NCCL (Caffe's layer-wise reduce), not "

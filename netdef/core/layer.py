@@ -21,9 +21,9 @@ param_propagate_down, net_filename), and the hooks below the four contract metho
 import numpy as np
 
 from . import netdef_pb2 as pb
-from .backend import get_backend
+from ..backend import get_backend
 from .blob import Blob
-from .errors import LayerSetupError, ShapeError
+from ..errors import LayerSetupError, ShapeError
 
 TRAIN, TEST = pb.TRAIN, pb.TEST
 

@@ -15,7 +15,7 @@ from google.protobuf import text_format
 
 from . import netdef_pb2 as pb
 from . import tempfiles
-from .errors import NetdefError, ParseError
+from ..errors import NetdefError, ParseError
 from .graph import filter_net, upgrade_net  # noqa: F401  (filter_net: re-exported for draw.py)
 
 def _is_text(source):

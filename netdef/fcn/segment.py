@@ -9,7 +9,7 @@ import os
 
 import numpy as np
 
-from .errors import NetdefError
+from ..errors import NetdefError
 
 VOC_MEAN_BGR = (104.00699, 116.66877, 122.67892)
 IMAGE_EXTS = (".png", ".jpg", ".jpeg", ".bmp", ".ppm")

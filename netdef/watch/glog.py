@@ -79,7 +79,7 @@ def init_log(level=0, stderr=True):
     2 ERROR, 3 FATAL); stderr: to stderr (the default handler above, unless logging is
     configured elsewhere); False: netdef adds no handler of its own."""
     if level not in GLOG_LEVELS:
-        from .errors import NetdefError
+        from ..errors import NetdefError
 
         raise NetdefError(f"init_log: level must be 0 (INFO), 1 (WARNING), 2 (ERROR) or 3 (FATAL), got {level!r}")
     logger.setLevel(GLOG_LEVELS[level])

@@ -10,8 +10,8 @@ import os
 
 import numpy as np
 
-from .backend import get_backend
-from .errors import NetdefError, ShapeError
+from ..backend import get_backend
+from ..errors import NetdefError, ShapeError
 
 _MAX_AXES = 32
 _limit = {"bytes": None}

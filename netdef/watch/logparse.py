@@ -37,7 +37,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
-from .errors import NetdefError
+from ..errors import NetdefError
 
 NUM = r"[-+]?(?:\d+\.?\d*(?:[eE][-+]?\d+)?|\.\d+(?:[eE][-+]?\d+)?|inf|nan)"
 GLOG = re.compile(r"^([IWEF])(\d\d)(\d\d) (\d\d):(\d\d):(\d\d)\.(\d{6}) +\d+ [^\]]*\] ?(.*)$")

@@ -36,7 +36,7 @@ import logging
 import sys
 import types
 
-from .errors import NetdefError
+from ..errors import NetdefError
 
 log = logging.getLogger("netdef")
 
@@ -83,7 +83,7 @@ def build():
     import netdef
 
     from . import classifier, coord_map, draw, io, net_spec
-    from . import netdef_pb2
+    from ..core import netdef_pb2
 
     proto = _module("caffe.proto", "Caffe's protobuf messages (netdef's netdef_pb2).",
                     caffe_pb2=netdef_pb2, __path__=[])

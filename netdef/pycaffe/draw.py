@@ -17,8 +17,8 @@ import os
 import shutil
 import subprocess
 
-from . import netdef_pb2 as pb
-from .errors import NetdefError
+from ..core import netdef_pb2 as pb
+from ..errors import NetdefError
 
 _COLOURS = {"Convolution": "#FF5050", "Deconvolution": "#FF5050", "Pooling": "#FF9900",
             "InnerProduct": "#CC33FF"}
@@ -62,7 +62,7 @@ def to_dot(net, rankdir="LR"):
 
 
 def draw(net_file, output, phase=None, rankdir="LR"):
-    from . import proto
+    from ..core import proto
 
     net, path = proto.read_net_text(net_file)
     if phase is not None:
@@ -174,7 +174,7 @@ def _as_net(caffe_net):
     if isinstance(caffe_net, pb.NetParameter):
         return caffe_net
     if isinstance(caffe_net, (str, os.PathLike)):
-        from . import proto
+        from ..core import proto
 
         return proto.read_net_text(caffe_net)[0]
     raise DrawError(f"caffe_net must be a NetParameter (or a prototxt path), got {type(caffe_net).__name__}")

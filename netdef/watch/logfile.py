@@ -29,12 +29,12 @@ import socket
 import sys
 import time
 
-from .errors import NetdefError
+from ..errors import NetdefError
 from .glog import GlogFormatter
 
 
 def netdef_version():
-    from . import __version__
+    from .. import __version__
 
     return __version__
 

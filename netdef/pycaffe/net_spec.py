@@ -21,8 +21,8 @@ from collections import OrderedDict
 
 from google.protobuf import text_format
 
-from . import netdef_pb2 as pb
-from .errors import NetdefError
+from ..core import netdef_pb2 as pb
+from ..errors import NetdefError
 
 
 def _param_field_by_type():

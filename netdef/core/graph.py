@@ -20,7 +20,7 @@
 Each pass takes and gives protobuf messages only; none creates a layer or a blob.
 """
 from . import netdef_pb2 as pb
-from .errors import ParseError
+from ..errors import ParseError
 
 # ---------------------------------------------------------------------------------------------
 # 1. Upgrade of legacy formats

@@ -22,7 +22,7 @@ Contract:
 import math
 import os
 
-from .errors import NetdefError
+from ..errors import NetdefError
 
 CHARTS = ("loss", "lr", "test", "seg")
 FORMATS = (".png", ".svg", ".pdf")

@@ -14,10 +14,10 @@ bilinear           sets Deconvolution weights to bilinear upsampling kernels (pe
 """
 import numpy as np
 
-from . import netdef_pb2 as pb
-from .coord_map import conv_geometry, pool_geometry
-from .errors import NetdefError
-from .fillers import filler_values
+from ..core import netdef_pb2 as pb
+from ..pycaffe.coord_map import conv_geometry, pool_geometry
+from ..errors import NetdefError
+from ..core.fillers import filler_values
 
 log = __import__("logging").getLogger("netdef")
 
@@ -26,7 +26,7 @@ def convolutionalize(net, layers=None):
     """(NetParameter, weights NetParameter) of the fully convolutional form of `net` (a Net).
 
     layers: names of the InnerProduct layers to convert (default: all of them)."""
-    from .net import Net
+    from ..core.net import Net
 
     if not isinstance(net, Net):
         raise TypeError("convolutionalize takes a netdef.Net")
@@ -68,7 +68,7 @@ def convolutionalize(net, layers=None):
     if missing:
         raise NetdefError(f"no layers named {sorted(missing)} in the net")
     weights = pb.NetParameter(name=out.name)
-    from .proto import blob_to_proto
+    from ..core.proto import blob_to_proto
 
     for name, layer in net.layer_dict.items():
         if not layer.blobs:

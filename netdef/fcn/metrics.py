@@ -28,7 +28,7 @@ from typing import NamedTuple, Optional
 
 import numpy as np
 
-from .errors import NetdefError
+from ..errors import NetdefError
 
 log = logging.getLogger("netdef")
 

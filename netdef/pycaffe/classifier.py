@@ -24,9 +24,9 @@ netdef does not ship: it raises a NetdefError saying so.
 import numpy as np
 
 from . import io
-from . import netdef_pb2 as pb
-from .errors import NetdefError
-from .net import Net
+from ..core import netdef_pb2 as pb
+from ..errors import NetdefError
+from ..core.net import Net
 
 
 def _configure(net, mean, input_scale, raw_scale, channel_swap):

@@ -33,9 +33,9 @@ that scripts catching pycaffe's ValueError/Exception keep working.
 """
 import numpy as np
 
-from . import netdef_pb2 as pb
-from .data import datum as _datum
-from .errors import NetdefError
+from ..core import netdef_pb2 as pb
+from ..data import datum as _datum
+from ..errors import NetdefError
 
 
 class IOValueError(NetdefError, ValueError):

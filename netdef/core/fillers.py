@@ -17,7 +17,7 @@ with the same seed start identical.
 import numpy as np
 
 from . import netdef_pb2 as pb
-from .errors import LayerSetupError
+from ..errors import LayerSetupError
 
 VN = pb.FillerParameter
 

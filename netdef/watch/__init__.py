@@ -1,0 +1,2 @@
+"""Watching training: glog-style logging (glog), the training log file (logfile), parsing logs
+(logparse), plotting them (plot), TensorBoard events (tensorboard) and timing (timing)."""
