@@ -16,7 +16,7 @@ User Python layers (type "Python") subclass this class, as pycaffe's caffe.Layer
 Everything the Net or the Solver reads from or calls on a layer is declared below with its
 default, so that they call it directly: class attributes a layer type overrides (is_loss,
 in_place_ok, the blob-count limits), attributes the Net sets (loss_weights,
-param_propagate_down, net_filename), and the hooks below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
+param_propagate_down, need_backward, net_filename), and the hooks below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
 """
 import numpy as np
 
@@ -45,6 +45,12 @@ class Layer:
     #: The prototxt the layer was read from, or None (set by create_layer; data layers resolve
     #: relative paths against its directory).
     net_filename = None
+    #: Can backward run after a forward (Caffe's layer_need_backward)? The Net sets it from its
+    #: analysis after setup: False for a layer no loss gradient reaches and that learns nothing,
+    #: e.g. every layer of a TEST net without force_backward. A layer then keeps nothing that
+    #: only backward reads (a copy of an input computed in place, an argmax mask). True outside
+    #: a Net, where a caller may run backward at any time.
+    need_backward = True
 
     @classmethod
     def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):

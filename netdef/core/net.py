@@ -227,6 +227,8 @@ class Net:
                 bottom_need_backward[li] = [bnb or layer.allow_backward(i)
                                             for i, bnb in enumerate(bottom_need_backward[li])]
         self._bottom_need_backward = bottom_need_backward
+        for layer, need in zip(self.layers, self._layer_need_backward):
+            layer.need_backward = need
 
     def _setup_layer(self, layer, lp, bottoms, tops):
         try:
