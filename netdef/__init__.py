@@ -101,4 +101,6 @@ def __getattr__(name):
     # `import netdef; netdef.proto.read_net(...)`: the old top-level modules were attributes
     if name in _MOVED:
         return importlib.import_module(f"{__name__}.{name}")
+    if name == "onnx":  # netdef.onnx.export(...) after a plain `import netdef`; needs onnx only when called
+        return importlib.import_module(f"{__name__}.onnx")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
