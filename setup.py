@@ -42,7 +42,7 @@ class CMakeBuild(build_ext):
 
 setup(
     packages=["netdef", "netdef.backend", "netdef.commands", "netdef.core", "netdef.data",
-              "netdef.fcn", "netdef.layers", "netdef.pycaffe", "netdef.solver", "netdef.watch",
+              "netdef.fcn", "netdef.layers", "netdef.onnx", "netdef.pycaffe", "netdef.solver", "netdef.watch",
               "netdef.kernels"],
     package_dir={"netdef.kernels": "kernels"},
     package_data={"netdef.kernels": ["*.cu", "*.cuh"]},
