@@ -39,7 +39,7 @@ from .watch.timing import Timer
 TRAIN = pb.TRAIN
 TEST = pb.TEST
 
-__version__ = "0.1.0"
+from ._version import __version__  # noqa: F401
 
 
 def layer_type_list():

@@ -48,3 +48,16 @@ class BackendError(NetdefError):
 
 class TrainingError(NetdefError):
     """Training cannot go on (non-finite loss, failed snapshot)."""
+
+
+def find_layer_line(path, layer_name):
+    """1-based line of `name: "<layer_name>"` in a prototxt file, or None (for error messages)."""
+    import re
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except (OSError, UnicodeDecodeError):
+        return None
+    m = re.search(r"""\bname\s*:\s*["']%s["']""" % re.escape(layer_name), text)
+    return text.count("\n", 0, m.start()) + 1 if m else None

@@ -139,7 +139,7 @@ def _error(message, filename, layer):
     """A ParseError naming the file, the line of the layer's name in it (text files) and the layer."""
     line = None
     if filename and layer:
-        from .proto import find_layer_line  # proto imports this module
+        from ..errors import find_layer_line
 
         line = find_layer_line(filename, layer)
     return ParseError(message, file=filename, line=line, layer=layer or None)

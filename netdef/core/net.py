@@ -479,15 +479,17 @@ class Net:
         self.backward_range()
         return loss
 
+    #: What after_backward accepts: the solver package's NCCL adds itself when it is defined, so
+    #: that the Net, below the solver, never imports it.
+    after_backward_types = ()
+
     def after_backward(self, callback):
         """pycaffe's net.after_backward(nccl), which Caffe's python/train.py calls when the
         solver's layer_wise_reduce is set (its default): Caffe then all-reduces each layer's
         gradients as its backward ends. netdef's data-parallel solver all-reduces all of them in
         one collective after the backward pass (netdef/solver/distributed.py), so a netdef.NCCL
         is accepted here and needs nothing more; other per-layer callbacks are not supported."""
-        from ..solver.parallel import NCCL
-
-        if not isinstance(callback, NCCL):
+        if not isinstance(callback, self.after_backward_types):
             raise NetdefError(f"after_backward takes a netdef.NCCL (Caffe's layer-wise reduce), not "
                               f"{type(callback).__name__}: per-layer backward callbacks are not supported")
 

@@ -16,6 +16,7 @@ from google.protobuf import text_format
 from . import netdef_pb2 as pb
 from . import tempfiles
 from ..errors import NetdefError, ParseError
+from ..errors import find_layer_line  # noqa: F401  (re-exported: proto.find_layer_line)
 from .graph import filter_net, upgrade_net  # noqa: F401  (filter_net: re-exported for draw.py)
 
 def _is_text(source):
@@ -249,16 +250,3 @@ def legacy_shape_matches(net_shape, proto_shape_4d):
     if len(net_shape) > 4:
         return False
     return (1,) * (4 - len(net_shape)) + tuple(net_shape) == tuple(proto_shape_4d)
-
-
-def find_layer_line(path, layer_name):
-    """1-based line of `name: "<layer_name>"` in a prototxt file, or None (for error messages)."""
-    import re
-
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except (OSError, UnicodeDecodeError):
-        return None
-    m = re.search(r"""\bname\s*:\s*["']%s["']""" % re.escape(layer_name), text)
-    return text.count("\n", 0, m.start()) + 1 if m else None

@@ -18,6 +18,7 @@ callbacks do nothing more (a gradient is never summed twice).
 """
 import os
 
+from ..core.net import Net
 from ..errors import NetdefError
 
 _state = {"count": 1, "rank": 0, "multiprocess": False, "comm": None}
@@ -128,3 +129,6 @@ class NCCL:
 
     def on_gradients_ready(self):
         pass
+
+
+Net.after_backward_types += (NCCL,)

@@ -34,7 +34,7 @@ from .glog import GlogFormatter
 
 
 def netdef_version():
-    from .. import __version__
+    from .._version import __version__
 
     return __version__
 
