@@ -194,8 +194,7 @@ def export_onnx(net, path):
         import netdef.onnx as nx
     except ImportError as e:
         return f"n/a (netdef.onnx: {e})"
-    # netdef.onnx's export() is shadowed by its submodule of that name once that is imported
-    export = nx.export if callable(nx.export) else nx.export.export
+    export = nx.export
     try:
         export(net, path)
     except Exception as e:  # a refusal is a row's "n/a", not the end of the bench

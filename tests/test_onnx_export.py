@@ -453,3 +453,17 @@ def test_missing_onnx_names_the_extra():
     res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert res.returncode == 0, res.stderr
     assert "pip install 'netdef[onnx]'" in res.stdout
+
+
+def test_export_stays_callable_after_use(tmp_path):
+    # the module holding the mapping is not named `export`: importing it must not replace the
+    # package's export() function by a module (a second call used to fail)
+    import netdef.onnx
+
+    net = netdef.Net(net_text({"data": (1, 1, 3, 3)},
+                              layer("Convolution", ["data"], ["c"],
+                                    "convolution_param { num_output: 2 kernel_size: 1 }")),
+                     netdef.TEST)
+    for i in range(2):
+        netdef.onnx.export(net, str(tmp_path / f"m{i}.onnx"))
+    assert callable(netdef.onnx.export)

@@ -1,6 +1,6 @@
 """`netdef export-onnx DEPLOY.prototxt --weights W.caffemodel -o model.onnx [--opset N]
 [--dynamic] [--check]`: the net as an ONNX model (netdef.onnx.export; what maps to what is in
-netdef/onnx/export.py and the README's "Deploying").
+netdef/onnx/exporter.py and the README's "Deploying").
 
 --input-shape NAME=N,C,H,W exports at another input size than the prototxt's. --check runs the
 model in ONNX Runtime next to netdef on a random input (with --dynamic also at a second size it

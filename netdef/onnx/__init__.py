@@ -12,7 +12,7 @@ from ._deps import DEFAULT_OPSET, MIN_OPSET
 
 
 def export(net, path=None, *, opset=DEFAULT_OPSET, dynamic=False):
-    from .export import export as _export
+    from .exporter import export as _export
 
     return _export(net, path, opset=opset, dynamic=dynamic)
 
