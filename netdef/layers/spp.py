@@ -13,8 +13,8 @@ backward: dx = sum over levels of that level's Pooling backward (MAX: dy to the 
           AVE: dy / size to every pixel of the window)
 shape:    pyramid_height 1: top = (N, C, 1, 1), level 0's Pooling top itself (as Caffe);
           otherwise top = (N, sum_l C PH_l PW_l).
-Built on kernels/pooling.cu's MAX and AVE kernels and gather.cu's copy_block for the
-concatenation. Like Caffe's Pooling, a level whose pad is not smaller than its kernel (e.g.
+Built on kernels/pooling.cu's MAX and AVE kernels and slice.py's copy_piece (gather.cu's
+copy_block) for the concatenation. Like Caffe's Pooling, a level whose pad is not smaller than its kernel (e.g.
 H = 5 at 4 bins: kernel 2, pad 2) is an error; STOCHASTIC pooling is refused (its kernels
 take no padding, which every level but the first needs in general).
 """
@@ -22,6 +22,7 @@ from ..core import netdef_pb2 as pb
 from ..core.layer import Layer
 from . import register_layer
 from .pooling import pooled_size
+from .slice import copy_piece
 
 S = pb.SPPParameter
 
@@ -103,12 +104,10 @@ class SPPLayer(Layer):
         else:
             k.ave_pool_backward(iters, dy, dx, *geom, tile)
 
-    def _block(self, src, dst, level, to_top):
+    def _block(self, top, scratch, level, to_top):
         """Level `level`'s (N, width) output between its scratch and its columns of the top."""
         _, offset, width = self.levels[level]
-        strides = (width, 0, self.total, offset) if to_top else (self.total, offset, width, 0)
-        iters, tile = self.row_launch(self.N * width, width)
-        self.kernels("gather").copy_block(iters, src, dst, width, *strides, tile)
+        copy_piece(self, top, scratch, self.N, self.total, offset, width, to_piece=not to_top)
 
     def forward(self, bottom, top):
         if self.height == 1:
@@ -117,7 +116,7 @@ class SPPLayer(Layer):
         for level, (_, _, width) in enumerate(self.levels):
             out = self.backend.workspace(self.dtype, self.N * width, "spp_level")
             self._pool(level, bottom[0].data, out)
-            self._block(out, top[0].data, level, True)
+            self._block(top[0].data, out, level, True)
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:
