@@ -13,12 +13,16 @@
 #include "common.cuh"
 
 // y = x * s[d] + b[d] (s taken as 1 without has_scale, b as 0 without has_bias: their pointers
-// are then not read) over rows r of `inner` values, d = r % D. Iteration i takes `tile` values
-// of a row (common.cuh's row_tile): one on the GPU, a row segment on the CPU, so that the
-// index arithmetic is per segment and the loop over it vectorizes. x may be y (in place).
+// are then not read) over rows r of `inner` values, d = r % D; with has_relu, then
+// y = y > 0 ? y : y * slope (activation.cu's ReLU), so that a convolution's bias, the BatchNorm
+// and Scale after it and their ReLU cost one pass over the top (the Net's inference fusion).
+// Iteration i takes `tile` values of a row (common.cuh's row_tile): one on the GPU, a row
+// segment on the CPU, so that the index arithmetic is per segment and the loop over it
+// vectorizes. x may be y (in place).
 KERNEL(channel_affine, (const index_t n, const Dtype* x, const Dtype* s, const Dtype* b, Dtype* y,
                         const index_t D, const index_t inner, const index_t tile,
-                        const index_t has_scale, const index_t has_bias)) {
+                        const index_t has_scale, const index_t has_bias, const index_t has_relu,
+                        const Dtype slope)) {
   // n = outer * D * ntiles
   const index_t ntiles = (inner + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
@@ -29,7 +33,18 @@ KERNEL(channel_affine, (const index_t n, const Dtype* x, const Dtype* s, const D
     const Dtype c = has_bias ? b[d] : Dtype(0);
     const Dtype* xr = x + r * inner;
     Dtype* yr = y + r * inner;
-    if (has_bias) {
+    // four loops rather than tests inside one, so that each vectorizes
+    if (has_bias && has_relu) {
+      for (index_t t = first; t < last; ++t) {
+        const Dtype v = xr[t] * a + c;
+        yr[t] = v > Dtype(0) ? v : v * slope;
+      }
+    } else if (has_relu) {
+      for (index_t t = first; t < last; ++t) {
+        const Dtype v = xr[t] * a;
+        yr[t] = v > Dtype(0) ? v : v * slope;
+      }
+    } else if (has_bias) {
       for (index_t t = first; t < last; ++t) yr[t] = xr[t] * a + c;
     } else {  // exactly x * s: no + 0 to turn -0 into +0
       for (index_t t = first; t < last; ++t) yr[t] = xr[t] * a;

@@ -12,6 +12,7 @@ pytest.importorskip("onnxruntime")
 import netdef  # noqa: E402
 from netdef.errors import NetdefError  # noqa: E402
 from netdef.onnx import compare, export  # noqa: E402
+from zoo_nets import ZOO, thin, zoo_path  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-4
@@ -383,38 +384,20 @@ def test_write_and_reload(tmp_path):
     assert m.opset_import[0].version == 13 and m.producer_name == "netdef"
 
 
-def _thin(path, factor):
-    """A deploy prototxt with every num_output above 32 divided by `factor`: the same graph (pads,
-    crops, offsets) with weights small enough for a test."""
-    from netdef.core import proto
-    param, _ = proto.read_net_text(path)
-    for lp in param.layer:
-        c = lp.convolution_param
-        if c.group > 1 and c.group == c.num_output:  # depthwise: stays depthwise
-            c.group = max(1, c.group // factor) if c.num_output > 32 else c.group
-        for p in (c, lp.inner_product_param):
-            if p.num_output > 32:
-                p.num_output //= factor
-    return param
-
-
 @pytest.mark.parametrize("model_dir,factor", [("fcn8s-mini", 1), ("fcn8s", 16)])
 def test_fcn8s_dynamic(model_dir, factor):
-    param = _thin(os.path.join(ROOT, "models", model_dir, "deploy.prototxt"), factor)
+    param = thin(os.path.join(ROOT, "models", model_dir, "deploy.prototxt"), factor)
     param.layer[0].input_param.shape[0].dim[:] = [1, 3, 64, 64]
     net, model = check(param, dynamic=True, sizes=[{"data": (1, 3, 75, 93)}, {"data": (2, 3, 50, 41)}])
     assert "Slice" in ops(model) and "ConvTranspose" in ops(model)
 
 
-ZOO = ["caffenet", "googlenet", "resnet50", "squeezenet1.1", "mobilenet", "mobilenet_v2"]
-
-
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_nets(name):
-    path = os.path.join(ROOT, "bench", "zoo", f"{name}.prototxt")
+    path = zoo_path(name)
     if not os.path.exists(path):
         pytest.skip(f"{path} not there")
-    param = _thin(path, 8)
+    param = thin(path, 8)
     for lp in param.layer:
         if lp.type == "Input":
             lp.input_param.shape[0].dim[0] = 1

@@ -120,6 +120,12 @@ def add_phase_argument(p, default):
     p.add_argument("--phase", default=default, choices=["train", "test", "TRAIN", "TEST"])
 
 
+def add_fuse_argument(p):
+    p.add_argument("--no-fuse", dest="fuse", action="store_false",
+                   help="run every layer on its own: no inference fusion of BatchNorm / Scale / "
+                        "ReLU into the layer before them (netdef/core/fusion.py)")
+
+
 def phase(name):
     """pb.TRAIN or pb.TEST from 'train' / 'test' (any case)."""
     return {"train": pb.TRAIN, "test": pb.TEST}[name.lower()]

@@ -17,7 +17,7 @@ from ..data.datum import array_to_datum
 from ..data.lmdb_data import BACKENDS, write_datums
 from ..errors import NetdefError
 from ..core.net import Net
-from ._common import add_device_arguments, select_device
+from ._common import add_device_arguments, add_fuse_argument, select_device
 
 log = logging.getLogger("netdef")
 
@@ -33,6 +33,7 @@ def configure(p):
     p.add_argument("extra", nargs="*", metavar="[lmdb|leveldb] [CPU|GPU] [DEVICE_ID]",
                    help="Caffe's trailing arguments: the database type (default lmdb), the device")
     add_device_arguments(p)
+    add_fuse_argument(p)
 
 
 def _trailing(args):
@@ -73,7 +74,7 @@ def run(args):
         if os.path.exists(db):
             raise NetdefError("the database already exists; remove it first", file=db)
     select_device(args)
-    net = Net(args.model, TEST)
+    net = Net(args.model, TEST, fuse=args.fuse, forward_only=True)
     records = [[] for _ in blobs]
     try:
         for w in args.weights.split(","):

@@ -1,8 +1,10 @@
 """`netdef info <net.prototxt>`: a table of every layer (type, bottoms, tops with their shapes,
 param count, receptive field, stride and offset of its first top), then the totals."""
 from ..pycaffe import coord_map
+from ..core.fusion import describe
 from ..core.net import Net
-from ._common import add_file_argument, add_phase_argument, file_argument, format_table, phase
+from ._common import (add_file_argument, add_fuse_argument, add_phase_argument, file_argument,
+                      format_table, phase)
 
 HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, receptive field, "
         "stride and offset")
@@ -11,6 +13,7 @@ HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, re
 def configure(p):
     add_file_argument(p, "net", "model", "net .prototxt")
     add_phase_argument(p, "test")
+    add_fuse_argument(p)
 
 
 def _geometry(maps, top):
@@ -23,7 +26,7 @@ def _geometry(maps, top):
 
 def run(args):
     args.net = file_argument(args, "net", "model")
-    net = Net(args.net, phase(args.phase))
+    net = Net(args.net, phase(args.phase), fuse=args.fuse)
     maps = coord_map.compute(net.param)
     rows = []
     for name, layer in net.layer_dict.items():
@@ -35,4 +38,5 @@ def run(args):
     print(format_table(rows, ["layer", "type", "bottoms", "tops", "params", "rf", "stride", "offset"]))
     total = sum(b.count for b in net.learnable_params)
     print(f"\n{len(net.layers)} layers, {total:,} learnable parameters, phase {args.phase.upper()}")
+    print(describe(net.fused, net._layer_names))
     return 0

@@ -15,6 +15,7 @@ import numpy as np
 from .. import TEST
 from ..errors import NetdefError
 from ..core.net import Net
+from ._common import add_fuse_argument
 from ..fcn.segment import (VOC_MEAN_BGR, contact_sheet, find_label, image_files, load_image_bgr, load_label,
                        overlay, pixel_accuracy, save_label_png, segment_image)
 
@@ -32,6 +33,7 @@ def configure(p):
                         "default: the VOC layout's SegmentationClass/)")
     p.add_argument("--mean", help="B,G,R mean to subtract (default: the VOC mean)")
     p.add_argument("--blob", help="output blob holding the scores (default: the first output)")
+    add_fuse_argument(p)
 
 
 def run(args):
@@ -44,7 +46,7 @@ def run(args):
     for d in args.labels:
         if not os.path.isdir(d):
             raise NetdefError("no such label directory", file=d)
-    net = Net(args.net, TEST, weights=args.weights)
+    net = Net(args.net, TEST, weights=args.weights, fuse=args.fuse, forward_only=True)
     if args.output:
         os.makedirs(args.output, exist_ok=True)
     mean = tuple(float(v) for v in args.mean.split(",")) if args.mean else VOC_MEAN_BGR

@@ -15,7 +15,7 @@ from ..fcn.metrics import SegmentationBlobs, find_segmentation_blobs
 from ..core.net import Net
 from ..solver import evaluate
 from ..solver.evaluation import caffe_number as _g
-from ._common import (add_device_arguments, add_file_argument, add_log_format_argument,
+from ._common import (add_device_arguments, add_file_argument, add_fuse_argument, add_log_format_argument,
                       file_argument, select_device, set_log_format)
 
 log = logging.getLogger("netdef")
@@ -45,6 +45,7 @@ def configure(p):
     g.add_argument("--ignore-label", metavar="N", type=_label_value,
                    default=_UNSET, help="label value to skip ('none': skip nothing)")
     g.add_argument("--no-seg-metrics", action="store_true", help="no segmentation metrics")
+    add_fuse_argument(p)
     add_log_format_argument(p)
     add_device_arguments(p)
 
@@ -73,7 +74,7 @@ def run(args):
         raise NetdefError(f"--iterations must be >= 1, got {args.iterations}")
     set_log_format(args)
     select_device(args)
-    net = Net(args.net, TEST)
+    net = Net(args.net, TEST, fuse=args.fuse, forward_only=True)
     for w in args.weights.split(","):
         if w:
             net.copy_from(w)

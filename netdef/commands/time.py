@@ -10,7 +10,7 @@ import logging
 from ..errors import NetdefError
 from ..core.net import Net
 from ..watch.timing import fill_inputs, time_net
-from ._common import (add_device_arguments, add_file_argument, add_phase_argument, file_argument,
+from ._common import (add_device_arguments, add_file_argument, add_fuse_argument, add_phase_argument, file_argument,
                       phase, select_device)
 
 log = logging.getLogger("netdef")
@@ -23,6 +23,7 @@ def configure(p):
     p.add_argument("--iterations", type=int, default=50, help="timed passes (default 50)")
     add_phase_argument(p, "train")
     add_device_arguments(p)
+    add_fuse_argument(p)
 
 
 def run(args):
@@ -30,7 +31,7 @@ def run(args):
     if args.iterations < 1:
         raise NetdefError(f"--iterations must be >= 1, got {args.iterations}")
     select_device(args)
-    net = Net(args.net, phase(args.phase))
+    net = Net(args.net, phase(args.phase), fuse=args.fuse)
     fill_inputs(net)
     log.info("Performing Forward")
     loss = net.forward_range()

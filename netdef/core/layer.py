@@ -16,7 +16,9 @@ User Python layers (type "Python") subclass this class, as pycaffe's caffe.Layer
 Everything the Net or the Solver reads from or calls on a layer is declared below with its
 default, so that they call it directly: class attributes a layer type overrides (is_loss,
 in_place_ok, the blob-count limits), attributes the Net sets (loss_weights,
-param_propagate_down, need_backward, net_filename), and the hooks below the four contract methods (allow_backward, adapt_param, get_state / set_state, close).
+param_propagate_down, need_backward, net_filename, epilogue), and the hooks below the four
+contract methods (allow_backward, adapt_param, get_state / set_state, close, and those of the
+Net's inference fusion: epilogue_dims, affine_dims, channel_map, relu_slope).
 """
 import numpy as np
 
@@ -51,6 +53,12 @@ class Layer:
     #: only backward reads (a copy of an input computed in place, an argmax mask). True outside
     #: a Net, where a caller may run backward at any time.
     need_backward = True
+    #: The Net's inference fusion (netdef/core/fusion.py) sets it on a layer whose top the
+    #: layers after it change in place by per-channel maps and a ReLU: an object with `affine`
+    #: (those layers, in order: each has channel_map()) and `slope` (the ReLU's negative slope,
+    #: or None). The layer's forward then applies them as it writes its top (layers/scale.py's
+    #: channel_epilogue) and the Net skips them. None: the layer computes only itself.
+    epilogue = None
 
     @classmethod
     def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):
@@ -135,6 +143,26 @@ class Layer:
     def adapt_param(self, index, values):
         """Offered a stored value (numpy) for self.blobs[index] whose shape differs from the
         blob's, return it converted to the blob's layout, or None to refuse (the default)."""
+        return None
+
+    # ---- the inference fusion's questions (netdef/core/fusion.py) --------------------------
+    def epilogue_dims(self, bottom, top):
+        """(outer, D, inner) of top[0] when forward can finish it with per-channel maps and a
+        ReLU (honouring self.epilogue), D the channels; None (the default) when it cannot."""
+        return None
+
+    def affine_dims(self, bottom, top):
+        """(outer, D, inner) when forward is y = x * s[d] + b[d] per channel d of the bottom
+        seen as (outer, D, inner), with (s, b) = channel_map(); None (the default) otherwise."""
+        return None
+
+    def channel_map(self):
+        """(s, b) of the per-channel map affine_dims() announced (arrays of D values, or None
+        for a scale of 1 / a bias of 0), from the layer's current params."""
+        raise NotImplementedError
+
+    def relu_slope(self):
+        """The negative slope when forward is ReLU's y = x > 0 ? x : slope x, else None."""
         return None
 
     def allow_backward(self, bottom_index):

@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import graph
+from . import fusion, graph
 from . import netdef_pb2 as pb
 from . import proto
 from ..backend import get_backend
@@ -35,10 +35,15 @@ class Net:
     """pycaffe-compatible network.
 
     Net(network, phase, level=0, stages=None, weights=None)   network: path, prototxt text or
-    NetParameter; also the legacy form Net(network, weights_file, phase)."""
+    NetParameter; also the legacy form Net(network, weights_file, phase).
+    fuse (default on; NETDEF_FUSE=0 turns the default off): fold BatchNorm / Scale / Bias and
+    ReLU chains computed in place into the layer before them where no backward can run
+    (netdef/core/fusion.py); the blobs and params the user sees are the same either way.
+    forward_only: the caller never runs backward (netdef test, extract-features): no layer
+    keeps anything for a backward pass, even under a loss, and backward() raises."""
 
     def __init__(self, network, phase=None, *legacy, level=0, stages=None, weights=None,
-                 dtype=np.float32, backend=None):
+                 dtype=np.float32, backend=None, fuse=None, forward_only=False):
         if isinstance(phase, (str, os.PathLike)) and legacy:  # Net(file, weights, phase)
             weights, phase = phase, legacy[0]
         elif legacy:
@@ -67,8 +72,13 @@ class Net:
         #: the weighted loss of the last forward() (None before the first)
         self.last_loss = None
         self._share_diffs = False
+        self.forward_only = bool(forward_only)
         self._diff_pool = DiffPool(self.backend, self.dtype)
         self._build()
+        #: the chains the inference fusion runs as one layer (fusion.Epilogue, in layer order)
+        self.fused = (fusion.plan(self.layers, self._bottom_ids, self._top_ids)
+                      if fusion.fusion_enabled(fuse) else [])
+        self._fusion_ranges = {}
         if weights is not None:
             self.copy_from(weights)
 
@@ -221,7 +231,10 @@ class Net:
                     bottom_need_backward[li][bi] = False
                 if not bottom_need_backward[li][bi]:
                     skip_backp.add(b)
-        if self.param.force_backward:
+        if self.forward_only:
+            self._layer_need_backward = [False] * len(self.layers)
+            bottom_need_backward = [[False] * len(b) for b in bottom_need_backward]
+        elif self.param.force_backward:
             for li, layer in enumerate(self.layers):
                 self._layer_need_backward[li] = True
                 bottom_need_backward[li] = [bnb or layer.allow_backward(i)
@@ -326,18 +339,34 @@ class Net:
         if first == 0 and last == len(self.layers) - 1:
             self._seen_ticks = self._clock.ticks
 
-    def forward_range(self, start=0, end=None):
+    def _fusion_for(self, first, last):
+        key = (first, last)
+        if key not in self._fusion_ranges:
+            if len(self._fusion_ranges) > 64:
+                self._fusion_ranges.clear()
+            self._fusion_ranges[key] = fusion.active(self.fused, first, last)
+        return self._fusion_ranges[key]
+
+    def forward_range(self, start=0, end=None, as_part_of=None):
         """Run layers start..end (indices, inclusive); returns the weighted loss. Layers whose
         bottoms changed shape (an input reshaped by the user, a batch of another size from a
-        data layer) are reshaped first; when nothing changed this costs one comparison."""
+        data layer) are reshaped first; when nothing changed this costs one comparison.
+        A fused chain (self.fused) runs as one layer when the range holds all of it, or, given
+        as_part_of=(first, last), when that range does (netdef time runs one layer at a time
+        as part of the whole net: a layer folded into the one before it then does nothing)."""
         end = len(self.layers) - 1 if end is None else end
         layers, bottoms, tops, losses = self.layers, self._bottom_ids, self._top_ids, self._layer_losses
         clock = self._clock
         if clock.ticks != self._seen_ticks:
             self._sync_shapes(start, end)
+        skip, heads = self._fusion_for(*(as_part_of or (start, end)))
         loss = 0.0
         for li in range(start, end + 1):
+            if li in skip:
+                continue
             layer = layers[li]
+            if li in heads:
+                layer.epilogue = heads[li]
             ticks = clock.ticks
             layer.forward(bottoms[li], tops[li])
             if clock.ticks != ticks:  # the layer gave its tops new shapes (a data layer's batch)
@@ -350,6 +379,10 @@ class Net:
         return loss
 
     def backward_range(self, start=None, end=0):
+        if self.forward_only:
+            raise NetdefError(f"net '{self.name}' was built with forward_only=True: no layer kept "
+                              "what backward needs; build it without forward_only to run backward",
+                              file=self.filename)
         start = len(self.layers) - 1 if start is None else start
         if self._clock.ticks != self._seen_ticks:
             self._sync_shapes(end, start)

@@ -42,6 +42,7 @@ import numpy as np
 
 from ..core.fillers import fill
 from ..core.layer import Layer
+from .scale import channel_epilogue
 
 
 def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):
@@ -326,10 +327,20 @@ class BaseConvolutionLayer(Layer):
                 self.backend.matmul_sum(c, col.transpose(0, 1, 3, 2), dWg)
 
     # ---- forward / backward -------------------------------------------------------------
-    def _add_bias(self, y):
-        if self.bias_term:
+    def _finish(self, y):
+        """The bias, and what the inference fusion folded after the layer (self.epilogue: the
+        BatchNorm / Scale and ReLU that follow in place), in one pass over the top y."""
+        if self.bias_term or self.epilogue is not None:
             with self._timed("bias"):
-                y += self.blobs[1].data.reshape(1, -1, 1, 1)
+                b = self.blobs[1].data if self.bias_term else None
+                channel_epilogue(self, y, None, b, y, self.num_output, y.size // max(
+                    y.shape[0] * self.num_output, 1))
+
+    def epilogue_dims(self, bottom, top):
+        if len(top) != 1:
+            return None
+        N, C, H, W = top[0].shape
+        return N, C, H * W
 
     def _bias_grad(self, dy, db):
         """db += sum over images and pixels of dy (N, C, H, W)."""
@@ -341,7 +352,7 @@ class BaseConvolutionLayer(Layer):
                 self.correlate_adjoint(b.data, t.data)
             else:
                 self.correlate(b.data, t.data)
-            self._add_bias(t.data)
+            self._finish(t.data)
 
     def backward(self, top, propagate_down, bottom):
         need_w = self.param_needs_grad(0)

@@ -30,7 +30,7 @@ shape:    top = bottom (may be computed in place)
 """
 from ..core.layer import TEST, Layer
 from . import register_layer
-from .scale import channel_affine
+from .scale import channel_affine, channel_epilogue
 
 
 @register_layer("BatchNorm")
@@ -109,7 +109,7 @@ class BatchNormLayer(Layer):
         b0, b1, b2 = (b.data for b in self.blobs)
         if self.use_global_stats:
             k.bn_global_stats(C, b0, b1, b2, self.mean, self.var, self.a, self.b, self.eps)
-            channel_affine(self, x, self.a, self.b, y, C, S)
+            channel_epilogue(self, x, self.a, self.b, y, C, S)
             return
         m = N * S
         if m == 0:
@@ -127,6 +127,21 @@ class BatchNormLayer(Layer):
             self.x_norm = self.xp.empty(x.shape, dtype=self.dtype)
         iters, tile = self.row_launch(x.size, S)
         k.bn_normalize(iters, x, self.a, self.b, y, self.x_norm, C, S, tile)
+
+    # With global statistics the layer is a per-channel map: the Net's inference fusion may fold
+    # it into the layer before (a convolution's epilogue), or fold the maps after it into it.
+    def affine_dims(self, bottom, top):
+        if not self.use_global_stats or len(bottom[0].shape) < 2:
+            return None
+        return self.N, self.channels, self.S
+
+    epilogue_dims = affine_dims
+
+    def channel_map(self):
+        b0, b1, b2 = (b.data for b in self.blobs)
+        self.kernels("batch_norm").bn_global_stats(self.channels, b0, b1, b2, self.mean, self.var,
+                                                   self.a, self.b, self.eps)
+        return self.a, self.b
 
     def backward(self, top, propagate_down, bottom):
         if not propagate_down[0]:

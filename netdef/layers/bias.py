@@ -13,7 +13,7 @@ shape:    top = bottom[0] (may be computed in place)
 from ..core.fillers import fill
 from ..core.layer import Layer
 from . import register_layer
-from .scale import broadcast_dims, channel_affine, channel_reduce, param_shape
+from .scale import broadcast_dims, channel_epilogue, channel_reduce, param_shape
 
 
 @register_layer("Bias")
@@ -41,7 +41,17 @@ class BiasLayer(Layer):
             top[0].reshape(bottom[0].shape)
 
     def forward(self, bottom, top):
-        channel_affine(self, bottom[0].data, None, self._bias(bottom).data, top[0].data, self.D, self.inner)
+        channel_epilogue(self, bottom[0].data, None, self._bias(bottom).data, top[0].data, self.D,
+                         self.inner)
+
+    # With its own bias (one bottom) the layer is a per-channel map the inference fusion may fold
+    def affine_dims(self, bottom, top):
+        return (self.outer, self.D, self.inner) if len(bottom) == 1 else None
+
+    epilogue_dims = affine_dims
+
+    def channel_map(self):
+        return None, self.blobs[0].data
 
     def backward(self, top, propagate_down, bottom):
         dy = top[0].diff

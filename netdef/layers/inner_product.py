@@ -8,6 +8,7 @@ from ..core.blob import count_range
 from ..core.fillers import fill
 from ..core.layer import Layer
 from . import register_layer
+from .scale import channel_epilogue
 
 
 @register_layer("InnerProduct")
@@ -53,8 +54,12 @@ class InnerProductLayer(Layer):
         X = bottom[0].data.reshape(-1, self.K)
         Y = top[0].data.reshape(-1, self.N)
         self.xp.matmul(X, self._weight(), out=Y)
-        if len(self.blobs) > 1:
-            Y += self.blobs[1].data
+        # the bias, and the BatchNorm / Scale / ReLU the inference fusion folded after the layer
+        channel_epilogue(self, Y, None, self.blobs[1].data if len(self.blobs) > 1 else None, Y,
+                         self.N, 1)
+
+    def epilogue_dims(self, bottom, top):
+        return top[0].count // self.N, self.N, 1
 
     def backward(self, top, propagate_down, bottom):
         X = bottom[0].data.reshape(-1, self.K)

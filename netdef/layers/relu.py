@@ -19,6 +19,9 @@ class ReLULayer(NeuronLayer):
     def forward(self, bottom, top):
         self.kernels("activation").relu_forward(bottom[0].count, bottom[0].data, top[0].data, self.slope)
 
+    def relu_slope(self):
+        return self.slope
+
     def backward(self, top, propagate_down, bottom):
         if propagate_down[0]:
             # With slope < 0 the output's sign is not the input's; use the (intact) input.

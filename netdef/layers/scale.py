@@ -33,12 +33,43 @@ def channel_reduce(layer, partial_fn, out, outer, D, inner, alpha=1.0, beta=0.0)
     layer.kernels("scale").reduce_partials(D, partial, out, outer, parts, float(alpha), float(beta))
 
 
-def channel_affine(layer, x, s, b, y, D, inner):
+def channel_affine(layer, x, s, b, y, D, inner, slope=None):
     """y = x * s[d] + b[d] for x seen as (outer, D, inner), s or b None for none, in one pass
-    (kernels/scale.cu's channel_affine); x may be y."""
+    (kernels/scale.cu's channel_affine); with a slope, then ReLU's y if y > 0 else slope y.
+    x may be y."""
     iters, tile = layer.row_launch(x.size, inner)
     layer.kernels("scale").channel_affine(iters, x, x if s is None else s, x if b is None else b, y,
-                                          D, inner, tile, int(s is not None), int(b is not None))
+                                          D, inner, tile, int(s is not None), int(b is not None),
+                                          int(slope is not None), 0.0 if slope is None else slope)
+
+
+def compose_affine(s, b, s2, b2):
+    """(scale, bias) of x -> (x s + b) s2 + b2, per channel; None stands for a scale of 1 or a
+    bias of 0. Makes new arrays: the layers' params it is given are never written."""
+    if s2 is not None:
+        s = s2 if s is None else s * s2
+        if b is not None:
+            b = b * s2
+    if b2 is not None:
+        b = b2 if b is None else b + b2
+    return s, b
+
+
+def channel_epilogue(layer, x, s, b, y, D, inner):
+    """y = x * s[d] + b[d] (the layer's own per-channel map; s, b None for none), followed by
+    what the Net's inference fusion put after the layer (layer.epilogue: the per-channel maps
+    of the BatchNorm / Scale / Bias layers folded into it and a ReLU), all in one pass over y."""
+    slope = None
+    ep = layer.epilogue
+    if ep is not None:
+        for member in ep.affine:
+            s, b = compose_affine(s, b, *member.channel_map())
+        slope = ep.slope
+    if s is None and b is None and slope is None:
+        if y is not x:
+            y[...] = x
+        return
+    channel_affine(layer, x, s, b, y, D, inner, slope)
 
 
 def param_shape(layer, bottom_shape, axis, num_axes):
@@ -113,7 +144,16 @@ class ScaleLayer(Layer):
         else:
             self.x_copy = None
         b = self.blobs[self.bias_index].data if self.bias_term else None
-        channel_affine(self, x, self._scale(bottom).data, b, top[0].data, self.D, self.inner)
+        channel_epilogue(self, x, self._scale(bottom).data, b, top[0].data, self.D, self.inner)
+
+    # With its own scale (one bottom) the layer is a per-channel map the inference fusion may fold
+    def affine_dims(self, bottom, top):
+        return (self.outer, self.D, self.inner) if len(bottom) == 1 else None
+
+    epilogue_dims = affine_dims
+
+    def channel_map(self):
+        return self.blobs[0].data, self.blobs[self.bias_index].data if self.bias_term else None
 
     def backward(self, top, propagate_down, bottom):
         k = self.kernels("scale")
