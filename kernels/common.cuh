@@ -142,6 +142,31 @@ DEVICE_FN Dtype slice_dot(const Dtype* a, const Dtype* b, const index_t k, const
   return s;
 }
 
+// y[t] = x[t] a + c over t in [first, last) (exactly x a without has_bias), then with has_relu
+// ReLU's y > 0 ? y : y slope (activation.cu's formula): the per-channel map of Scale, Bias and
+// BatchNorm, and the epilogue the Net's inference fusion gives a convolution (scale.cu's
+// channel_affine, depthwise_conv.cu's forward). Four loops rather than tests inside one, so
+// that each vectorizes. x may be y.
+SIMD_FN void affine_segment(const Dtype* x, Dtype* y, const index_t first, const index_t last,
+                            const Dtype a, const Dtype c, const index_t has_bias,
+                            const index_t has_relu, const Dtype slope) {
+  if (has_bias && has_relu) {
+    for (index_t t = first; t < last; ++t) {
+      const Dtype v = x[t] * a + c;
+      y[t] = v > Dtype(0) ? v : v * slope;
+    }
+  } else if (has_relu) {
+    for (index_t t = first; t < last; ++t) {
+      const Dtype v = x[t] * a;
+      y[t] = v > Dtype(0) ? v : v * slope;
+    }
+  } else if (has_bias) {
+    for (index_t t = first; t < last; ++t) y[t] = x[t] * a + c;
+  } else {  // no + 0, which would turn -0 into +0
+    for (index_t t = first; t < last; ++t) y[t] = x[t] * a;
+  }
+}
+
 // Labels arrive as Dtype values and are truncated to integers, as Caffe does. read_label gives
 // the class in [0, C), or LABEL_IGNORED (the layer's ignore_label, when has_ignore), or
 // LABEL_INVALID for anything else: out of range, NaN, or too large for an integer.

@@ -147,11 +147,18 @@ SIMD_FN void dw_plane(const Dtype* x, const Dtype* w, const index_t ws, Dtype* o
   }
 }
 
+// The forward, finished by the per-channel map y = z es[co] + eb[co] and ReLU of the Net's
+// inference fusion (common.cuh's affine_segment; flags 0: the plain convolution) on each segment
+// while it is still in cache, y written to eout: out itself (a chain in place), or the top of a
+// BatchNorm that reads out (out keeps z). A depthwise convolution's BatchNorm + Scale + ReLU then
+// cost no pass of their own.
 KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtype* out,
                          const index_t Ci, const index_t H, const index_t W, const index_t OH,
                          const index_t OW, const index_t kh, const index_t kw, const index_t sh,
                          const index_t sw, const index_t ph, const index_t pw, const index_t dh,
-                         const index_t dw, const index_t mult, const index_t tile)) {
+                         const index_t dw, const index_t mult, const index_t tile,
+                         Dtype* eout, const Dtype* es, const Dtype* eb, const index_t has_scale,
+                         const index_t has_bias, const index_t has_relu, const Dtype slope)) {
   // n = N * Co * ntiles (Co = Ci mult): `tile` outputs of one (OH x OW) plane per iteration
   const index_t L = OH * OW;
   const index_t ntiles = (L + tile - 1) / tile;
@@ -159,9 +166,13 @@ KERNEL(dw_conv_forward, (const index_t n, const Dtype* in, const Dtype* wt, Dtyp
     index_t p0, p1;
     const index_t plane = row_tile(i, ntiles, tile, L, &p0, &p1);  // img Co + co
     const index_t co = plane % (Ci * mult);
+    Dtype* o = out + plane * L;
     // img Co + co over mult is img Ci + co / mult: the input plane
-    dw_plane(in + plane / mult * H * W, wt + co * kh * kw, 1, out + plane * L, p0, p1, H, W, OH, OW,
+    dw_plane(in + plane / mult * H * W, wt + co * kh * kw, 1, o, p0, p1, H, W, OH, OW,
              kh, kw, sh, sw, ph, pw, dh, dw, 0);
+    if (has_scale || has_bias || has_relu)
+      affine_segment(o, eout + plane * L, p0, p1, has_scale ? es[co] : Dtype(1), has_bias ? eb[co] : Dtype(0),
+                     has_bias, has_relu, slope);
   }
 }
 

@@ -14,8 +14,8 @@
 
 // y = x * s[d] + b[d] (s taken as 1 without has_scale, b as 0 without has_bias: their pointers
 // are then not read) over rows r of `inner` values, d = r % D; with has_relu, then
-// y = y > 0 ? y : y * slope (activation.cu's ReLU), so that a convolution's bias, the BatchNorm
-// and Scale after it and their ReLU cost one pass over the top (the Net's inference fusion).
+// y = y > 0 ? y : y * slope (common.cuh's affine_segment), so that a convolution's bias, the
+// BatchNorm and Scale after it and their ReLU cost one pass over the top (inference fusion).
 // Iteration i takes `tile` values of a row (common.cuh's row_tile): one on the GPU, a row
 // segment on the CPU, so that the index arithmetic is per segment and the loop over it
 // vectorizes. x may be y (in place).
@@ -31,24 +31,7 @@ KERNEL(channel_affine, (const index_t n, const Dtype* x, const Dtype* s, const D
     const index_t d = r % D;
     const Dtype a = has_scale ? s[d] : Dtype(1);
     const Dtype c = has_bias ? b[d] : Dtype(0);
-    const Dtype* xr = x + r * inner;
-    Dtype* yr = y + r * inner;
-    // four loops rather than tests inside one, so that each vectorizes
-    if (has_bias && has_relu) {
-      for (index_t t = first; t < last; ++t) {
-        const Dtype v = xr[t] * a + c;
-        yr[t] = v > Dtype(0) ? v : v * slope;
-      }
-    } else if (has_relu) {
-      for (index_t t = first; t < last; ++t) {
-        const Dtype v = xr[t] * a;
-        yr[t] = v > Dtype(0) ? v : v * slope;
-      }
-    } else if (has_bias) {
-      for (index_t t = first; t < last; ++t) yr[t] = xr[t] * a + c;
-    } else {  // exactly x * s: no + 0 to turn -0 into +0
-      for (index_t t = first; t < last; ++t) yr[t] = xr[t] * a;
-    }
+    affine_segment(x + r * inner, y + r * inner, first, last, a, c, has_bias, has_relu, slope);
   }
 }
 

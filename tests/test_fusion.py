@@ -117,9 +117,19 @@ CASES = {
     "bn_head": ((2, 3, 6, 5), conv("a", "data", "a", 3) + conv("b", "data", "b", 2)
                 + L("cat", "Concat", ["a", "b"], ["cat"]) + bn("bn", "cat") + scale("s", "cat")
                 + relu("r", "cat"), [("bn", ["s", "r"])]),
-    # a chain through a blob of another name stops there: that blob is computed as always
-    "not_in_place": ((1, 3, 8, 8), conv("c", "data", "c", 4) + L("bn", "BatchNorm", ["c"], ["bn_out"])
-                     + scale("s", "bn_out") + relu("r", "bn_out"), [("bn", ["s", "r"])]),
+    # MobileNet v2 (shicai): BatchNorm writes a top of its own, Scale and ReLU in place on it;
+    # the conv writes its own top and the chain's result (with its bias, a GEMM conv, and a
+    # depthwise one in its kernel); a second non-in-place link ends the chain
+    "own_top": ((1, 3, 8, 8), conv("c", "data", "c", 4) + L("bn", "BatchNorm", ["c"], ["bn_out"])
+                + scale("s", "bn_out") + relu("r", "bn_out")
+                + L("dw", "Convolution", ["bn_out"], ["dw"],
+                    "convolution_param { num_output: 4 group: 4 kernel_size: 3 stride: 2 pad: 1 bias_term: false }")
+                + L("bn2", "BatchNorm", ["dw"], ["dw_bn"]) + scale("s2", "dw_bn") + relu("r2", "dw_bn")
+                + L("dwb", "Convolution", ["dw_bn"], ["dwb"],
+                    "convolution_param { num_output: 4 group: 4 kernel_size: 3 pad: 1 }")
+                + L("bn3", "BatchNorm", ["dwb"], ["dwb_bn"]) + L("s3", "Scale", ["dwb_bn"], ["s3_out"])
+                + L("r3", "ReLU", ["s3_out"], ["r3_out"]),
+                [("c", ["bn", "s", "r"]), ("dw", ["bn2", "s2", "r2"]), ("dwb", ["bn3"]), ("s3", ["r3"])]),
     # the conv's top is read by two layers (Caffe's Split between): the conv keeps its top
     "split_after": ((1, 3, 8, 8), conv("c", "data", "c", 4) + L("p", "Pooling", ["c"], ["p"],
                                                                 "pooling_param { pool: MAX kernel_size: 2 stride: 2 }")
@@ -292,7 +302,7 @@ def test_time_and_info_show_the_fusion(tmp_path, capsys):
 # ---- the GPU's kernels (emulated without a device) ---------------------------------------------
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", ["resnet_unit", "inner_product", "conv_relu"])
+@pytest.mark.parametrize("case", ["resnet_unit", "inner_product", "conv_relu", "depthwise", "own_top"])
 def test_gpu_fused_matches_cpu(case):
     shape, body, expected = CASES[case]
     text = net_text(shape, body)

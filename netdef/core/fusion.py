@@ -15,10 +15,11 @@ maps after it the same way.
 
 Exact in fp32 up to rounding (the composed coefficients are rounded once more than the layer by
 layer products). Nothing the user sees changes:
-  * only chains computed *in place* are fused: every folded layer reads and writes the head's
-    top blob, so net.blobs[...] hold after a forward what they hold without fusion (the
-    in-place blob is the value after the last layer, as in Caffe). A chain through a blob of
-    its own name (bn1 -> "bn1_out") stops there: that blob is computed as always;
+  * every blob is written as without fusion: the folded layers compute in place on the head's
+    top (which then holds the value after the last of them, as in Caffe), or the first of them
+    writes a top of its own (MobileNet v2's conv -> BatchNorm "conv/bn" -> Scale, ReLU in
+    place), and the head writes both its own top and the chain's result. A second blob of its
+    own name inside a chain ends the chain there;
   * nothing is copied or folded into the weights: the coefficients are recomputed from the
     layers' params at each forward (a few vector operations of C values), so net.params[...]
     show the layers' own values and a change to them (net.params['bn1'][0].data[...] = ...,
@@ -39,11 +40,14 @@ import os
 
 
 class Epilogue:
-    """What is folded into one head layer: `affine` (the per-channel layers, in order) and
-    `slope` (the final ReLU's negative slope, or None); `head`, `members` are layer indices."""
+    """What is folded into one head layer: `affine` (the per-channel layers, in order), `slope`
+    (the final ReLU's negative slope, or None), `target` (the Blob the chain's result goes to
+    when its first layer writes a top of its own, e.g. MobileNet v2's conv -> "conv/bn"; None
+    when it is all in place); `head`, `members` are layer indices."""
 
-    def __init__(self, head, members, affine, slope):
+    def __init__(self, head, members, affine, slope, target=None):
         self.head, self.members, self.affine, self.slope = head, members, affine, slope
+        self.target = target
 
     @property
     def last(self):
@@ -69,15 +73,20 @@ def plan(layers, bottoms, tops):
         if dims is None:
             continue
         blob = tops[hi][0]
-        members, affine, slope = [], [], None
+        members, affine, slope, target = [], [], None, None
         for li in range(hi + 1, len(layers)):
             if not any(b is blob for b in bottoms[li]) and not any(t is blob for t in tops[li]):
                 continue  # a layer of another branch: it neither reads nor writes the chain
             layer = layers[li]
-            if (layer.need_backward or len(bottoms[li]) != 1
-                    or len(tops[li]) != 1 or bottoms[li][0] is not blob or tops[li][0] is not blob
-                    or any(layer.loss_weights)):
+            if (layer.need_backward or len(bottoms[li]) != 1 or len(tops[li]) != 1
+                    or bottoms[li][0] is not blob or any(layer.loss_weights)):
                 break
+            if tops[li][0] is not blob:
+                # the first layer may write a top of its own: the head still writes its top
+                # (the user may read it) and writes the chain's result there as well
+                if members:
+                    break
+                blob = target = tops[li][0]
             relu = layer.relu_slope()
             if relu is not None:
                 members.append(li)
@@ -89,7 +98,7 @@ def plan(layers, bottoms, tops):
             affine.append(layer)
         if members:
             folded.update(members)
-            groups.append(Epilogue(hi, members, affine, slope))
+            groups.append(Epilogue(hi, members, affine, slope, target))
     return groups
 
 

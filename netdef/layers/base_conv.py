@@ -42,7 +42,7 @@ import numpy as np
 
 from ..core.fillers import fill
 from ..core.layer import Layer
-from .scale import channel_epilogue
+from .scale import channel_epilogue, epilogue_map
 
 
 def _pair(p, name, default, fail, h_name=None, w_name=None, both_required=True, what="convolution"):
@@ -253,15 +253,23 @@ class BaseConvolutionLayer(Layer):
         return (self.Ci, self.IH, self.IW, self.OH, self.OW, self.kh, self.kw, self.sh, self.sw,
                 self.ph, self.pw, self.dh, self.dw, self.Co // self.Ci)
 
-    def correlate(self, img, out):
-        """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW)."""
+    def correlate(self, img, out, finish=None):
+        """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW). finish (depthwise path
+        only): (s, b, slope, target) of a per-channel map and ReLU (None for none) that the
+        kernel applies as it writes each segment of out, writing the result to target (out, or
+        another array of its shape: out then keeps the convolution)."""
         G, N = self.group, img.shape[0]
         W = self.blobs[0].data
         if self.path == "depthwise":
             iters, tile = self.row_launch(out.size, self.L)  # segments of planes
+            s, b, slope, target = finish or (None, None, None, out)
             with self._timed("depthwise"):
-                self.kernels("depthwise_conv").dw_conv_forward(iters, img, W, out, *self._dw_args(), tile)
+                self.kernels("depthwise_conv").dw_conv_forward(
+                    iters, img, W, out, *self._dw_args(), tile, target, W if s is None else s,
+                    W if b is None else b, int(s is not None), int(b is not None),
+                    int(slope is not None), 0.0 if slope is None else slope)
             return
+        assert finish is None, "only the depthwise kernel finishes its output itself"
         Wg = self._weights_g(W)
         out4 = out.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
@@ -329,7 +337,8 @@ class BaseConvolutionLayer(Layer):
     # ---- forward / backward -------------------------------------------------------------
     def _finish(self, y):
         """The bias, and what the inference fusion folded after the layer (self.epilogue: the
-        BatchNorm / Scale and ReLU that follow in place), in one pass over the top y."""
+        BatchNorm / Scale and ReLU that follow), in one pass over the top y (layers/scale.py's
+        channel_epilogue)."""
         if self.bias_term or self.epilogue is not None:
             with self._timed("bias"):
                 b = self.blobs[1].data if self.bias_term else None
@@ -347,9 +356,19 @@ class BaseConvolutionLayer(Layer):
         self.backend.add_channel_sums(dy, db)
 
     def forward(self, bottom, top):
+        bias = self.blobs[1].data if self.bias_term else None
         for b, t in zip(bottom, top):
             if self.transposed:
                 self.correlate_adjoint(b.data, t.data)
+            elif self.path == "depthwise" and (bias is not None or self.epilogue is not None):
+                ep = self.epilogue
+                if ep is None or ep.target is None:  # in place: the top holds the result
+                    self.correlate(b.data, t.data, epilogue_map(self, None, bias) + (t.data,))
+                    continue
+                if bias is None:  # the top keeps the convolution, the target gets the chain's
+                    self.correlate(b.data, t.data, epilogue_map(self, None, None) + (ep.target.data,))
+                    continue
+                self.correlate(b.data, t.data)
             else:
                 self.correlate(b.data, t.data)
             self._finish(t.data)

@@ -55,16 +55,35 @@ def compose_affine(s, b, s2, b2):
     return s, b
 
 
+def epilogue_map(layer, s, b):
+    """(s, b, slope): the layer's own per-channel map (s, b; None for none) composed with what
+    the Net's inference fusion put after the layer (layer.epilogue: the per-channel maps of the
+    BatchNorm / Scale / Bias layers folded into it, and the slope of a ReLU, else None), for an
+    epilogue in place on the layer's top; for one with a target of its own (epilogue.target),
+    the folded layers' part only, which applies to the layer's finished top."""
+    ep = layer.epilogue
+    if ep is None:
+        return s, b, None
+    if ep.target is not None:
+        s = b = None
+    for member in ep.affine:
+        s, b = compose_affine(s, b, *member.channel_map())
+    return s, b, ep.slope
+
+
 def channel_epilogue(layer, x, s, b, y, D, inner):
     """y = x * s[d] + b[d] (the layer's own per-channel map; s, b None for none), followed by
-    what the Net's inference fusion put after the layer (layer.epilogue: the per-channel maps
-    of the BatchNorm / Scale / Bias layers folded into it and a ReLU), all in one pass over y."""
-    slope = None
+    its epilogue (epilogue_map), all in one pass over y; or, for an epilogue with a target,
+    y as without it and the epilogue's result from y into the target (one pass each)."""
     ep = layer.epilogue
-    if ep is not None:
-        for member in ep.affine:
-            s, b = compose_affine(s, b, *member.channel_map())
-        slope = ep.slope
+    if ep is not None and ep.target is not None:
+        _affine_or_copy(layer, x, s, b, y, D, inner, None)
+        x, y = y, ep.target.data
+    s, b, slope = epilogue_map(layer, s, b)
+    _affine_or_copy(layer, x, s, b, y, D, inner, slope)
+
+
+def _affine_or_copy(layer, x, s, b, y, D, inner, slope):
     if s is None and b is None and slope is None:
         if y is not x:
             y[...] = x
