@@ -19,10 +19,12 @@ DEVICE_FN const Dtype* elt_bottom(const index_t* xs, const index_t k) {
 }
 
 // y (and, with has_mask, mask) from the K bottoms; op is ELT_SUM (coeff: K values), ELT_PROD
-// or ELT_MAX. n = ceil(count / tile).
+// or ELT_MAX; with has_relu, y then goes through ReLU (the Net's inference fusion of ResNet's
+// sum + ReLU) while its block is in cache. n = ceil(count / tile).
 KERNEL(eltwise_forward, (const index_t n, const index_t* xs, const Dtype* coeff, const index_t K,
                          Dtype* y, Dtype* mask, const index_t count, const index_t tile,
-                         const index_t op, const index_t has_mask)) {
+                         const index_t op, const index_t has_mask, const index_t has_relu,
+                         const Dtype slope)) {
   KERNEL_LOOP_WORK(i, tile * K) {
     const index_t last = index_min(i * tile + tile, count);
     for (index_t b0 = i * tile; b0 < last; b0 += ELT_BLOCK) {
@@ -64,6 +66,7 @@ KERNEL(eltwise_forward, (const index_t n, const index_t* xs, const Dtype* coeff,
           for (index_t t = b0; t < b1; ++t) y[t] = xk[t] > y[t] ? xk[t] : y[t];
         }
       }
+      if (has_relu) affine_segment(y, y, b0, b1, Dtype(1), Dtype(0), 0, 1, slope);
     }
   }
 }

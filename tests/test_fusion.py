@@ -138,6 +138,14 @@ CASES = {
     "branch_between": ((1, 3, 8, 8), conv("c", "data", "c", 4) + conv("d", "data", "d", 2)
                        + bn("bn", "c") + relu("r", "c") + relu("rd", "d"),
                        [("c", ["bn", "r"]), ("d", ["rd"])]),
+    # ResNet's shortcut: Eltwise SUM then ReLU in place (the kernel's pass); MAX with a ReLU
+    # writing a top of its own
+    "eltwise_relu": ((2, 3, 7, 5), conv("a", "data", "a", 4) + bn("bna", "a") + conv("b", "data", "b", 4)
+                     + L("sum", "Eltwise", ["a", "b"], ["sum"], "eltwise_param { coeff: 0.5 coeff: -2 }")
+                     + relu("r", "sum")
+                     + L("mx", "Eltwise", ["sum", "b"], ["mx"], "eltwise_param { operation: MAX }")
+                     + L("rm", "ReLU", ["mx"], ["rm"], "relu_param { negative_slope: 0.2 }"),
+                     [("a", ["bna"]), ("sum", ["r"]), ("mx", ["rm"])]),
     # a Scale by a second bottom is no fixed per-channel map: the chain stops before it
     "two_bottom_scale": ((1, 2, 5, 5), conv("c", "data", "c", 2) + conv("g", "data", "g", 2)
                          + L("s", "Scale", ["c", "g"], ["c"], "scale_param { axis: 0 }") + relu("r", "c"),
@@ -302,7 +310,7 @@ def test_time_and_info_show_the_fusion(tmp_path, capsys):
 # ---- the GPU's kernels (emulated without a device) ---------------------------------------------
 
 @pytest.mark.gpu
-@pytest.mark.parametrize("case", ["resnet_unit", "inner_product", "conv_relu", "depthwise", "own_top"])
+@pytest.mark.parametrize("case", ["resnet_unit", "inner_product", "conv_relu", "depthwise", "own_top", "eltwise_relu"])
 def test_gpu_fused_matches_cpu(case):
     shape, body, expected = CASES[case]
     text = net_text(shape, body)

@@ -33,7 +33,7 @@ backward. Net(..., fuse=False), the command lines' --no-fuse or NETDEF_FUSE=0 tu
 
 The layers answer the questions (netdef/core/layer.py): epilogue_dims (can finish its top with
 per-channel maps: Convolution, Deconvolution, InnerProduct, and the per-channel layers
-themselves), affine_dims / channel_map (is a per-channel map: BatchNorm with global statistics,
+themselves; Eltwise takes a ReLU only), affine_dims / channel_map (is a per-channel map: BatchNorm with global statistics,
 Scale and Bias with their own param), relu_slope (is a ReLU: ends a chain).
 """
 import os

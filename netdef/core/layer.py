@@ -148,7 +148,8 @@ class Layer:
     # ---- the inference fusion's questions (netdef/core/fusion.py) --------------------------
     def epilogue_dims(self, bottom, top):
         """(outer, D, inner) of top[0] when forward can finish it with per-channel maps and a
-        ReLU (honouring self.epilogue), D the channels; None (the default) when it cannot."""
+        ReLU (honouring self.epilogue), D the channels; () when it can take a ReLU only (no
+        per-channel map matches it); None (the default) when it cannot."""
         return None
 
     def affine_dims(self, bottom, top):

@@ -60,9 +60,20 @@ class EltwiseLayer(Layer):
         if self.coeff_array is None:
             self.coeff_array = self.xp.asarray(self.coeff, dtype=self.dtype)
         xs = self.backend.addresses([b.data for b in bottom])
+        # a ReLU the inference fusion folded into the layer (ResNet's sum + ReLU): in the same
+        # pass when in place; into the ReLU's own top, after it, when that is another blob
+        ep = self.epilogue
+        slope = ep.slope if ep is not None else None
+        fused = slope is not None and ep.target is None
         self.kernels("eltwise").eltwise_forward(self.iters, xs, self.coeff_array, len(bottom), y, mask,
                                                 self.count, self.block, self._OPS[self.op],
-                                                int(self.mask is not None))
+                                                int(self.mask is not None), int(fused),
+                                                slope if fused else 0.0)
+        if slope is not None and not fused:
+            self.kernels("activation").relu_forward(self.count, y, ep.target.data, slope)
+
+    def epilogue_dims(self, bottom, top):
+        return ()  # a ReLU only: no per-channel map is folded into an elementwise sum
 
     def backward(self, top, propagate_down, bottom):
         k = self.kernels("eltwise")
