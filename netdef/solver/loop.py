@@ -134,9 +134,11 @@ class Solver(Snapshots):
     def _error(self, message):
         return ParseError(message, file=self.filename)
 
-    def _make_net(self, source, phase, extra_state):
+    def _make_net(self, source, phase, extra_state, forward_only=False):
         """A Net from a path or NetParameter in `phase`, its NetState merged with extra_state
-        (train_state / test_state) as Caffe merges them."""
+        (train_state / test_state) as Caffe merges them. The test nets are forward_only: the
+        solver only runs their forward, so they keep nothing for a backward pass and their
+        BatchNorm / Scale / ReLU chains fold into the layer before (netdef/core/fusion.py)."""
         if isinstance(source, pb.NetParameter):
             base = source.state
         else:
@@ -147,7 +149,7 @@ class Solver(Snapshots):
             state.MergeFrom(extra_state)
         stages = list(extra_state.stage) if extra_state is not None else []
         return Net(source, state.phase, level=state.level, stages=stages, dtype=self.dtype,
-                   backend=self.backend)
+                   backend=self.backend, forward_only=forward_only)
 
     def _init_train_net(self):
         p = self.param
@@ -193,7 +195,7 @@ class Solver(Snapshots):
                 log.info("Creating test net (#%d) specified by %s", i, field)
             else:
                 log.info("Creating test net (#%d) specified by %s file: %s", i, field, src)
-            net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None)
+            net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None, forward_only=True)
             net.share_with(self.net)  # Caffe's ShareTrainedLayersWith
             nets.append(net)
         return nets
