@@ -1,30 +1,84 @@
-"""numpy's BLAS, reached directly: one thread pool with netdef's kernels, and GEMM with beta.
+"""The CPU's BLAS: which library computes netdef's GEMMs, one thread pool with netdef's kernels,
+and GEMM with beta.
 
-Thread sharing. numpy's OpenBLAS keeps its own worker threads, which spin for a while after each
+Which library. NETDEF_BLAS picks it, once per process (logged when the CPU backend starts):
+
+    auto            (default) numpy's own OpenBLAS
+    openblas        numpy's own OpenBLAS, an error if numpy's BLAS is not one netdef can call
+    scipy-openblas  the OpenBLAS of the scipy-openblas32 wheel (pip install 'netdef[scipy-openblas]')
+    mkl             Intel oneMKL, libmkl_rt of the mkl wheel (pip install 'netdef[mkl]'), on GNU OpenMP
+
+numpy's OpenBLAS stays the default: on the 2-core AVX2 machine of bench/README.md ("GEMM
+library") no other library made netdef's nets > 5 % faster end to end (bench/zoo.py,
+bench/fcn8s.py; scipy-openblas's newer OpenBLAS is ~10 % faster on many convolution GEMMs alone
+in bench/gemm.py, MKL slower on this AMD CPU), and it comes with numpy. The others are there to
+measure on other machines (MKL on Intel CPUs) and as a way out. The library computes what goes
+through gemm() and the CPU backend's products; numpy's own matmul (InnerProduct's forward calls
+it directly, and the backend keeps tiny products there) stays on numpy's BLAS. A library asked
+for by name but not installed is an error that names the extra; no library at all (numpy on
+another BLAS) leaves every product to numpy's matmul. Each library is found through its own
+package (numpy's files, scipy_openblas32's get_lib_dir(), the mkl distribution's files),
+/proc/self/maps only where numpy's files do not list its BLAS (a numpy linked against a system
+OpenBLAS).
+
+Thread sharing. An OpenBLAS keeps its own worker threads, which spin for a while after each
 call; netdef's CPU kernels run on an OpenMP team whose threads spin after each kernel. A
 convolution alternates the two, so on few cores each pool's spinning threads slow the other (on
-2 cores: VGG16's convolutions forward + backward ~20% slower). OpenBLAS >= 0.3.27 accepts a
-callback that runs its parallel jobs; the CPU backend registers one from its extension
-(src/blas_threads.cpp) so that BLAS runs on the kernels' OpenMP team and OpenBLAS's own threads
-sleep. This is process-wide: numpy's other GEMMs in the process run on that team too. Set the
-environment variable NETDEF_BLAS_THREADS=openblas to leave OpenBLAS's threading alone. When the
-BLAS is not such an OpenBLAS, nothing changes.
+2 cores: VGG16's convolutions forward + backward ~20% slower; bench/gemm.py's im2col-GEMM-ReLU
+loop 5x slower than its parts). OpenBLAS >= 0.3.27 accepts a callback that runs its parallel
+jobs; the CPU backend registers one from its extension (src/blas_threads.cpp) so that BLAS runs
+on the kernels' OpenMP team and OpenBLAS's own threads sleep: numpy's OpenBLAS always (numpy's
+own matmuls alternate with the kernels too), and scipy-openblas's when it is the library.
+This is process-wide: numpy's other GEMMs in the process run on that team too. MKL is told to
+use its GNU OpenMP layer, which is the libgomp netdef's kernels already run on: one team, no
+callback needed. Set NETDEF_BLAS_THREADS=openblas to leave the libraries' threading alone.
 
 gemm(). numpy's matmul cannot accumulate into its output (C = alpha A B + beta C); the
 convolution's weight gradient needs exactly that (`dW +=`), and with matmul it costs a temporary
-the size of dW (FCN's fc6: 400 MB) and a pass over it. gemm() calls cblas_?gemm of the same
+the size of dW (FCN's fc6: 400 MB) and a pass over it. gemm() calls cblas_?gemm of the selected
 library when it can, and falls back to matmul otherwise (same results up to rounding).
 """
 import ctypes
+import importlib.metadata
+import logging
 import os
 
 import numpy as np
 
-_state = {"lib": None, "searched": False, "shared": False, "gemm": {}}
+from ..errors import BackendError
+
+log = logging.getLogger("netdef")
+
+ENV = "NETDEF_BLAS"
+#: NETDEF_BLAS name -> (what it is, the extra of netdef that installs it; None: comes with numpy)
+LIBRARIES = {
+    "openblas": ("numpy's own OpenBLAS", None),
+    "scipy-openblas": ("the OpenBLAS of the scipy-openblas32 wheel", "scipy-openblas"),
+    "mkl": ("Intel oneMKL (libmkl_rt of the mkl wheel)", "mkl"),
+}
+#: What NETDEF_BLAS=auto takes: the first of these that loads (see the module docstring)
+AUTO = ("openblas",)
+
+_state = {"lib": None, "searched": False, "shared": False, "library": None, "selected": False,
+          "loaded": {}}
 
 
-def _loaded_openblas_paths():
-    paths = []
+def _dist_files(dist, match):
+    """Paths of the files of installed distribution `dist` whose base name `match` accepts."""
+    try:
+        files = importlib.metadata.files(dist) or []
+    except importlib.metadata.PackageNotFoundError:
+        return []
+    return [str(f.locate()) for f in files if match(os.path.basename(str(f)))]
+
+
+def _numpy_openblas_paths():
+    """numpy's OpenBLAS: the one its wheel ships (in its own files), else what the process has
+    mapped. Only numpy's copy: scipy (imported by scikit-learn, say) brings a second OpenBLAS,
+    and sharing threads with or calling into that one would leave numpy's copy untouched."""
+    paths = _dist_files("numpy", lambda b: "openblas" in b.lower() and ".so" in b)
+    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
+    mine = (os.path.join(numpy_dir, "numpy.libs"), os.path.join(numpy_dir, "numpy"))
     try:
         with open("/proc/self/maps") as f:
             for line in f:
@@ -34,10 +88,6 @@ def _loaded_openblas_paths():
                         paths.append(parts[5])
     except OSError:
         pass
-    # numpy's own copy first: scipy (imported by scikit-learn, say) brings a second OpenBLAS,
-    # and sharing threads with or calling into that one would leave numpy's copy untouched
-    numpy_dir = os.path.dirname(os.path.dirname(os.path.abspath(np.__file__)))
-    mine = (os.path.join(numpy_dir, "numpy.libs"), os.path.join(numpy_dir, "numpy"))
     return sorted(paths, key=lambda p: not p.startswith(mine))
 
 
@@ -55,8 +105,9 @@ def openblas():
     """The ctypes handle of the OpenBLAS that numpy has loaded, or None."""
     if not _state["searched"]:
         _state["searched"] = True
+        # RTLD_NOLOAD: only the copy numpy really loaded, never a second one
         mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1)
-        for path in _loaded_openblas_paths():
+        for path in _numpy_openblas_paths():
             try:
                 lib = ctypes.CDLL(path, mode=mode)
             except OSError:
@@ -77,12 +128,24 @@ def _ilp64(lib, hint):
     return b"USE64BITINT" in (cfg() or b"")
 
 
+def _sharing_allowed():
+    return os.environ.get("NETDEF_BLAS_THREADS", "").lower() != "openblas"
+
+
+def _install_callback(setter):
+    ext = _state.get("extension")
+    install = ext.netdef_share_blas_threads
+    install.argtypes = [ctypes.c_void_p]
+    install.restype = ctypes.c_int
+    install(ctypes.cast(setter, ctypes.c_void_p))
+
+
 def share_threads(extension_path):
-    """Make OpenBLAS run its parallel jobs on the OpenMP team of the extension at
+    """Make numpy's OpenBLAS run its parallel jobs on the OpenMP team of the extension at
     `extension_path` (netdef._cpu_kernels). Returns True when done (or already done)."""
     if _state["shared"]:
         return True
-    if os.environ.get("NETDEF_BLAS_THREADS", "").lower() == "openblas":
+    if not _sharing_allowed():
         return False
     lib = openblas()
     setter, _ = _symbol(lib, "openblas_set_threads_callback_function")
@@ -90,15 +153,23 @@ def share_threads(extension_path):
         return False
     try:
         ext = ctypes.CDLL(extension_path, mode=getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1))
-        install = ext.netdef_share_blas_threads
+        ext.netdef_share_blas_threads
     except (OSError, AttributeError):
         return False
-    install.argtypes = [ctypes.c_void_p]
-    install.restype = ctypes.c_int
-    install(ctypes.cast(setter, ctypes.c_void_p))
-    _state["shared"] = True
     _state["extension"] = ext
+    _install_callback(setter)
+    _state["shared"] = True
     return True
+
+
+def _share_second(setter):
+    """The callback for a second OpenBLAS too. The extension's fork handler unregisters only
+    the last library it registered, so numpy's is registered again after this one, and this
+    one is unregistered in a forked child from Python (in a child, GNU OpenMP's team is gone)."""
+    _install_callback(setter)
+    numpy_setter, _ = _symbol(openblas(), "openblas_set_threads_callback_function")
+    _install_callback(numpy_setter)
+    os.register_at_fork(after_in_child=lambda: setter(None))
 
 
 def shared_thread_calls():
@@ -111,26 +182,159 @@ def shared_thread_calls():
     return fn()
 
 
+# ---- the library --------------------------------------------------------------------------------
 _ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+_MKL_THREADING_GNU = 3
 
 
-def _cblas_gemm(dtype):
-    dtype = np.dtype(dtype)
-    if dtype not in _state["gemm"]:
-        fn = None
-        lib = openblas()
-        base = {np.dtype(np.float32): "cblas_sgemm", np.dtype(np.float64): "cblas_dgemm"}.get(dtype)
-        if lib is not None and base is not None:
-            fn, hint = _symbol(lib, base)
-            if fn is not None:
-                integer = ctypes.c_int64 if _ilp64(lib, hint) else ctypes.c_int32
-                real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
-                fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, real,
-                               ctypes.c_void_p, integer, ctypes.c_void_p, integer, real, ctypes.c_void_p,
-                               integer]
-                fn.restype = None
-        _state["gemm"][dtype] = fn
-    return _state["gemm"][dtype]
+class Library:
+    """A loaded BLAS: name (NETDEF_BLAS's), label (what and which version), threading (how its
+    threads run), numpys (True when it is the library numpy's matmul calls); cblas_gemm(dtype)."""
+
+    def __init__(self, name, handle, label, threading, numpys=False):
+        self.name, self.handle, self.label, self.threading, self.numpys = name, handle, label, threading, numpys
+        self._gemm = {}
+
+    def threads(self):
+        fn = getattr(self.handle, "MKL_Get_Max_Threads", None) or _symbol(self.handle, "openblas_get_num_threads")[0]
+        if fn is None:
+            return None
+        fn.restype = ctypes.c_int
+        return int(fn())
+
+    def cblas_gemm(self, dtype):
+        """cblas_sgemm / cblas_dgemm with its argument types set, or None."""
+        dtype = np.dtype(dtype)
+        if dtype not in self._gemm:
+            fn = None
+            base = {np.dtype(np.float32): "cblas_sgemm", np.dtype(np.float64): "cblas_dgemm"}.get(dtype)
+            if base is not None:
+                fn, hint = _symbol(self.handle, base)
+                if fn is not None:
+                    integer = ctypes.c_int64 if _ilp64(self.handle, hint) else ctypes.c_int32
+                    real = ctypes.c_float if dtype == np.float32 else ctypes.c_double
+                    fn.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_int, integer, integer, integer, real,
+                                   ctypes.c_void_p, integer, ctypes.c_void_p, integer, real, ctypes.c_void_p,
+                                   integer]
+                    fn.restype = None
+            self._gemm[dtype] = fn
+        return self._gemm[dtype]
+
+
+def _openblas_version(lib):
+    cfg, _ = _symbol(lib, "openblas_get_config")
+    if cfg is None:
+        return "OpenBLAS"
+    cfg.restype = ctypes.c_char_p
+    words = (cfg() or b"OpenBLAS").decode(errors="replace").split()
+    return " ".join(words[:2])
+
+
+def _load_openblas():
+    lib = openblas()
+    if lib is None:
+        return None
+    how = "on netdef's OpenMP team" if _state["shared"] else "on its own threads"
+    return Library("openblas", lib, f"{_openblas_version(lib)} (numpy {np.__version__}'s)", how, numpys=True)
+
+
+def _load_scipy_openblas():
+    try:
+        import scipy_openblas32
+    except ImportError:
+        return None
+    lib = ctypes.CDLL(os.path.join(scipy_openblas32.get_lib_dir(), scipy_openblas32.get_library(fullname=True)))
+    how = "on its own threads"
+    setter, _ = _symbol(lib, "openblas_set_threads_callback_function")
+    if setter is not None and _state["shared"]:
+        _share_second(setter)
+        how = "on netdef's OpenMP team"
+    return Library("scipy-openblas", lib, f"{_openblas_version(lib)} (scipy-openblas32 "
+                   f"{importlib.metadata.version('scipy-openblas32')})", how)
+
+
+def _load_mkl():
+    paths = sorted(_dist_files("mkl", lambda b: b.startswith("libmkl_rt.so")), key=len)
+    if not paths:
+        return None
+    lib = ctypes.CDLL(paths[0])
+    how = "on its own OpenMP threads"
+    # GNU OpenMP is the libgomp netdef's kernels run on: one team for both. The layer can only
+    # be chosen before MKL's first computation; MKL answers the layer in force.
+    if _sharing_allowed() and lib.MKL_Set_Threading_Layer(_MKL_THREADING_GNU) == _MKL_THREADING_GNU:
+        how = "on GNU OpenMP, netdef's team"
+        # GNU OpenMP's team does not survive a fork (a parallel region in the child hangs): a
+        # forked child (a data loader) runs MKL on its one thread
+        os.register_at_fork(after_in_child=lambda: lib.MKL_Set_Num_Threads(1))
+    buf = ctypes.create_string_buffer(256)
+    lib.MKL_Get_Version_String(buf, len(buf))
+    words = buf.value.decode(errors="replace").split()
+    version = next((w.split("-")[0] for w in words if w[:1].isdigit()), importlib.metadata.version("mkl"))
+    return Library("mkl", lib, f"oneMKL {version} (mkl {importlib.metadata.version('mkl')})", how)
+
+
+_LOADERS = {"openblas": _load_openblas, "scipy-openblas": _load_scipy_openblas, "mkl": _load_mkl}
+
+
+def _load(name):
+    """Each library is loaded once: MKL's threading layer and a second OpenBLAS's callback are
+    process-wide settings, made on the first load."""
+    if _state["loaded"].get(name) is None:
+        _state["loaded"][name] = _LOADERS[name]()
+    return _state["loaded"][name]
+
+
+def select(value="auto"):
+    """The Library NETDEF_BLAS=`value` asks for (None: none is there, numpy's matmul computes
+    everything). Raises BackendError for a library asked for by name that cannot be loaded."""
+    value = (value or "auto").strip().lower()
+    if value == "auto":
+        for name in AUTO:
+            lib = _load(name)
+            if lib is not None:
+                return lib
+        return None
+    if value not in LIBRARIES:
+        raise BackendError(f"{ENV}={value!r} is not a BLAS netdef knows; use one of auto, {', '.join(LIBRARIES)}")
+    what, extra = LIBRARIES[value]
+    try:
+        lib = _load(value)
+    except (OSError, AttributeError, importlib.metadata.PackageNotFoundError) as e:
+        raise BackendError(f"{ENV}={value}: {what} is installed but could not be loaded ({e})") from None
+    if lib is None:
+        if extra is None:
+            raise BackendError(f"{ENV}={value}: numpy's BLAS is not an OpenBLAS that netdef can call "
+                               f"(numpy {np.__version__}); use {ENV}=auto, or install one of the others")
+        raise BackendError(f"{ENV}={value}: {what} is not installed; install it with "
+                           f"pip install 'netdef[{extra}]'")
+    return lib
+
+
+def library():
+    """The Library of this process (NETDEF_BLAS, chosen on first use and logged), or None."""
+    if not _state["selected"]:
+        value = os.environ.get(ENV, "auto")
+        lib = select(value)  # an error here is raised again on the next call
+        _state["library"], _state["selected"] = lib, True
+        if lib is None:
+            log.info("BLAS: none netdef can call (numpy %s); products go through numpy's matmul", np.__version__)
+        else:
+            threads = lib.threads()
+            log.info("BLAS: %s, %s thread%s %s (%s=%s; of %s)", lib.label, threads if threads else "?",
+                     "" if threads == 1 else "s", lib.threading, ENV, value, ", ".join(LIBRARIES))
+    return _state["library"]
+
+
+def numpy_computes_products():
+    """True when numpy's matmul runs on the selected library (or when there is none)."""
+    lib = library()
+    return lib is None or lib.numpys
+
+
+def _cblas_gemm(dtype, lib=None):
+    if lib is None:
+        lib = _state["library"] if _state["selected"] else library()
+    return lib.cblas_gemm(dtype) if lib is not None else None
 
 
 def _as_matrix(a):
@@ -150,12 +354,13 @@ def _as_matrix(a):
     return None
 
 
-def gemm(a, b, c, alpha=1.0, beta=0.0):
+def gemm(a, b, c, alpha=1.0, beta=0.0, library=None):
     """c = alpha a @ b + beta c for 2-D numpy arrays (c row-major with unit column stride;
-    a, b any view with one unit stride, e.g. a transpose). Falls back to matmul."""
+    a, b any view with one unit stride, e.g. a transpose), on `library` (a Library; default: the
+    process's, see library()). Falls back to matmul."""
     m, k = a.shape
     n = b.shape[1]
-    fn = _cblas_gemm(c.dtype) if a.dtype == b.dtype == c.dtype else None
+    fn = _cblas_gemm(c.dtype, library) if a.dtype == b.dtype == c.dtype else None
     ma, mb = _as_matrix(a), _as_matrix(b)
     mc = _as_matrix(c) if c.ndim == 2 else None
     if fn is not None and ma is not None and mb is not None and mc is not None and not mc[0] \

@@ -6,7 +6,9 @@ write a band of rows go straight to BLAS's GEMM (blas.gemm) with beta = 1 / a le
 dimension, so that a train step allocates nothing the size of a weight or an output; the bias
 gradient is a GEMV with a vector of ones; tiny products stay with numpy's matmul (a ctypes call
 costs more than they do); and two shapes that OpenBLAS runs slowly are computed transposed (see
-transposed_adjoint_min_weights and transposed_grad_max_rows).
+transposed_adjoint_min_weights and transposed_grad_max_rows). The BLAS is the one blas.library()
+selected (NETDEF_BLAS); when that is not numpy's own, the plain products go to it through
+blas.gemm too, not to numpy's matmul.
 """
 import os
 
@@ -29,6 +31,7 @@ def _load_extension():
             "install netdef with `pip install .` so that CMake builds it") from None
     # BLAS on the kernels' OpenMP threads, not a second spinning pool (see backend/blas.py)
     blas.share_threads(_cpu_kernels.__file__)
+    blas.library()  # NETDEF_BLAS: chosen (and logged) now, so that a missing library fails here
     return _cpu_kernels
 
 
@@ -69,6 +72,7 @@ class CPUBackend(Backend):
         self._table = ext.kernels
         self._parallel_min = ext.parallel_min_iterations
         self._cache = {}
+        self._numpy_blas = blas.numpy_computes_products()
 
     def _seed_device(self, seed):
         self.rng = np.random.default_rng(seed)
@@ -119,8 +123,11 @@ class CPUBackend(Backend):
         if not accumulate and out.flags.c_contiguous:
             if self._wide_transposed(a, out):
                 self._transposed_product(a, b, out)
-            else:
+            elif self._numpy_blas or out.size * a.shape[-1] <= self.small_product:
                 np.matmul(a, b, out=out)
+            else:
+                for ai, bi, oi in _matrices(a, b, out):
+                    blas.gemm(ai, bi, oi)
             return out
         if out.size * a.shape[-1] > self.small_product:
             beta = 1.0 if accumulate else 0.0
