@@ -113,6 +113,9 @@ class Backend:
     #: Most elements the convolutions' column workspace may hold for one chunk of images (or
     #: one band of rows). Fewer, larger GEMMs and launches pay on a GPU; the CPU caps it lower.
     col_budget = 1 << 25
+    #: Do 3x3 stride-1 convolutions run as Winograd F(2x2, 3x3) (kernels/winograd.cu) here?
+    #: The CPU measures it faster than im2col + GEMM; the GPU keeps im2col (not measured there).
+    winograd = False
 
     def __init__(self):
         self._families = {}

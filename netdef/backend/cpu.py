@@ -49,6 +49,7 @@ class CPUBackend(Backend):
     #: Bands of 16 MB cost no measurable time on FCN-8s (its conv1_2 column matrix alone is
     #: 245 MB at 128x128), and save ~110 MB over the GPU's 1 << 25.
     col_budget = 1 << 22
+    winograd = True
     #: Multiply-adds below which numpy's matmul (+ a small temporary) is kept: a direct BLAS
     #: call through ctypes costs ~10 µs, a tiny matmul ~2 µs (per-layer dispatch on small nets).
     small_product = 1 << 16

@@ -1,0 +1,65 @@
+"""The Winograd F(2x2, 3x3) path of 3x3 stride-1 convolutions (kernels/winograd.cu), against the
+im2col + GEMM reference: odd and tiny sizes (tiles cut by the image's edge), pads 0 to 3 (pad >=
+kernel), batch > 1, float and double, the Deconvolution's backward-data (which runs the same
+correlation), and the fusion epilogue after it."""
+import numpy as np
+import pytest
+
+from gradcheck import build_layer
+from netdef.layers.base_conv import BaseConvolutionLayer
+
+from test_convolution import conv_param
+
+
+@pytest.fixture
+def everywhere(monkeypatch):
+    """Winograd wherever it applies, however few channels and tiles."""
+    monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_channels", 1)
+    monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_tiles", 1)
+
+
+def run(kind, shape, m, pad, bias, dtype, fast, monkeypatch, seed=3):
+    monkeypatch.setattr(BaseConvolutionLayer, "fast_paths", fast)
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape)
+    layer, b, t = build_layer(conv_param(kind, m, (3, 3), (1, 1), (pad, pad), (1, 1), 1, bias),
+                              [x], dtype=dtype)
+    for p in layer.blobs:
+        p.data[...] = rng.standard_normal(p.shape)
+    layer.forward(b, t)
+    t[0].diff[...] = rng.standard_normal(t[0].shape)
+    layer.backward(t, [True], b)
+    return layer, [t[0].data.copy(), b[0].diff.copy()] + [p.diff.copy() for p in layer.blobs]
+
+
+CASES = [((1, 2, 1, 1), 1, 1), ((2, 3, 5, 7), 4, 1), ((1, 5, 2, 9), 3, 0), ((3, 2, 6, 6), 5, 2),
+         ((1, 4, 3, 4), 2, 3), ((2, 16, 13, 11), 17, 1), ((1, 8, 30, 1), 8, 1)]
+
+
+@pytest.mark.parametrize("shape,m,pad", CASES, ids=str)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("kind", ["Convolution", "Deconvolution"])
+def test_matches_im2col(kind, shape, m, pad, dtype, everywhere, monkeypatch):
+    if kind == "Convolution" and min(shape[2:]) + 2 * pad < 3:
+        pytest.skip("the kernel does not fit")
+    if kind == "Deconvolution" and min(shape[2:]) + 2 - 2 * pad < 1:
+        pytest.skip("no output: the pad cuts more than the deconvolution makes")
+    layer, fast = run(kind, shape, m, pad, True, dtype, True, monkeypatch)
+    assert layer.winograd
+    _, ref = run(kind, shape, m, pad, True, dtype, False, monkeypatch)
+    tol = 1e-5 if dtype == np.float32 else 1e-12
+    for i, (a, r) in enumerate(zip(fast, ref)):
+        np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()), err_msg=f"array {i}")
+
+
+def test_only_where_it_applies(monkeypatch):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((1, 32, 40, 40))
+    checks = [((1, 1), (1, 1), 1, True), ((2, 2), (1, 1), 1, False), ((1, 1), (2, 2), 1, False),
+              ((1, 1), (1, 1), 2, False)]
+    for stride, dil, group, expect in checks:
+        layer, _, _ = build_layer(conv_param("Convolution", 32, (3, 3), stride, (1, 1), dil, group, True), [x])
+        assert layer.winograd == expect, (stride, dil, group)
+    small, _, _ = build_layer(conv_param("Convolution", 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+                              [rng.standard_normal((1, 32, 8, 8))])
+    assert not small.winograd  # 16 tiles: its weight transform would cost more than it saves
