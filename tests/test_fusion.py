@@ -1,13 +1,12 @@
 """The Net's inference fusion (netdef/core/fusion.py): fused and unfused nets agree on every
 blob, nothing the user sees changes, and only what may be fused is."""
-import os
 
 import numpy as np
 import pytest
 
 import netdef
 from netdef.errors import NetdefError
-from zoo_nets import ZOO, thin, zoo_path
+from zoo_nets import ZOO, thin_zoo
 
 
 def L(name, type_, bottoms, tops, extra=""):
@@ -165,10 +164,7 @@ def test_fused_matches_unfused(case):
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_nets_fused_match_unfused(name):
-    path = zoo_path(name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not there")
-    param = thin(path, 8)
+    param = thin_zoo(name, 8)
     param.layer[0].input_param.shape[0].dim[0] = 2  # the nets' own sizes (fixed global pools)
     text = str(param)
     fused, plain = pair(text)

@@ -12,7 +12,7 @@ pytest.importorskip("onnxruntime")
 import netdef  # noqa: E402
 from netdef.errors import NetdefError  # noqa: E402
 from netdef.onnx import compare, export  # noqa: E402
-from zoo_nets import ZOO, thin, zoo_path  # noqa: E402
+from zoo_nets import ZOO, thin, thin_zoo  # noqa: E402
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 RTOL = 1e-4
@@ -394,10 +394,7 @@ def test_fcn8s_dynamic(model_dir, factor):
 
 @pytest.mark.parametrize("name", ZOO)
 def test_zoo_nets(name):
-    path = zoo_path(name)
-    if not os.path.exists(path):
-        pytest.skip(f"{path} not there")
-    param = thin(path, 8)
+    param = thin_zoo(name, 8)
     for lp in param.layer:
         if lp.type == "Input":
             lp.input_param.shape[0].dim[0] = 1

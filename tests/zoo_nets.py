@@ -22,3 +22,12 @@ def thin(path, factor):
             if p.num_output > 32:
                 p.num_output //= factor
     return param
+
+
+def thin_zoo(name, factor):
+    """thin() of bench/zoo/<name>.prototxt; skips the test where bench/ is not there."""
+    import pytest
+    path = zoo_path(name)
+    if not os.path.exists(path):
+        pytest.skip(f"{path} not there")
+    return thin(path, factor)
