@@ -317,10 +317,10 @@ def library():
         lib = select(value)  # an error here is raised again on the next call
         _state["library"], _state["selected"] = lib, True
         if lib is None:
-            log.info("BLAS: none netdef can call (numpy %s); products go through numpy's matmul", np.__version__)
+            log.debug("BLAS: none netdef can call (numpy %s); products go through numpy's matmul", np.__version__)
         else:
             threads = lib.threads()
-            log.info("BLAS: %s, %s thread%s %s (%s=%s; of %s)", lib.label, threads if threads else "?",
+            log.debug("BLAS: %s, %s thread%s %s (%s=%s; of %s)", lib.label, threads if threads else "?",
                      "" if threads == 1 else "s", lib.threading, ENV, value, ", ".join(LIBRARIES))
     return _state["library"]
 

@@ -134,11 +134,11 @@ class Solver(Snapshots):
     def _error(self, message):
         return ParseError(message, file=self.filename)
 
-    def _make_net(self, source, phase, extra_state, forward_only=False):
+    def _make_net(self, source, phase, extra_state):
         """A Net from a path or NetParameter in `phase`, its NetState merged with extra_state
-        (train_state / test_state) as Caffe merges them. The test nets are forward_only: the
-        solver only runs their forward, so they keep nothing for a backward pass and their
-        BatchNorm / Scale / ReLU chains fold into the layer before (netdef/core/fusion.py)."""
+        (train_state / test_state) as Caffe merges them. The test nets stay able to run backward
+        (pycaffe scripts do net.backward() on solver.test_nets[0]), so a test net with a loss
+        under learnable params is not fused (netdef/core/fusion.py)."""
         if isinstance(source, pb.NetParameter):
             base = source.state
         else:
@@ -149,7 +149,7 @@ class Solver(Snapshots):
             state.MergeFrom(extra_state)
         stages = list(extra_state.stage) if extra_state is not None else []
         return Net(source, state.phase, level=state.level, stages=stages, dtype=self.dtype,
-                   backend=self.backend, forward_only=forward_only)
+                   backend=self.backend)
 
     def _init_train_net(self):
         p = self.param
@@ -195,7 +195,7 @@ class Solver(Snapshots):
                 log.info("Creating test net (#%d) specified by %s", i, field)
             else:
                 log.info("Creating test net (#%d) specified by %s file: %s", i, field, src)
-            net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None, forward_only=True)
+            net = self._make_net(src, TEST, p.test_state[i] if p.test_state else None)
             net.share_with(self.net)  # Caffe's ShareTrainedLayersWith
             nets.append(net)
         return nets
