@@ -178,7 +178,7 @@ def test_products_routed_through_gemm_when_numpy_is_not_the_library(cpu, monkeyp
 _ENV_SCRIPT = (
     "import logging, os, numpy as np, netdef\n"
     "from netdef.backend import blas\n"
-    "logging.basicConfig(level=logging.INFO, format='%(message)s')\n"
+    "logging.basicConfig(level=logging.DEBUG, format='%(message)s')\n"
     "cpu = netdef.get_backend('cpu')\n"
     "lib = blas.library()\n"
     "a = np.random.default_rng(0).standard_normal((300, 300)).astype(np.float32)\n"
