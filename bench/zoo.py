@@ -164,7 +164,7 @@ def prepare(args, tmp):
     rng = np.random.default_rng(0)
     for name in dict.fromkeys(args.nets + args.train_nets):
         proto, _ = NETS[name]
-        net = netdef.Net(proto, netdef.TEST, fuse=False) if _has_fuse() else netdef.Net(proto, netdef.TEST)
+        net = netdef.Net(proto, netdef.TEST, fuse=False)
         random_weights(net, rng)
         net.save(os.path.join(tmp, f"{name}.caffemodel"))
         data = net.inputs[0]
@@ -202,21 +202,13 @@ def export_onnx(net, path):
     return path
 
 
-def _has_fuse():
-    import inspect
-
-    import netdef
-
-    return "fuse" in inspect.signature(netdef.Net.__init__).parameters
-
-
 # ---- one framework in this process ------------------------------------------------------------
 def infer_netdef(args, tmp, name, b):
     import netdef
 
     proto = NETS[name][0]
-    kw = {"fuse": not args.no_fuse} if _has_fuse() else {}
-    net = netdef.Net(proto, netdef.TEST, weights=os.path.join(tmp, f"{name}.caffemodel"), **kw)
+    net = netdef.Net(proto, netdef.TEST, weights=os.path.join(tmp, f"{name}.caffemodel"),
+                     fuse=not args.no_fuse)
     x = np.load(os.path.join(tmp, f"{name}-b{b}-input.npy"))
     net.blobs[net.inputs[0]].reshape(*x.shape)
     net.blobs[net.inputs[0]].data[...] = x
@@ -515,7 +507,7 @@ def _diff(runs, ref_runs):
 
 def report(args, info, res, frameworks, note):
     peak, how = peak_gflops()
-    fused = "off" if args.no_fuse else "on (where this netdef has it)"
+    fused = "off" if args.no_fuse else "on"
     print(f"Zoo nets, CPU, {args.threads} threads, fp32; netdef's inference graph pass {fused}")
     print(f"peak: {how}")
     rows, ratios, ort_ratios, errors = [], {}, {}, []

@@ -105,7 +105,7 @@ def plan(layers, bottoms, tops):
 def describe(groups, names):
     """Lines saying which layers run folded into which (netdef info prints them)."""
     if not groups:
-        return "inference fusion: none (no in-place BatchNorm / Scale / Bias / ReLU chain that no " \
+        return "inference fusion: none (no BatchNorm / Scale / Bias / ReLU chain that no " \
                "backward reaches, or fusion off)"
     lines = [f"inference fusion: {len(groups)} chains run as one layer each "
              f"({sum(len(g.members) for g in groups)} layers folded; --no-fuse turns it off)"]

@@ -54,10 +54,12 @@ class Layer:
     #: a Net, where a caller may run backward at any time.
     need_backward = True
     #: The Net's inference fusion (netdef/core/fusion.py) sets it on a layer whose top the
-    #: layers after it change in place by per-channel maps and a ReLU: an object with `affine`
-    #: (those layers, in order: each has channel_map()) and `slope` (the ReLU's negative slope,
-    #: or None). The layer's forward then applies them as it writes its top (layers/scale.py's
-    #: channel_epilogue) and the Net skips them. None: the layer computes only itself.
+    #: layers after it change by per-channel maps and a ReLU: a fusion.Epilogue with `affine`
+    #: (those layers, in order: each has channel_map()), `slope` (the ReLU's negative slope, or
+    #: None) and `target` (None when they compute in place on the top, else the Blob their
+    #: result goes to while the top keeps the layer's own value). The layer's forward then
+    #: applies them as it writes its top (layers/scale.py's channel_epilogue) and the Net skips
+    #: them. None: the layer computes only itself.
     epilogue = None
 
     @classmethod

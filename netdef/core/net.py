@@ -37,8 +37,8 @@ class Net:
     Net(network, phase, level=0, stages=None, weights=None)   network: path, prototxt text or
     NetParameter; also the legacy form Net(network, weights_file, phase).
     fuse (default on; NETDEF_FUSE=0 turns the default off): fold BatchNorm / Scale / Bias and
-    ReLU chains computed in place into the layer before them where no backward can run
-    (netdef/core/fusion.py); the blobs and params the user sees are the same either way.
+    ReLU chains into the layer before them where no backward can run (netdef/core/fusion.py);
+    the blobs and params the user sees are the same either way.
     forward_only: the caller never runs backward (netdef test, extract-features): no layer
     keeps anything for a backward pass, even under a loss, and backward() raises."""
 

@@ -106,11 +106,10 @@ class BatchNormLayer(Layer):
         k = self.kernels("batch_norm")
         x, y = bottom[0].data, top[0].data
         C, S, N = self.channels, self.S, self.N
-        b0, b1, b2 = (b.data for b in self.blobs)
         if self.use_global_stats:
-            k.bn_global_stats(C, b0, b1, b2, self.mean, self.var, self.a, self.b, self.eps)
-            channel_epilogue(self, x, self.a, self.b, y, C, S)
+            channel_epilogue(self, x, *self.channel_map(), y, C, S)
             return
+        b0, b1, b2 = (b.data for b in self.blobs)
         m = N * S
         if m == 0:
             return
@@ -138,6 +137,7 @@ class BatchNormLayer(Layer):
     epilogue_dims = affine_dims
 
     def channel_map(self):
+        """(a, b) = (1 / std, -mean / std) from the global statistics (also forward's own map)."""
         b0, b1, b2 = (b.data for b in self.blobs)
         self.kernels("batch_norm").bn_global_stats(self.channels, b0, b1, b2, self.mean, self.var,
                                                    self.a, self.b, self.eps)
