@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """The memory-bound layers (BatchNorm, Scale, Bias, ReLU, PReLU, Eltwise, Concat, Slice,
-Softmax, Pooling) at the shapes of the zoo nets: ms and GB/s against the machine's bandwidth
+Softmax, Pooling, LRN) at the shapes of the zoo nets: ms and GB/s against the machine's bandwidth
 and against PyTorch, in turns.
 
     flock /tmp/netdef-bench.lock .venv/bin/python bench/memory_bound.py
@@ -74,6 +74,13 @@ def cases():
               [p], False, out, "maxpool", {}))
     C.append(("Pooling AVE 3x3/2", "Pooling", "pooling_param { pool: AVE kernel_size: 3 stride: 2 }",
               [p], False, out, "avepool", {}))
+    # GoogLeNet's inception pools (3x3, stride 1, pad 1) and its two LRNs (CaffeNet's are alike)
+    q = (1, 480, 28, 28)
+    C.append(("Pooling MAX 3x3/1 pad 1", "Pooling", "pooling_param { pool: MAX kernel_size: 3 stride: 1 "
+              "pad: 1 }", [q], False, same, "maxpool_s1", {}))
+    for c in (64, 192):
+        C.append((f"LRN across 5 ({c} ch)", "LRN", "lrn_param { local_size: 5 alpha: 0.0001 beta: 0.75 }",
+                  [(1, c, 56, 56)], False, same, "lrn", {}))
     return C
 
 
@@ -140,6 +147,8 @@ def torch_case(torch, case, rng):
             "slice": lambda: torch.split(x[0], 128, 1),
             "softmax": lambda: F.softmax(x[0], 1),
             "maxpool": lambda: F.max_pool2d(x[0], 3, 2, ceil_mode=True),
+            "maxpool_s1": lambda: F.max_pool2d(x[0], 3, 1, 1),
+            "lrn": lambda: F.local_response_norm(x[0], 5, 1e-4, 0.75, 1.0),
             "avepool": lambda: F.avg_pool2d(x[0], 3, 2, ceil_mode=True, count_include_pad=True),
         }
         return ops[op], x, ww, bb, a

@@ -52,8 +52,9 @@ class LRNLayer(Layer):
         k = self.kernels("lrn")
         N, C, H, W = bottom[0].shape
         if self.region == Region.ACROSS_CHANNELS:
-            k.lrn_across_forward(bottom[0].count, bottom[0].data, self.scale, top[0].data,
-                                 C, H * W, self.half, self.alpha_n, self.k_eff, self.beta)
+            iters, tile = self.row_launch(bottom[0].count, H * W)
+            k.lrn_across_forward(iters, bottom[0].data, self.scale, top[0].data,
+                                 C, H * W, self.half, self.alpha_n, self.k_eff, self.beta, tile)
         else:
             k.lrn_within_forward(bottom[0].count, bottom[0].data, self.scale, top[0].data,
                                  H, W, self.half, self.alpha_n, self.k_eff, self.beta)
@@ -66,6 +67,7 @@ class LRNLayer(Layer):
         coef = 2.0 * self.alpha_n * self.beta
         args = (bottom[0].data, top[0].data, self.scale, top[0].diff, bottom[0].diff)
         if self.region == Region.ACROSS_CHANNELS:
-            k.lrn_across_backward(bottom[0].count, *args, C, H * W, self.half, coef, self.beta)
+            iters, tile = self.row_launch(bottom[0].count, H * W)
+            k.lrn_across_backward(iters, *args, C, H * W, self.half, coef, self.beta, tile)
         else:
             k.lrn_within_backward(bottom[0].count, *args, H, W, self.half, coef, self.beta)

@@ -122,6 +122,29 @@ def test_float32_matches_float64():
         np.testing.assert_allclose(outs[0], outs[1], rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.parametrize("beta", [0.75, 0.5, 1.0, 0.6])  # the square-root forms and pow
+def test_across_channels_row_segments(beta):
+    """The CPU takes row segments (one position per iteration on the GPU) in blocks of ND_LANES
+    (64): segments of 1, 5 and 70 positions over 9 x 13 = 117-long planes give the reference's
+    forward, and backwards equal to one another's and to the finite difference's."""
+    rng = np.random.default_rng(9)
+    x = rng.standard_normal((2, 6, 9, 13)) * 2
+    dy = rng.standard_normal(x.shape)
+    proto = _proto(5, 0.5, beta, 1.5, "ACROSS_CHANNELS")
+    grads = []
+    for tile in (None, 1, 5, 70):
+        layer, b, t = build_layer(proto, [x])
+        layer.tile = tile
+        (y,) = forward(layer, b, t)
+        np.testing.assert_allclose(y, lrn_across_ref(x, 5, 0.5, f32(beta), 1.5), rtol=1e-12)
+        t[0].diff[...] = dy
+        layer.backward(t, [True], b)
+        grads.append(np.array(b[0].diff))
+    for g in grads[1:]:
+        np.testing.assert_allclose(g, grads[0], rtol=1e-12, atol=1e-15)
+    check_gradients(proto, [x[:1, :, :3]], max_checks=40)
+
+
 def test_even_local_size_is_an_error():
     with pytest.raises(NetdefError, match="local_size must be odd.*4"):
         build_layer("type: 'LRN' lrn_param { local_size: 4 }", [np.ones((1, 3, 2, 2))])
