@@ -31,7 +31,84 @@ DEVICE_FN void pool_windows_of(const index_t p, const index_t pad, const index_t
 // adds in the windows that reach it, window by window in row-major order: per element the same
 // sums in the same order as one thread per element would do.
 // mask is written only with has_mask (TEST nets keep none: no backward reads it). The window's
-// scan selects without branching, which the C++ compiler turns into conditional moves.
+// scan selects without branching, which the C++ compiler turns into conditional moves; where a
+// segment's windows lie inside the image's columns, blocks of ND_LANES neighbouring windows are
+// scanned together (vector loads at stride sw on the CPU), each window still in row-major order.
+
+// Output o (column b of a row whose windows cover rows [hs, he)), its window clipped.
+DEVICE_FN void max_pool_one(const Dtype* plane, Dtype* y, index_t* mask, const index_t o,
+                            const index_t b, const index_t hs, const index_t he, const index_t W,
+                            const index_t kw, const index_t sw, const index_t pw,
+                            const index_t has_mask) {
+  const index_t ws = index_max(b * sw - pw, 0), we = index_min(b * sw - pw + kw, W);
+  if (hs >= he || ws >= we) {
+    y[o] = Dtype(0);
+    if (has_mask) mask[o] = -1;
+    return;
+  }
+  index_t best = hs * W + ws;
+  Dtype m = plane[best];
+  if (has_mask) {
+    for (index_t h = hs; h < he; ++h)
+      for (index_t w = ws; w < we; ++w) {
+        const Dtype v = plane[h * W + w];
+        const bool more = v > m;
+        m = more ? v : m;
+        best = more ? h * W + w : best;
+      }
+    mask[o] = best;
+  } else {
+    for (index_t h = hs; h < he; ++h)
+      for (index_t w = ws; w < we; ++w) m = max(m, plane[h * W + w]);
+  }
+  y[o] = m;
+}
+
+// Outputs [o, o + len) of columns b.. whose windows lie inside the image's columns. Inlined into
+// max_pool_block with the stride as a constant where it is 1 or 2 (a runtime stride would keep
+// the loads scalar).
+DEVICE_FN void max_pool_scan(const Dtype* plane, Dtype* y, index_t* mask, const index_t o,
+                             const index_t b, const index_t len, const index_t hs,
+                             const index_t he, const index_t W, const index_t kw,
+                             const index_t sw, const index_t pw, const index_t has_mask) {
+  Dtype m[ND_LANES];
+  const index_t start = hs * W + b * sw - pw;  // the first window's top-left element
+  for (index_t u = 0; u < len; ++u) m[u] = plane[start + u * sw];
+  for (index_t h = hs; h < he; ++h)
+    for (index_t dw = 0; dw < kw; ++dw) {
+      const Dtype* r = plane + h * W + b * sw - pw + dw;
+      for (index_t u = 0; u < len; ++u) {
+        const Dtype v = r[u * sw];
+        m[u] = m[u] < v ? v : m[u];  // max(m, v), spelt out so that it becomes a vector max
+      }
+    }
+  if (has_mask) {
+    // The row-major scan keeps the first position holding the maximum: found here as the last
+    // match of a backward scan (start when the maximum is a NaN of the first position).
+    index_t best[ND_LANES];
+    for (index_t u = 0; u < len; ++u) best[u] = start + u * sw;
+    for (index_t h = he - 1; h >= hs; --h)
+      for (index_t dw = kw - 1; dw >= 0; --dw) {
+        const index_t q = h * W + b * sw - pw + dw;
+        for (index_t u = 0; u < len; ++u) best[u] = plane[q + u * sw] == m[u] ? q + u * sw : best[u];
+      }
+    for (index_t u = 0; u < len; ++u) mask[o + u] = best[u];
+  }
+  for (index_t u = 0; u < len; ++u) y[o + u] = m[u];
+}
+
+SIMD_FN void max_pool_block(const Dtype* plane, Dtype* y, index_t* mask, const index_t o,
+                            const index_t b, const index_t len, const index_t hs,
+                            const index_t he, const index_t W, const index_t kw,
+                            const index_t sw, const index_t pw, const index_t has_mask) {
+  if (sw == 1)
+    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, 1, pw, has_mask);
+  else if (sw == 2)
+    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, 2, pw, has_mask);
+  else
+    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, sw, pw, has_mask);
+}
+
 KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
                           const index_t H, const index_t W, const index_t PH, const index_t PW,
                           const index_t kh, const index_t kw, const index_t sh, const index_t sw,
@@ -45,31 +122,19 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
     const index_t a = row % PH;
     const Dtype* plane = x + (row / PH) * H * W;
     const index_t hs = index_max(a * sh - ph, 0), he = index_min(a * sh - ph + kh, H);
-    for (index_t b = b0; b < b1; ++b) {
-      const index_t o = row * PW + b;
-      const index_t ws = index_max(b * sw - pw, 0), we = index_min(b * sw - pw + kw, W);
-      if (hs >= he || ws >= we) {
-        y[o] = Dtype(0);
-        if (has_mask) mask[o] = -1;
-        continue;
-      }
-      index_t best = hs * W + ws;
-      Dtype m = plane[best];
-      if (has_mask) {
-        for (index_t h = hs; h < he; ++h)
-          for (index_t w = ws; w < we; ++w) {
-            const Dtype v = plane[h * W + w];
-            const bool more = v > m;
-            m = more ? v : m;
-            best = more ? h * W + w : best;
-          }
-        mask[o] = best;
-      } else {
-        for (index_t h = hs; h < he; ++h)
-          for (index_t w = ws; w < we; ++w) m = max(m, plane[h * W + w]);
-      }
-      y[o] = m;
+    // [c0, c1): the columns whose windows need no clipping (b sw - pw >= 0, b sw - pw + kw <= W)
+    index_t c0 = b1, c1 = b1;
+    if (hs < he && W + pw - kw >= 0) {
+      c0 = index_clamp((pw + sw - 1) / sw, b0, b1);
+      c1 = index_clamp((W + pw - kw) / sw + 1, c0, b1);
     }
+    for (index_t b = b0; b < c0; ++b)
+      max_pool_one(plane, y, mask, row * PW + b, b, hs, he, W, kw, sw, pw, has_mask);
+    for (index_t b = c0; b < c1; b += ND_LANES)
+      max_pool_block(plane, y, mask, row * PW + b, b, index_min(ND_LANES, c1 - b), hs, he, W,
+                     kw, sw, pw, has_mask);
+    for (index_t b = c1; b < b1; ++b)
+      max_pool_one(plane, y, mask, row * PW + b, b, hs, he, W, kw, sw, pw, has_mask);
   }
 }
 

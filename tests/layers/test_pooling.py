@@ -207,6 +207,47 @@ def test_max_ties_take_the_first_in_row_major_order():
     assert mask[0, 0, 1, 1] == 2 * 4 + 2  # all zeros: the window's first position
 
 
+def scan_ref(x, k, s, p, out_hw):
+    """MAX as Caffe's loop scans a window: row-major, a value replaces the maximum only when
+    greater, so ties keep the first, a NaN first keeps its place and later NaNs are passed over."""
+    N, C, H, W = x.shape
+    y = np.zeros((N, C) + out_hw)
+    mask = np.full((N, C) + out_hw, -1)
+    for n, c in np.ndindex(N, C):
+        for a, b, rows, cols, _ in windows(H, W, *out_hw, k, s, p):
+            if not len(rows) or not len(cols):
+                continue
+            best = rows[0] * W + cols[0]
+            m = x[n, c, rows[0], cols[0]]
+            for h in rows:
+                for w in cols:
+                    if x[n, c, h, w] > m:
+                        m, best = x[n, c, h, w], h * W + w
+            y[n, c, a, b], mask[n, c, a, b] = m, best
+    return y, mask
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("k, s, p", [(3, 1, 1), (3, 2, 0), (2, 2, 0), (3, 3, 1), (5, 2, 2)])
+def test_max_ties_nans_and_signed_zeros_in_long_rows(k, s, p, dtype):
+    """The CPU scans blocks of neighbouring windows at once (vector max, then the first position
+    holding it): on rows of many windows, with values from {-1, -0, +0, 1} and NaNs, y (sign of
+    zero included) and the mask are the row-major scan's."""
+    rng = np.random.default_rng(21)
+    x = rng.choice(np.array([-1.0, -0.0, 0.0, 1.0, np.nan]), size=(2, 2, 6, 161),
+                   p=[0.3, 0.2, 0.2, 0.25, 0.05])
+    out_hw, kk, ss, pp = _out_hw(x.shape, k, s, p)
+    y_ref, mask_ref = scan_ref(x, kk, ss, pp, out_hw)
+    for phase in (netdef.TRAIN, netdef.TEST):  # with and without the mask
+        layer, b, t = build_layer(proto_text("MAX", k, s, p), [x], phase=phase, dtype=dtype,
+                                  num_tops=2 if phase == netdef.TRAIN else 1)
+        tops = forward(layer, b, t)
+        np.testing.assert_array_equal(tops[0], y_ref)
+        np.testing.assert_array_equal(np.signbit(tops[0]), np.signbit(y_ref))
+        if phase == netdef.TRAIN:
+            np.testing.assert_array_equal(tops[1], mask_ref)
+
+
 def _distinct(shape, seed):
     """Values at least 0.01 apart, so a small step never changes which one is the maximum."""
     rng = np.random.default_rng(seed)
