@@ -86,13 +86,14 @@ class BaseConvolutionLayer(Layer):
     #: Tests turn the depthwise, 1x1 and Winograd shortcuts off to run the general im2col path.
     fast_paths = True
     #: Fewest input and output channels, and fewest 2x2 output tiles (over the batch), for the
-    #: Winograd path: its weight transform (16 Co Ci values per forward, ~20 ns a pair on 2 Zen 3
-    #: cores) must stay small beside the GEMM time it saves (Co Ci x 20 tiles' worth). Measured
-    #: on 3x3 pad-1 layers, batch 1: 64 ch at 56x56 (784 tiles) 2.70 -> 2.13 ms, 64 ch at
-    #: 112x112 9.3 -> 6.9, 128 ch at 28x28 (196 tiles) 2.50 -> 2.31, 256 ch at 14x14 (49) 2.37 ->
-    #: 3.02, 512 ch at 7x7 2.69 -> 8.35.
+    #: Winograd path: below ~40 tiles its 16 GEMMs are too narrow (N = tiles) and its weight
+    #: transform (16 Co Ci values per forward) weighs beside them. Measured on 3x3 pad-1 layers,
+    #: 2 Zen 3 cores, im2col -> Winograd ms: batch 1, 96 -> 128 ch at 28x28 (196 tiles) 1.51 ->
+    #: 1.15, 256 -> 256 at 14x14 (49) 2.03 -> 1.38, 192 -> 384 at 7x7 (16) 0.64 -> 1.21,
+    #: 512 -> 512 at 7x7 3.5 -> 4.9; batch 8 at 7x7 (128): 192 -> 384 5.8 -> 4.1, 512 -> 512
+    #: 19.8 -> 12.9; 16 -> 32 at 56x56 4.35 -> 4.53 (the channel floor).
     winograd_min_channels = 16
-    winograd_min_tiles = 256
+    winograd_min_tiles = 40
 
     # ---- parameters ---------------------------------------------------------------------
     def _read_params(self):
@@ -314,7 +315,8 @@ class BaseConvolutionLayer(Layer):
         V = self.backend.workspace(self.dtype, 16 * Ci * P, "winograd_v")
         M = self.backend.workspace(self.dtype, 16 * Co * P)
         with self._timed("winograd"):
-            k.wino_weight(Co * Ci, W, U)
+            iters, tile = self.row_launch(Co * Ci, Co * Ci)
+            k.wino_weight(iters, W, U, Co * Ci, tile)
             k.wino_input(N * Ci * TH, img, V, Ci, self.IH, self.IW, self.ph, self.pw, TH, TW)
         with self._timed("gemm"):
             self.backend.matmul(U.reshape(16, Co, Ci), V.reshape(16, Ci, P), M.reshape(16, Co, P))

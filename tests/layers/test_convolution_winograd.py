@@ -52,6 +52,24 @@ def test_matches_im2col(kind, shape, m, pad, dtype, everywhere, monkeypatch):
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()), err_msg=f"array {i}")
 
 
+@pytest.mark.parametrize("tile", [1, 5, 100, None], ids=["tile1-gpu", "tile5", "tile100", "cpu"])
+def test_weight_transform_segments(tile, everywhere, monkeypatch):
+    """wino_weight takes `tile` (o, c) pairs per iteration (one on the GPU) in blocks of 64: 11 x
+    24 = 264 pairs cut into segments of 1, 5 and 100 (64 + 36) give the im2col forward."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((1, 24, 9, 10))
+    layers = []
+    for fast in (True, False):
+        monkeypatch.setattr(BaseConvolutionLayer, "fast_paths", fast)
+        layer, b, t = build_layer(conv_param("Convolution", 11, (3, 3), (1, 1), (1, 1), (1, 1), 1, True), [x])
+        layer.blobs[0].data[...] = np.random.default_rng(6).standard_normal(layer.blobs[0].shape)
+        layer.tile = tile
+        layer.forward(b, t)
+        layers.append((layer, t[0].data.copy()))
+    assert layers[0][0].winograd and not layers[1][0].winograd
+    np.testing.assert_allclose(layers[0][1], layers[1][1], rtol=1e-12, atol=1e-12 * np.abs(layers[1][1]).max())
+
+
 def test_only_where_it_applies(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 32, 40, 40))
@@ -62,4 +80,4 @@ def test_only_where_it_applies(monkeypatch):
         assert layer.winograd == expect, (stride, dil, group)
     small, _, _ = build_layer(conv_param("Convolution", 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
                               [rng.standard_normal((1, 32, 8, 8))])
-    assert not small.winograd  # 16 tiles: its weight transform would cost more than it saves
+    assert not small.winograd  # 16 tiles: GEMMs too narrow for the transforms to pay
