@@ -85,15 +85,17 @@ class BaseConvolutionLayer(Layer):
     transposed = False
     #: Tests turn the depthwise, 1x1 and Winograd shortcuts off to run the general im2col path.
     fast_paths = True
-    #: Fewest input and output channels, and fewest 2x2 output tiles (over the batch), for the
-    #: Winograd path: below ~40 tiles its 16 GEMMs are too narrow (N = tiles) and its weight
-    #: transform (16 Co Ci values per forward) weighs beside them. Measured on 3x3 pad-1 layers,
-    #: 2 Zen 3 cores, im2col -> Winograd ms: batch 1, 96 -> 128 ch at 28x28 (196 tiles) 1.51 ->
-    #: 1.15, 256 -> 256 at 14x14 (49) 2.03 -> 1.38, 192 -> 384 at 7x7 (16) 0.64 -> 1.21,
-    #: 512 -> 512 at 7x7 3.5 -> 4.9; batch 8 at 7x7 (128): 192 -> 384 5.8 -> 4.1, 512 -> 512
-    #: 19.8 -> 12.9; 16 -> 32 at 56x56 4.35 -> 4.53 (the channel floor).
+    #: When the Winograd path pays, on 2 Zen 3 cores: its 16 GEMMs (Co x Ci by Ci x tiles) must
+    #: be long enough in Ci x tiles, or they run far below the rate of im2col's one GEMM (Co x
+    #: 9 Ci by Ci x 4 tiles) and the 2.25x fewer multiplies are lost. Layer by layer inside the
+    #: zoo nets, batch 1, im2col -> Winograd ms (3x3 pad 1): ResNet-50 128 ch at 28x28 (196
+    #: tiles, Ci x tiles 25k) 2.06 -> 1.43, 256 ch at 14x14 (49, 12.5k) 1.99 -> 1.60; GoogLeNet
+    #: 96 -> 128 at 28x28 (18.8k) 2.08 -> 2.03, 160 -> 320 at 14x14 (7.8k) 1.83 -> 1.83, 96 -> 208
+    #: at 14x14 (4.7k) 0.85 -> 0.95; alone: 512 -> 512 at 7x7 (16 tiles, 8k) 3.5 -> 4.9, batch 8
+    #: (128 tiles, 65k) 19.8 -> 12.9; 16 -> 32 at 56x56 batch 8 4.35 -> 4.53 (the channel floor).
     winograd_min_channels = 16
     winograd_min_tiles = 40
+    winograd_min_work = 10000  # Ci x tiles
 
     # ---- parameters ---------------------------------------------------------------------
     def _read_params(self):
@@ -211,7 +213,7 @@ class BaseConvolutionLayer(Layer):
         self.winograd = (self.fast_paths and self.backend.winograd and self.path == "im2col"
                          and G == 1 and self.kh == self.kw == 3 and self.sh == self.sw == 1
                          and self.dh == self.dw == 1 and min(self.Ci, self.Co) >= self.winograd_min_channels
-                         and P >= self.winograd_min_tiles
+                         and P >= self.winograd_min_tiles and self.Ci * P >= self.winograd_min_work
                          and 16 * max(self.Ci, self.Co) * P <= 4 * self.backend.col_budget
                          and 2 * self.tiles[1] + 2 <= 1024)  # winograd.cu's WINO_MAX_COLS
         per_image = max(self.K * self.L, self.Co * self.K // G)

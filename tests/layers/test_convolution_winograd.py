@@ -16,6 +16,7 @@ def everywhere(monkeypatch):
     """Winograd wherever it applies, however few channels and tiles."""
     monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_channels", 1)
     monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_tiles", 1)
+    monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_work", 1)
 
 
 def run(kind, shape, m, pad, bias, dtype, fast, monkeypatch, seed=3):
