@@ -206,15 +206,14 @@ class BaseConvolutionLayer(Layer):
         else:
             self.path = "im2col"
         # Winograd F(2x2, 3x3) for the forward correlation (kernels/winograd.cu): 3x3, stride
-        # 1, no dilation, no groups, enough channels that the 16 GEMMs dominate its transforms,
-        # and transformed tiles that fit the workspace bound (else im2col's bands)
+        # 1, no dilation, no groups, enough channels and tiles that the 16 GEMMs dominate its
+        # transforms; bands of images or tile rows keep V and M within the workspace bound
         self.tiles = -(-self.OH // 2), -(-self.OW // 2)
         P = N * self.tiles[0] * self.tiles[1]
         self.winograd = (self.fast_paths and self.backend.winograd and self.path == "im2col"
                          and G == 1 and self.kh == self.kw == 3 and self.sh == self.sw == 1
                          and self.dh == self.dw == 1 and min(self.Ci, self.Co) >= self.winograd_min_channels
                          and P >= self.winograd_min_tiles and self.Ci * P >= self.winograd_min_work
-                         and 16 * max(self.Ci, self.Co) * P <= 4 * self.backend.col_budget
                          and 2 * self.tiles[1] + 2 <= 1024)  # winograd.cu's WINO_MAX_COLS
         per_image = max(self.K * self.L, self.Co * self.K // G)
         budget = self.backend.col_budget
@@ -311,19 +310,42 @@ class BaseConvolutionLayer(Layer):
         in one batched product), out = A^T M A (kernels/winograd.cu)."""
         N, Ci, Co = img.shape[0], self.Ci, self.Co
         TH, TW = self.tiles
-        P = N * TH * TW
         k = self.kernels("winograd")
         U = self.backend.workspace(self.dtype, 16 * Co * Ci, "winograd_u")
-        V = self.backend.workspace(self.dtype, 16 * Ci * P, "winograd_v")
-        M = self.backend.workspace(self.dtype, 16 * Co * P)
         with self._timed("winograd"):
             iters, tile = self.row_launch(Co * Ci, Co * Ci)
             k.wino_weight(iters, W, U, Co * Ci, tile)
-            k.wino_input(N * Ci * TH, img, V, Ci, self.IH, self.IW, self.ph, self.pw, TH, TW)
-        with self._timed("gemm"):
-            self.backend.matmul(U.reshape(16, Co, Ci), V.reshape(16, Ci, P), M.reshape(16, Co, P))
-        with self._timed("winograd"):
-            k.wino_output(N * Co * TH, M, out, Co, self.OH, self.OW, TH, TW)
+        for n0, nb, th0, BH in self._winograd_bands(N):
+            P = nb * BH * TW
+            V = self.backend.workspace(self.dtype, 16 * Ci * P, "winograd_v")
+            M = self.backend.workspace(self.dtype, 16 * Co * P)
+            with self._timed("winograd"):
+                k.wino_input(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph,
+                             self.pw, th0, BH, TW)
+            with self._timed("gemm"):
+                self.backend.matmul(U.reshape(16, Co, Ci), V.reshape(16, Ci, P), M.reshape(16, Co, P))
+            with self._timed("winograd"):
+                k.wino_output(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW)
+
+    #: Tiles' worth of V and M (16 values per channel and tile) the Winograd path holds at once,
+    #: in units of the backend's col_budget.
+    winograd_budget = 4
+
+    def _winograd_bands(self, N):
+        """(first image, images, first tile row, tile rows) of each band of the Winograd path:
+        whole images while 16 max(Ci, Co) values per tile of them fit winograd_budget x
+        col_budget, else bands of tile rows of one image (at least one row)."""
+        TH, TW = self.tiles
+        cap = int(self.winograd_budget * self.backend.col_budget // (16 * max(self.Ci, self.Co) * TW))
+        if cap >= TH:
+            per = max(1, min(N, cap // TH))
+            for n0 in range(0, N, per):
+                yield n0, min(per, N - n0), 0, TH
+        else:
+            rows = max(1, cap)
+            for n0 in range(N):
+                for th0 in range(0, TH, rows):
+                    yield n0, 1, th0, min(rows, TH - th0)
 
     def correlate_adjoint(self, cols, img):
         """img (N, Ci, IH, IW) = col2im(W^T cols), cols (N, Co, OH, OW): written, not added."""

@@ -71,6 +71,32 @@ def test_weight_transform_segments(tile, everywhere, monkeypatch):
     np.testing.assert_allclose(layers[0][1], layers[1][1], rtol=1e-12, atol=1e-12 * np.abs(layers[1][1]).max())
 
 
+@pytest.mark.parametrize("cap", [1, 2, 7, 14, 100], ids=lambda c: f"cap{c}")
+def test_bands(cap, everywhere, monkeypatch):
+    """Bands keep V and M within the workspace bound: `cap` tile rows' worth of them (7 tile
+    rows an image here) gives bands of 1 and 2 tile rows (the last one shorter), whole images
+    one at a time, two at a time (3 images: 2 + 1), all at once; each the im2col result."""
+    rng = np.random.default_rng(7)
+    x = rng.standard_normal((3, 5, 13, 11))
+    w = rng.standard_normal((4, 5, 3, 3))
+    outs = []
+    for fast in (True, False):
+        monkeypatch.setattr(BaseConvolutionLayer, "fast_paths", fast)
+        layer, b, t = build_layer(conv_param("Convolution", 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True), [x])
+        assert layer.tiles == (7, 6)
+        per_row = 16 * 5 * 6  # 16 max(Ci, Co) TW values per tile row
+        monkeypatch.setattr(layer, "winograd_budget", cap * per_row / layer.backend.col_budget)
+        bands = list(layer._winograd_bands(3))
+        layer.blobs[0].data[...] = w
+        layer.forward(b, t)
+        outs.append(t[0].data.copy())
+        if fast:
+            assert layer.winograd
+            assert sum(nb * rows for _, nb, _, rows in bands) == 3 * 7
+            assert max(nb * rows for _, nb, _, rows in bands) == min(cap if cap < 7 else cap // 7 * 7, 21)
+    np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12, atol=1e-12 * np.abs(outs[1]).max())
+
+
 def test_only_where_it_applies(monkeypatch):
     rng = np.random.default_rng(0)
     x = rng.standard_normal((1, 32, 40, 40))
