@@ -6,9 +6,9 @@
 //
 // im2col: col[img, c, ki, kj, ohr, ow] = x[img, c, (oh0 + ohr) sh - ph + ki dh, ow sw - pw + kj dw]
 //   for the output rows oh0 .. oh0 + rows - 1 (rows = OH for whole images), i.e. per image a
-//   (C kh kw) x (rows OW) matrix. One iteration fills `tile` consecutive ow of one col row:
-//   the caller passes tile = 1 on the GPU (neighbouring threads, neighbouring addresses) and a
-//   longer tile on the CPU (fewer index divisions per element).
+//   (C kh kw) x (rows OW) matrix. One iteration fills `tile` consecutive positions (ohr, ow) of
+//   one col row: the caller passes tile = 1 on the GPU (neighbouring threads, neighbouring
+//   addresses) and a longer tile on the CPU (fewer index divisions per element).
 //
 // col2im (the adjoint of im2col, a gather so that it is deterministic and needs no atomics):
 //   x[img, c, h, w] (+)= sum over (ki, ohr, kj, ow) with (oh0 + ohr) sh - ph + ki dh = h and
@@ -22,33 +22,43 @@
 #include "common.cuh"
 #include "conv_taps.cuh"
 
+// One col row (img, c, ki, kj) is rows OW long; an iteration fills `tile` consecutive positions
+// of it, which may span several output rows (so that small images, 13 x 13 say, still give an
+// iteration many elements for its few index divisions).
 KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t H, const index_t W,
                 const index_t kh, const index_t kw, const index_t sh, const index_t sw,
                 const index_t ph, const index_t pw, const index_t dh, const index_t dw,
                 const index_t OW, const index_t oh0, const index_t rows,
                 const index_t tile)) {
-  // n = images * C * kh * kw * rows * ntiles
-  const index_t ntiles = (OW + tile - 1) / tile;
+  // n = images * C * kh * kw * ntiles
+  const index_t len = rows * OW;
+  const index_t ntiles = (len + tile - 1) / tile;
   KERNEL_LOOP_WORK(i, tile) {
     index_t r = i;
     const index_t t = r % ntiles;
     r /= ntiles;
-    const index_t ohr = r % rows;
-    r /= rows;
     const index_t kj = r % kw;
     r /= kw;
     const index_t ki = r % kh;
     r /= kh;  // r = img * C + c
-    const index_t ow0 = t * tile;
-    const index_t ow1 = index_min(ow0 + tile, OW);
-    Dtype* out = col + (((r * kh + ki) * kw + kj) * rows + ohr) * OW;
-    const index_t h = (oh0 + ohr) * sh - ph + ki * dh;
-    if (h < 0 || h >= H) {
-      for (index_t ow = ow0; ow < ow1; ++ow) out[ow] = Dtype(0);
-    } else {
-      const index_t off = kj * dw - pw;  // w = ow sw + off
-      const index_t lo = index_min(index_max(fceil_div(-off, sw), ow0), ow1);
-      const index_t hi = index_max(index_min(ffloor_div(W - 1 - off, sw) + 1, ow1), lo);
+    const index_t p0 = t * tile;
+    const index_t p1 = index_min(p0 + tile, len);
+    Dtype* col_row = col + ((r * kh + ki) * kw + kj) * len;
+    const index_t off = kj * dw - pw;  // w = ow sw + off
+    // the columns [wlo, whi) that read inside the image, the same on every output row
+    const index_t wlo = index_min(index_max(fceil_div(-off, sw), 0), OW);
+    const index_t whi = index_max(index_min(ffloor_div(W - 1 - off, sw) + 1, OW), wlo);
+    for (index_t ohr = p0 / OW; ohr * OW < p1; ++ohr) {
+      const index_t ow0 = index_max(p0 - ohr * OW, 0);
+      const index_t ow1 = index_min(p1 - ohr * OW, OW);
+      Dtype* out = col_row + ohr * OW;
+      const index_t h = (oh0 + ohr) * sh - ph + ki * dh;
+      if (h < 0 || h >= H) {
+        for (index_t ow = ow0; ow < ow1; ++ow) out[ow] = Dtype(0);
+        continue;
+      }
+      const index_t lo = index_min(index_max(wlo, ow0), ow1);
+      const index_t hi = index_max(index_min(whi, ow1), lo);
       const Dtype* in = x + (r * H + h) * W + off;
       for (index_t ow = ow0; ow < lo; ++ow) out[ow] = Dtype(0);
       if (sw == 1) {

@@ -245,7 +245,7 @@ class BaseConvolutionLayer(Layer):
         as a (nb, group, K / group, rows * OW) view of the workspace."""
         G = self.group
         col = self.backend.workspace(self.dtype, nb * self.K * rows * self.OW)
-        iters, tile = self.row_launch(nb * self.K * rows * self.OW, self.OW)
+        iters, tile = self.row_launch(nb * self.K * rows * self.OW, rows * self.OW)
         with self._timed("im2col"):
             self.kernels("im2col").im2col(
                 iters, img[n0:n0 + nb], col, self.IH, self.IW,

@@ -56,7 +56,7 @@ class Im2colLayer(Layer):
 
     def forward(self, bottom, top):
         N, C, H, W, OH, OW = self.geom
-        iters, tile = self.row_launch(top[0].count, OW)
+        iters, tile = self.row_launch(top[0].count, OH * OW)
         self.kernels("im2col").im2col(iters, bottom[0].data, top[0].data, H, W, *self._taps(),
                                       OW, 0, OH, tile)
 

@@ -46,9 +46,12 @@ def test_gradient(shape, k, s, p, d):
     check_gradients(_proto(k, s, p, d), [np.random.default_rng(1).standard_normal(shape)])
 
 
-@pytest.mark.parametrize("tile", [1, 2, None])
-def test_row_tiles_agree(tile):
-    shape, k, s, p, d = CASES[2]
+@pytest.mark.parametrize("case", [2, 4])
+@pytest.mark.parametrize("tile", [1, 2, 5, 7, 11, None])
+def test_row_tiles_agree(tile, case):
+    """Iterations take `tile` positions of a column row (1 on the GPU), segments that may start
+    and end inside an output row and span several (OW is 4 and 3 here)."""
+    shape, k, s, p, d = CASES[case]
     x = np.random.default_rng(2).standard_normal(shape)
     layer, b, t = build_layer(_proto(k, s, p, d), [x])
     layer.tile = tile
