@@ -17,7 +17,7 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import fusion, graph
+from . import fusion, graph, precision
 from . import netdef_pb2 as pb
 from . import proto
 from ..backend import get_backend
@@ -69,6 +69,7 @@ class Net:
         #: the NetParameter the net is built from: filtered for its state, Splits inserted
         self.param = graph.insert_splits(graph.filter_net(param, state, self.filename))
         self.name = self.param.name
+        precision.warn_unsupported(self.param, self.filename, self.dtype)
         #: the weighted loss of the last forward() (None before the first)
         self.last_loss = None
         self._share_diffs = False
