@@ -1,7 +1,9 @@
 // The CPU backend's extension: exposes every kernel of kernels/*.cu (compiled as C++ twice,
 // float and double, see CMakeLists.txt) as a callable taking arrays (their address, through
-// the buffer protocol) or int addresses for pointers, ints for sizes, and floats. The Python
-// side checks dtype and contiguity, because an address carries neither.
+// the buffer protocol) or int addresses for pointers, ints for sizes, and floats. An array must
+// be C-contiguous, at least 1-D, and hold the kernel's dtype or int64, else the call raises
+// before the kernel runs: the Python side (netdef/backend/cpu.py) then finds and names the bad
+// argument, so that a launch that is fine costs only this conversion.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -23,7 +25,9 @@ namespace {
 
 class Kernel {
  public:
-  explicit Kernel(const netdef::KernelEntry* e) : entry_(e) {}
+  // the buffer-protocol format of the kernel's Dtype, from the suffix of its name (_f32, _f64)
+  explicit Kernel(const netdef::KernelEntry* e)
+      : entry_(e), dtype_format_(ends_with(e->name, "_f64") ? 'd' : 'f') {}
 
   void call(py::args args) const {
     const std::string& sig = entry_->signature;
@@ -41,12 +45,20 @@ class Kernel {
         c.f = py::cast<double>(py::float_(py::reinterpret_borrow<py::object>(a)));
       } else if (sig[k] == 'p' && PyObject_CheckBuffer(a.ptr())) {
         // an array itself: its address through the buffer protocol (cheaper than numpy's
-        // .ctypes.data); the caller has checked dtype and contiguity, SIMPLE refuses the rest
+        // .ctypes.data), once its layout and element type are the kernel's
         Py_buffer view;
-        if (PyObject_GetBuffer(a.ptr(), &view, PyBUF_SIMPLE) != 0) throw py::error_already_set();
+        if (PyObject_GetBuffer(a.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
+          throw py::error_already_set();
+        const char* f = view.format ? view.format : "B";
+        const bool one_char = f[0] != 0 && f[1] == 0;
+        const bool ok = view.ndim > 0 && one_char &&
+                        (f[0] == dtype_format_ || ((f[0] == 'l' || f[0] == 'q') && view.itemsize == 8));
         c.is_float = false;
         c.i = static_cast<long long>(reinterpret_cast<std::uintptr_t>(view.buf));
         PyBuffer_Release(&view);
+        if (!ok)
+          throw py::type_error(entry_->name + ": argument " + std::to_string(k) +
+                               " is not an array of the kernel's dtype or int64");
         if (c.i == 0) c.i = 1;  // an empty array: never dereferenced, but not null
       } else {
         if (!PyIndex_Check(a.ptr()))
@@ -66,7 +78,12 @@ class Kernel {
   std::string name() const { return entry_->name; }
 
  private:
+  static bool ends_with(const std::string& s, const std::string& tail) {
+    return s.size() >= tail.size() && s.compare(s.size() - tail.size(), tail.size(), tail) == 0;
+  }
+
   const netdef::KernelEntry* entry_;
+  char dtype_format_;
 };
 
 }  // namespace

@@ -55,6 +55,28 @@ def test_kernels_take_arrays_or_addresses():
     kern(0, np.zeros(0, np.float32), 1.0, np.zeros(0, np.float32), 0.0)  # empty: no null pointer error
 
 
+def test_launch_names_a_bad_argument_before_the_kernel_runs():
+    """The extension refuses an array that is strided, of the other float dtype or of another
+    element type before the kernel runs (it would see only an address); the launcher then names
+    the argument. What the extension does not take as it is (numpy bools, 0-d arrays) works."""
+    k = netdef.get_backend("cpu").kernels("eltwise")
+    x = np.arange(6, dtype=np.float32)
+    out = np.full(6, 7.0, np.float32)
+    cases = [((3, x[::2], 2.0, out[:3], 0.0), "argument 1 is not C-contiguous"),
+             ((6, x, 2.0, np.zeros(6, np.float64), 0.0), "argument 3 is float64, expected float32"),
+             ((6, x, 2.0, np.zeros(6, np.int32), 0.0), "argument 3 has dtype int32"),
+             ((6, x, 2.0, [0.0] * 6, 0.0), "argument 3 of type list")]
+    for args, message in cases:
+        with pytest.raises(netdef.BackendError, match=message):
+            k.eltwise_axpby(*args)
+        assert (out == 7).all()  # nothing written
+    k.eltwise_axpby(6, x, np.float32(2), out, np.bool_(False))
+    np.testing.assert_array_equal(out, 2 * x)
+    one, y0 = np.array(3.0, np.float32), np.zeros((), np.float32)
+    k.eltwise_axpby(1, one, 2.0, y0, 0.0)
+    assert y0 == 6
+
+
 def test_workspaces_and_ones_belong_to_the_backend(emulated_gpu_backend):
     """Scratch arrays are shared per backend, dtype and name, grow when asked for more, and are
     not shared with another backend (the emulated GPU's)."""

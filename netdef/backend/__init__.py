@@ -309,7 +309,7 @@ class KernelFamily:
             if dtype is None:
                 for a in args:
                     dt = getattr(a, "dtype", None)
-                    if dt is not None and getattr(a, "ndim", 0) >= 0 and not np.isscalar(a) and dt in _FLOAT_DTYPES:
+                    if dt is not None and dt in _FLOAT_DTYPES and not isinstance(a, np.generic):
                         dtype = dt
                         break
                 else:

@@ -97,6 +97,13 @@ class CPUBackend(Backend):
                 raise BackendError(f"no CPU kernel {name!r} for {dtype} (family {family!r}); "
                                    "was the extension built from the current kernels/?")
             self._cache[key] = kern
+        try:  # the extension checks arrays itself and refuses before the kernel runs
+            kern(n, *args)
+            return
+        except (TypeError, ValueError, BufferError, OverflowError):
+            pass
+        # refused: find the argument and say what is wrong with it (or convert what the
+        # extension does not take as it is: numpy bools, 0-d arrays)
         conv = [n]
         for i, a in enumerate(args):
             if isinstance(a, np.ndarray):
@@ -107,7 +114,7 @@ class CPUBackend(Backend):
                 if a.dtype not in _FLOAT_DTYPES and a.dtype != np.int64:
                     raise BackendError(f"kernel {name}: argument {i + 1} has dtype {a.dtype}; "
                                        "kernels take float32/float64 or int64 arrays")
-                conv.append(a)  # the extension takes its address (buffer protocol)
+                conv.append(a.reshape(1) if a.ndim == 0 else a)  # its address (buffer protocol)
             elif isinstance(a, (bool, np.bool_)):
                 conv.append(int(a))
             elif isinstance(a, (int, np.integer)):
