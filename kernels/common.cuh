@@ -73,12 +73,15 @@ using std::tanh;
 #define SIMD_SUM(var) ND_PRAGMA(omp simd reduction(+ : var))
 // A function holding a hot vectorizable loop (a kernel iteration's row): the extension is built
 // for the baseline x86-64 (SSE2, so that it runs on any x86-64), and this compiles the function
-// also for AVX2+FMA and AVX-512, the loader picking the one the CPU has (GCC's target_clones,
-// an ifunc). It must not hold an OpenMP region (the outlined region would not be cloned): call
-// it from the KERNEL_LOOP. Functions it calls are inlined into each clone. On the GPU it is a
-// device function.
+// also for the x86-64-v3 (AVX2, FMA) and x86-64-v4 (AVX-512) levels, the loader picking the one
+// the CPU has (GCC's target_clones, an ifunc). The levels, not "arch=haswell" / "arch=skylake-
+// avx512": GCC dispatches a named arch on the CPU's model (__builtin_cpu_is), so that an AMD
+// Zen or an Intel Ice Lake / Sapphire Rapids ran the SSE2 clone; a level goes by the features.
+// It must not hold an OpenMP region (the outlined region would not be cloned): call it from the
+// KERNEL_LOOP. Functions it calls are inlined into each clone. On the GPU it is a device
+// function.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__) && !defined(NETDEF_NO_CLONES)
-#define SIMD_FN __attribute__((target_clones("arch=skylake-avx512", "arch=haswell", "default"))) static
+#define SIMD_FN __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default"))) static
 #else
 #define SIMD_FN static
 #endif
