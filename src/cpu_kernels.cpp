@@ -1,9 +1,10 @@
 // The CPU backend's extension: exposes every kernel of kernels/*.cu (compiled as C++ twice,
 // float and double, see CMakeLists.txt) as a callable taking arrays (their address, through
 // the buffer protocol) or int addresses for pointers, ints for sizes, and floats. An array must
-// be C-contiguous, at least 1-D, and hold the kernel's dtype or int64, else the call raises
-// before the kernel runs: the Python side (netdef/backend/cpu.py) then finds and names the bad
-// argument, so that a launch that is fine costs only this conversion.
+// be C-contiguous, at least 1-D, and hold the kernel's dtype or int64, else the call returns
+// False before the kernel runs (no exception: the refusal is an expected answer): the Python
+// side (netdef/backend/cpu.py) then finds and names the bad argument, so that a launch that is
+// fine costs only this conversion.
 #include <pybind11/pybind11.h>
 
 #include <cstdint>
@@ -29,7 +30,7 @@ class Kernel {
   explicit Kernel(const netdef::KernelEntry* e)
       : entry_(e), dtype_format_(ends_with(e->name, "_f64") ? 'd' : 'f') {}
 
-  void call(py::args args) const {
+  bool call(py::args args) const {
     const std::string& sig = entry_->signature;
     if (args.size() != sig.size())
       throw py::type_error(entry_->name + " takes " + std::to_string(sig.size()) +
@@ -39,16 +40,17 @@ class Kernel {
       py::handle a = args[k];
       netdef::KernelArg& c = converted[k];
       if (sig[k] == 'f') {
-        if (!PyNumber_Check(a.ptr()))  // ints, floats, numpy scalars
-          throw py::type_error(entry_->name + ": argument " + std::to_string(k) + " must be a number");
+        if (!PyNumber_Check(a.ptr())) return false;  // ints, floats, numpy scalars are numbers
         c.is_float = true;
         c.f = py::cast<double>(py::float_(py::reinterpret_borrow<py::object>(a)));
       } else if (sig[k] == 'p' && PyObject_CheckBuffer(a.ptr())) {
         // an array itself: its address through the buffer protocol (cheaper than numpy's
         // .ctypes.data), once its layout and element type are the kernel's
         Py_buffer view;
-        if (PyObject_GetBuffer(a.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0)
-          throw py::error_already_set();
+        if (PyObject_GetBuffer(a.ptr(), &view, PyBUF_C_CONTIGUOUS | PyBUF_FORMAT) != 0) {
+          PyErr_Clear();  // not C-contiguous (or no buffer of that kind): refused
+          return false;
+        }
         const char* f = view.format ? view.format : "B";
         const bool one_char = f[0] != 0 && f[1] == 0;
         const bool ok = view.ndim > 0 && one_char &&
@@ -56,22 +58,21 @@ class Kernel {
         c.is_float = false;
         c.i = static_cast<long long>(reinterpret_cast<std::uintptr_t>(view.buf));
         PyBuffer_Release(&view);
-        if (!ok)
-          throw py::type_error(entry_->name + ": argument " + std::to_string(k) +
-                               " is not an array of the kernel's dtype or int64");
+        if (!ok) return false;
         if (c.i == 0) c.i = 1;  // an empty array: never dereferenced, but not null
       } else {
-        if (!PyIndex_Check(a.ptr()))
-          throw py::type_error(entry_->name + ": argument " + std::to_string(k) +
-                               (sig[k] == 'p' ? " must be an array or an address (int)" : " must be an int"));
+        if (!PyIndex_Check(a.ptr())) return false;  // not an int (or an array for a pointer)
         c.is_float = false;
         c.i = py::cast<long long>(py::int_(py::reinterpret_borrow<py::object>(a)));
         if (sig[k] == 'p' && c.i == 0)
           throw py::value_error(entry_->name + ": argument " + std::to_string(k) + " is a null pointer");
       }
     }
-    py::gil_scoped_release release;
-    entry_->call(converted.data());
+    {
+      py::gil_scoped_release release;
+      entry_->call(converted.data());
+    }
+    return true;
   }
 
   std::string signature() const { return entry_->signature; }

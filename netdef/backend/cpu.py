@@ -97,10 +97,10 @@ class CPUBackend(Backend):
                 raise BackendError(f"no CPU kernel {name!r} for {dtype} (family {family!r}); "
                                    "was the extension built from the current kernels/?")
             self._cache[key] = kern
-        try:  # the extension checks arrays itself and refuses before the kernel runs
-            kern(n, *args)
-            return
-        except (TypeError, ValueError, BufferError, OverflowError):
+        try:  # the extension checks arrays itself and returns False, before the kernel runs,
+            if kern(n, *args):  # for one it does not take
+                return
+        except (TypeError, ValueError, OverflowError):  # a number it could not convert
             pass
         # refused: find the argument and say what is wrong with it (or convert what the
         # extension does not take as it is: numpy bools, 0-d arrays)
@@ -124,7 +124,8 @@ class CPUBackend(Backend):
             else:
                 raise BackendError(f"kernel {name}: argument {i + 1} of type {type(a).__name__} "
                                    "is not an array or a number (is it a GPU array on the CPU backend?)")
-        kern(*conv)
+        if not kern(*conv):
+            raise BackendError(f"kernel {name}: the extension refused its arguments")
 
     # ---- products ------------------------------------------------------------------------
     def matmul(self, a, b, out, accumulate=False):
