@@ -29,8 +29,8 @@ DEVICE_FN index_t lrn_pow_mode(const Dtype beta) {
   return beta == Dtype(0.75) ? 0 : beta == Dtype(0.5) ? 1 : beta == Dtype(1) ? 2 : 3;
 }
 
-// out[u] = a[u] * p[u]^-beta (+ c[u] when c, which may be out) for u < m; one loop per mode
-// so that each vectorizes.
+// out[u] = a[u] * p[u]^-beta for u < m (out may be a or p); one loop per mode, so that each
+// vectorizes.
 DEVICE_FN void lrn_scale_block(const Dtype* a, const Dtype* p, Dtype* out, const index_t m,
                                const index_t mode, const Dtype beta) {
   if (mode == 0) {

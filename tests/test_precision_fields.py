@@ -28,8 +28,8 @@ global_grad_scale: 128
 """
 
 
-def _write(tmp_path, head, layer_fields=""):
-    path = tmp_path / "net.prototxt"
+def _write(tmp_path, head, layer_fields="", name="net.prototxt"):
+    path = tmp_path / name
     path.write_text(head + BODY % layer_fields)
     return str(path)
 
@@ -58,9 +58,7 @@ def test_nvcaffe_prototxt_builds_warns_once_and_computes_float32(tmp_path, caplo
     assert "layer 'conv' forward_math: FLOAT16" in w and "layer 'conv' backward_type: BFLOAT16" in w
     assert "global_grad_scale: 128" in w and "float32" in w
     assert "default_forward_math" not in w  # FLOAT is what it computes
-    ref_path = tmp_path / "ref.prototxt"
-    ref_path.write_text("name: 'ref'\n" + BODY % "")
-    ref = netdef.Net(str(ref_path), netdef.TRAIN)
+    ref = netdef.Net(_write(tmp_path, "name: 'ref'\n", name="ref.prototxt"), netdef.TRAIN)
     x = np.random.default_rng(0).standard_normal((2, 3, 5, 5)).astype(np.float32)
     for n in (net, ref):
         n.params["conv"][0].data[...] = np.linspace(-1, 1, n.params["conv"][0].count).reshape(4, 3, 3, 3)
