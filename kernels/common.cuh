@@ -26,11 +26,17 @@ typedef long long index_t;
 #define SIMD_SUM(var)
 #define SIMD_FN DEVICE_FN
 #define ND_LANES 1
+// A float's bits and back (precision.cu's rounding to 16-bit formats), and rounding to the
+// nearest integer, ties to even.
+DEVICE_FN unsigned int float_bits(const float v) { return __float_as_uint(v); }
+DEVICE_FN float bits_float(const unsigned int u) { return __uint_as_float(u); }
+DEVICE_FN float round_even(const float v) { return rintf(v); }
 
 #else  // plain C++ for the CPU extension
 
 #include <algorithm>
 #include <cmath>
+#include <cstring>
 #include "kernel_registry.h"
 
 // The float overloads for -DDtype=float, as NVRTC has them; without these the C library's
@@ -89,6 +95,20 @@ using std::tanh;
 // softmax's max and sum over channels) handles at once, in local arrays: a few vectors' worth
 // on the CPU, where the loops over them vectorize; 1 on the GPU (one position per thread).
 #define ND_LANES 64
+
+// As on the GPU (memcpy: the defined way to read a float's bits in C++17; it compiles to a move).
+static inline unsigned int float_bits(const float v) {
+  unsigned int u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+static inline float bits_float(const unsigned int u) {
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+// nearbyint rounds in the current mode, which is to nearest, ties to even (nobody changes it)
+static inline float round_even(const float v) { return std::nearbyint(v); }
 
 #endif
 

@@ -29,6 +29,7 @@ from .errors import (BackendError, LayerSetupError, NetdefError, ParseError, Sha
 from .core.layer import Layer
 from .layers import known_types, register_layer
 from .core.net import Net
+from .core.precision import get_precision, set_precision
 from .watch.glog import init_log, log
 from .solver import (AdaDeltaSolver, AdaGradSolver, AdamSolver, NesterovSolver, RMSPropSolver,
                      SGDSolver, Solver, get_solver)
@@ -51,6 +52,7 @@ def layer_type_list():
 __all__ = [
     "Net", "Blob", "Layer", "TRAIN", "TEST", "pb", "register_layer", "known_types",
     "set_mode_cpu", "set_mode_gpu", "set_device", "set_random_seed", "set_tf32", "get_backend",
+    "set_precision", "get_precision",
     "NetdefError", "ParseError", "LayerSetupError", "ShapeError", "BackendError", "TrainingError",
     "Solver", "SGDSolver", "NesterovSolver", "AdaGradSolver", "RMSPropSolver", "AdaDeltaSolver",
     "AdamSolver", "get_solver", "Timer", "init_log", "log", "layer_type_list", "solver_count",

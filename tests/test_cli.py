@@ -19,10 +19,17 @@ def test_info_prints_layers_shapes_and_params(tmp_path, capsys):
     assert main(["info", str(p)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
-    assert lines[0].split() == ["layer", "type", "bottoms", "tops", "params", "rf", "stride", "offset"]
+    assert lines[0].split() == ["layer", "type", "bottoms", "tops", "params", "precision", "rf", "stride",
+                                "offset"]
     fc = [l for l in lines if l.startswith("fc ")][0]
-    assert "InnerProduct" in fc and "fc 2x3" in fc and fc.split()[-1] == "27"
-    assert "27 learnable parameters" in out
+    assert "InnerProduct" in fc and "fc 2x3" in fc and fc.split()[-2:] == ["27", "fp32"]
+    assert "27 learnable parameters" in out and "every layer in float32" in out
+    # --precision: the GEMM layer's operands in bf16, the ReLU in float32, and the rule's summary
+    assert main(["info", str(p), "--precision", "bf16"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {l.split()[0]: l.split() for l in lines[1:lines.index("")]}
+    assert rows["fc"][-1] == "bf16" and rows["relu"][-1] == "fp32"
+    assert any("1 GEMM layer with bf16 operands, float32 accumulation" in l for l in lines)
 
 
 def test_bad_input_is_one_line_without_traceback(tmp_path):

@@ -1,9 +1,10 @@
 """What several subcommands share: the command's file as a positional or the caffe tool's option
-(--solver / --model), the device options (--gpu / --cpu / --tf32) and choosing the device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
+(--solver / --model), the device options (--gpu / --cpu / --tf32 / --precision) and choosing the device from them, --log-format and Caffe's glog line prefix, --phase, and plain-text tables."""
 import logging
 
 from .. import backend as be
 from ..core import netdef_pb2 as pb
+from ..core.precision import FORMATS, set_precision
 from ..errors import NetdefError
 from ..watch.glog import GlogFormatter
 
@@ -70,6 +71,10 @@ def add_device_arguments(p):
     p.add_argument("--tf32", action="store_true",
                    help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "
                         "off by default, as in Caffe)")
+    p.add_argument("--precision", choices=FORMATS, type=str.lower,
+                   help="the operands of the GEMM layers (Convolution, Deconvolution, InnerProduct) "
+                        "in bf16 or fp16, float32 accumulation, everything else float32; "
+                        "overrides the prototxt's NVCaffe type fields (default: those, else fp32)")
 
 
 def select_device(args, solver_param=None):
@@ -102,6 +107,10 @@ def select_device(args, solver_param=None):
         else:
             be.set_tf32(True)
             log.info("TF32 on: float32 GEMMs run on tensor cores")
+    if getattr(args, "precision", None):
+        set_precision(args.precision)
+        log.info("Precision %s: the GEMM layers' operands in %s, float32 accumulation", args.precision,
+                 args.precision)
 
 
 def add_log_format_argument(p):

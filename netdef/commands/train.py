@@ -100,6 +100,8 @@ def launch(args, ranks, gpus):
         argv += ["--cpu"] if args.cpu else []
     if args.tf32:
         argv.append("--tf32")
+    if args.precision:
+        argv += ["--precision", args.precision]
     if getattr(args, "debug", False):
         argv.append("--debug")
     env = dict(os.environ)

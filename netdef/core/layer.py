@@ -25,6 +25,7 @@ import numpy as np
 from . import netdef_pb2 as pb
 from ..backend import get_backend
 from .blob import Blob
+from .precision import FP32
 from ..errors import LayerSetupError, ShapeError
 
 TRAIN, TEST = pb.TRAIN, pb.TEST
@@ -61,6 +62,9 @@ class Layer:
     #: applies them as it writes its top (layers/scale.py's channel_epilogue) and the Net skips
     #: them. None: the layer computes only itself.
     epilogue = None
+    #: The format of the operands of the layer's products (precision.LayerPrecision; the Net sets
+    #: it from its precision.Plan). Only the GEMM layers read it, through operand().
+    precision = FP32
 
     @classmethod
     def from_layer_param(cls, layer_param, phase, backend, dtype, net_filename=None):
@@ -104,6 +108,19 @@ class Layer:
         width = max(1, width)
         tile = self.row_tile(width, count // width)
         return count // width * -(-width // tile), tile
+
+    def operand(self, array, direction, slot):
+        """`array` as this layer's products take it in `direction` ('forward' / 'backward'):
+        itself in float32, else a copy rounded to the layer's reduced format (bf16 / fp16, see
+        netdef/core/precision.py) in the backend's workspace `slot`, shaped like `array`. The
+        copy lives until the next layer asks for that slot: take it, use it, let it go."""
+        fmt = self.precision.operands(direction)
+        if fmt is None or array.size == 0:
+            return array
+        out = self.backend.workspace(self.dtype, array.size, "operand_" + slot).reshape(array.shape)
+        iters, tile = self.row_launch(array.size, array.size)
+        getattr(self.kernels("precision"), "round_" + fmt)(iters, array, out, array.size, tile)
+        return out
 
     def make_blob(self, shape, name=None):
         return Blob(shape, dtype=self.dtype, backend=self.backend, name=name or self.name)

@@ -17,7 +17,8 @@ from collections import OrderedDict
 
 import numpy as np
 
-from . import fusion, graph, precision
+from . import fusion, graph
+from .precision import plan as precision_plan
 from . import netdef_pb2 as pb
 from . import proto
 from ..backend import get_backend
@@ -40,10 +41,12 @@ class Net:
     ReLU chains into the layer before them where no backward can run (netdef/core/fusion.py);
     the blobs and params the user sees are the same either way.
     forward_only: the caller never runs backward (netdef test, extract-features): no layer
-    keeps anything for a backward pass, even under a loss, and backward() raises."""
+    keeps anything for a backward pass, even under a loss, and backward() raises.
+    precision ('fp32' / 'bf16' / 'fp16'; default netdef.set_precision's, else the file's NVCaffe
+    fields): the operands of the GEMM layers (netdef/core/precision.py; net.precision the plan)."""
 
     def __init__(self, network, phase=None, *legacy, level=0, stages=None, weights=None,
-                 dtype=np.float32, backend=None, fuse=None, forward_only=False):
+                 dtype=np.float32, backend=None, fuse=None, forward_only=False, precision=None):
         if isinstance(phase, (str, os.PathLike)) and legacy:  # Net(file, weights, phase)
             weights, phase = phase, legacy[0]
         elif legacy:
@@ -69,7 +72,8 @@ class Net:
         #: the NetParameter the net is built from: filtered for its state, Splits inserted
         self.param = graph.insert_splits(graph.filter_net(param, state, self.filename))
         self.name = self.param.name
-        precision.warn_unsupported(self.param, self.filename, self.dtype)
+        #: which layers compute in which precision (netdef/core/precision.py), and the loss scale
+        self.precision = precision_plan(self.param, self.dtype, override=precision, filename=self.filename)
         #: the weighted loss of the last forward() (None before the first)
         self.last_loss = None
         self._share_diffs = False
@@ -151,6 +155,7 @@ class Net:
     def _add_layer(self, lp, available, blob_need_backward, bottom_need_backward):
         lname = lp.name
         layer = create_layer(lp, self.phase, self.backend, self.dtype, net_filename=self.filename)
+        layer.precision = self.precision.of(lp.name)
         bottoms = []
         for b in lp.bottom:
             if b not in self.blobs:
@@ -434,10 +439,15 @@ class Net:
                 raise NetdefError(f"no blob named '{n}' in the net")
         return list(OrderedDict.fromkeys(list(names) + list(extra or [])))
 
+    #: What the loss tops' diffs are multiplied by (the solver's loss scaling,
+    #: netdef/solver/loss_scale.py); every gradient of a backward is then that many times larger.
+    loss_scale = 1.0
+
     def set_loss_diffs(self):
-        """Seed backward: each loss top's diff = its loss weight (what backward() starts from)."""
+        """Seed backward: each loss top's diff = its loss weight (what backward() starts from),
+        times loss_scale."""
         for blob, w in self._loss_tops:
-            blob.diff[...] = w
+            blob.diff[...] = w * self.loss_scale
 
     def backward(self, diffs=None, start=None, end=None, **kwargs):
         """pycaffe's backward: run the backward of layers start..end (names; default from the

@@ -274,13 +274,14 @@ class BaseConvolutionLayer(Layer):
         return (self.Ci, self.IH, self.IW, self.OH, self.OW, self.kh, self.kw, self.sh, self.sw,
                 self.ph, self.pw, self.dh, self.dw, self.Co // self.Ci)
 
-    def correlate(self, img, out, finish=None):
-        """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW). finish (depthwise path
-        only): (s, b, slope, target) of a per-channel map and ReLU (None for none) that the
-        kernel applies as it writes each segment of out, writing the result to target (out, or
+    def correlate(self, img, out, finish=None, W=None):
+        """out (N, Co, OH, OW) = W * im2col(img), img (N, Ci, IH, IW); W the layer's weights
+        unless given (their rounded copy in reduced precision). finish (depthwise path only):
+        (s, b, slope, target) of a per-channel map and ReLU (None for none) that the kernel
+        applies as it writes each segment of out, writing the result to target (out, or
         another array of its shape: out then keeps the convolution)."""
         G, N = self.group, img.shape[0]
-        W = self.blobs[0].data
+        W = self.blobs[0].data if W is None else W
         if self.path == "depthwise":
             iters, tile = self.row_launch(out.size, self.L)  # segments of planes
             s, b, slope, target = finish or (None, None, None, out)
@@ -347,10 +348,10 @@ class BaseConvolutionLayer(Layer):
                 for th0 in range(0, TH, rows):
                     yield n0, 1, th0, min(rows, TH - th0)
 
-    def correlate_adjoint(self, cols, img):
+    def correlate_adjoint(self, cols, img, W=None):
         """img (N, Ci, IH, IW) = col2im(W^T cols), cols (N, Co, OH, OW): written, not added."""
         G, N = self.group, img.shape[0]
-        W = self.blobs[0].data
+        W = self.blobs[0].data if W is None else W
         if self.path == "depthwise":
             # whole planes at stride 1 (the flat plane loop); rows at a larger stride, where the
             # work per plane is long (FCN's 568 x 568 upsampling: 21 planes on the threads)
@@ -423,37 +424,44 @@ class BaseConvolutionLayer(Layer):
 
     def forward(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
+        # the products' operands: the arrays themselves, or their rounded copies (Layer.operand)
+        W = self.operand(self.blobs[0].data, "forward", "w")
         for b, t in zip(bottom, top):
+            x = self.operand(b.data, "forward", "x")
             if self.transposed:
-                self.correlate_adjoint(b.data, t.data)
+                self.correlate_adjoint(x, t.data, W)
             elif self.path == "depthwise" and (bias is not None or self.epilogue is not None):
                 ep = self.epilogue
                 if ep is None or ep.target is None:  # in place: the top holds the result
-                    self.correlate(b.data, t.data, epilogue_map(self, None, bias) + (t.data,))
+                    self.correlate(x, t.data, epilogue_map(self, None, bias) + (t.data,), W)
                     continue
                 if bias is None:  # the top keeps the convolution, the target gets the chain's
-                    self.correlate(b.data, t.data, epilogue_map(self, None, None) + (ep.target.data,))
+                    self.correlate(x, t.data, epilogue_map(self, None, None) + (ep.target.data,), W)
                     continue
-                self.correlate(b.data, t.data)
+                self.correlate(x, t.data, W=W)
             else:
-                self.correlate(b.data, t.data)
+                self.correlate(x, t.data, W=W)
             self._finish(t.data)
 
     def backward(self, top, propagate_down, bottom):
         need_w = self.param_needs_grad(0)
         need_b = self.bias_term and self.param_needs_grad(1)
+        W = None
         for i, (t, b) in enumerate(zip(top, bottom)):
-            dy = t.diff
-            if need_b:
+            if need_b:  # a sum: float32 whatever the products' precision
                 with self._timed("bias"):
-                    self._bias_grad(dy, self.blobs[1].diff)
+                    self._bias_grad(t.diff, self.blobs[1].diff)
+            dy = self.operand(t.diff, "backward", "dy")
             if need_w:
+                x = self.operand(b.data, "backward", "x")
                 if self.transposed:
-                    self.weight_grad(dy, b.data, self.blobs[0].diff)
+                    self.weight_grad(dy, x, self.blobs[0].diff)
                 else:
-                    self.weight_grad(b.data, dy, self.blobs[0].diff)
+                    self.weight_grad(x, dy, self.blobs[0].diff)
             if i < len(propagate_down) and propagate_down[i]:
+                if W is None:
+                    W = self.operand(self.blobs[0].data, "backward", "w")
                 if self.transposed:
-                    self.correlate(dy, b.diff)
+                    self.correlate(dy, b.diff, W=W)
                 else:
-                    self.correlate_adjoint(dy, b.diff)
+                    self.correlate_adjoint(dy, b.diff, W)

@@ -46,14 +46,15 @@ class InnerProductLayer(Layer):
                                    f"expect {self.K}")
         top[0].reshape(shape[:self.axis] + (self.N,))
 
-    def _weight(self):
-        W = self.blobs[0].data
-        return W if self.transpose else W.T  # (K, N) view
+    def _weight(self, direction):
+        """The weights as a (K, N) view, rounded in reduced precision (Layer.operand)."""
+        W = self.operand(self.blobs[0].data, direction, "w")
+        return W if self.transpose else W.T
 
     def forward(self, bottom, top):
-        X = bottom[0].data.reshape(-1, self.K)
+        X = self.operand(bottom[0].data, "forward", "x").reshape(-1, self.K)
         Y = top[0].data.reshape(-1, self.N)
-        self.xp.matmul(X, self._weight(), out=Y)
+        self.xp.matmul(X, self._weight("forward"), out=Y)
         # the bias, and the BatchNorm / Scale / ReLU the inference fusion folded after the layer
         channel_epilogue(self, Y, None, self.blobs[1].data if len(self.blobs) > 1 else None, Y,
                          self.N, 1)
@@ -62,17 +63,17 @@ class InnerProductLayer(Layer):
         return top[0].count // self.N, self.N, 1
 
     def backward(self, top, propagate_down, bottom):
-        X = bottom[0].data.reshape(-1, self.K)
-        dY = top[0].diff.reshape(-1, self.N)
+        dY = self.operand(top[0].diff, "backward", "dy").reshape(-1, self.N)
         if self.param_needs_grad(0):
+            X = self.operand(bottom[0].data, "backward", "x").reshape(-1, self.K)
             dW = self.blobs[0].diff
             # accumulated in place by the backend: no temporary the size of the weights
             if self.transpose:
                 self.backend.matmul(X.T, dY, dW, accumulate=True)
             else:
                 self.backend.matmul(dY.T, X, dW, accumulate=True)
-        if len(self.blobs) > 1 and self.param_needs_grad(1):
-            self.blobs[1].diff += dY.sum(axis=0)
+        if len(self.blobs) > 1 and self.param_needs_grad(1):  # a sum: float32
+            self.blobs[1].diff += top[0].diff.reshape(-1, self.N).sum(axis=0)
         if propagate_down[0]:
             dX = bottom[0].diff.reshape(-1, self.K)
-            self.xp.matmul(dY, self._weight().T, out=dX)
+            self.xp.matmul(dY, self._weight("backward").T, out=dX)

@@ -43,6 +43,7 @@ from .evaluation import evaluate, log_outputs, net_outputs
 from . import parallel as _parallel
 from .parallel import NCCL
 from .params import learning_rate, read_solver
+from .loss_scale import LossScaler
 from .snapshot import Snapshots
 
 log = logging.getLogger("netdef")
@@ -90,6 +91,10 @@ class Solver(Snapshots):
         self.dtype = np.dtype(dtype)
         self.net = self._init_train_net()
         self.net.share_diffs = True  # nobody reads a training net's activation diffs (see Net)
+        #: loss scaling of a reduced-precision backward (loss_scale.py), None without
+        self.loss_scaler = LossScaler.from_plan(self.net.precision.loss_scale)
+        if self.loss_scaler is not None:
+            self.net.loss_scale = self.loss_scaler.scale
         self.test_nets = self._init_test_nets()
         if self.parallel is not None:
             self.parallel.setup()
@@ -383,15 +388,25 @@ class Solver(Snapshots):
         rate, self.current_step = learning_rate(p, self.iter, self.current_step)
         if p.display and self.iter % p.display == 0:
             log.info("Iteration %d, lr = %s", self.iter, _g(rate))
-        scale = self._clip_scale() / self.passes
+        net, scaler = self.net, self.loss_scaler
+        loss_scale = 1.0
+        if scaler is not None:
+            loss_scale = scaler.scale
+            if scaler.overflowed(net.learnable_params, self.backend.xp):
+                scaler.skip(self.iter)
+                net.loss_scale = scaler.scale
+                return
+        scale = self._clip_scale(loss_scale) / self.passes / loss_scale
         l1 = int(p.regularization_type == "L1")
-        net = self.net
         for i, blob in enumerate(net.learnable_params):
             lr_mult = net.params_lr[i]
             if lr_mult == 0:
                 continue  # frozen: its update is 0 whatever the rule
             decay = p.weight_decay * net.params_weight_decay[i]
             self.update_param(i, blob, rate * lr_mult, scale, decay, l1)
+        if scaler is not None:
+            scaler.step_done(self.iter)
+            net.loss_scale = scaler.scale
 
     def update_param(self, i, blob, rate, scale, decay, l1):
         raise NotImplementedError
@@ -399,7 +414,9 @@ class Solver(Snapshots):
     def _history(self, i, k=0):
         return self.history[k * len(self.net.learnable_params) + i].data
 
-    def _clip_scale(self):
+    def _clip_scale(self, loss_scale=1.0):
+        """The factor clip_gradients asks for, from the norm of the gradients (the diffs
+        divided by the loss scale)."""
         clip = self.param.clip_gradients
         if clip < 0:
             return 1.0
@@ -408,7 +425,7 @@ class Solver(Snapshots):
         for blob in self.net.learnable_params:
             d = blob.diff.reshape(-1)
             sumsq += float(xp.dot(d, d))
-        norm = math.sqrt(sumsq)
+        norm = math.sqrt(sumsq) / loss_scale
         if norm > clip:
             factor = clip / norm
             log.info("Gradient clipping: scaling down gradients (L2 norm %s > %s) by scale factor %s",

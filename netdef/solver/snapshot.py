@@ -90,9 +90,10 @@ def _json_default(value):
 
 class Snapshots:
     """Solver's snapshot and restore (a mixin: it uses the Solver's param, net, test_nets,
-    history, iter, current_step, backend, dtype and _path)."""
+    history, iter, current_step, backend, dtype, loss_scaler and _path)."""
 
     last_snapshot = None
+    loss_scaler = None
     _last_snapshot_iter = None
     #: (snapshot_prefix as written, where it resolved to): resolving looks at the file system
     #: and may log, so it is done once per value
@@ -218,6 +219,8 @@ class Snapshots:
 
     def _netdef_state(self):
         extra = {"format": STATE_FORMAT, "rng": self.backend.rng_state(), "layers": self._layer_states()}
+        if self.loss_scaler is not None:
+            extra["loss_scale"] = self.loss_scaler.get_state()
         return json.dumps(extra, default=_json_default, sort_keys=True).encode("utf-8")
 
     def _nets(self):
@@ -261,6 +264,9 @@ class Snapshots:
             return
         try:
             self.backend.set_rng_state(extra.get("rng") or {})
+            if self.loss_scaler is not None and extra.get("loss_scale"):
+                self.loss_scaler.set_state(extra["loss_scale"])
+                self.net.loss_scale = self.loss_scaler.scale
             layers = extra.get("layers") or {}
             for key, net in self._nets():
                 saved = layers.get(key, {})
