@@ -149,6 +149,7 @@ def _cpu_mode():
 
     netdef.set_mode_cpu()
     yield
+    netdef.set_precision(None)  # a test that ran `netdef ... --precision` in process leaves it set
 
 
 @pytest.fixture

@@ -313,7 +313,11 @@ class Solver(Snapshots):
             display = p.display and self.iter % p.display == 0
             failure = None
             try:
-                loss = self.compute_gradients()
+                # with loss scaling an overflow is expected now and then: the update skips it
+                # (apply_update), so numpy's warnings about it would only be noise
+                with np.errstate(over="ignore", invalid="ignore") if self.loss_scaler is not None \
+                        else contextlib.nullcontext():
+                    loss = self.compute_gradients()
             except TrainingError as e:
                 if self.parallel is None:
                     raise
@@ -392,7 +396,9 @@ class Solver(Snapshots):
         loss_scale = 1.0
         if scaler is not None:
             loss_scale = scaler.scale
-            if scaler.overflowed(net.learnable_params, self.backend.xp):
+            with np.errstate(over="ignore", invalid="ignore"):
+                overflowed = scaler.overflowed(net.learnable_params, self.backend.xp)
+            if overflowed:
                 scaler.skip(self.iter)
                 net.loss_scale = scaler.scale
                 return
