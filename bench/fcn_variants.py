@@ -7,6 +7,7 @@ on the val split, as mean ± half the range over the seeds (the table in models/
     python bench/fcn_variants.py                                # 3 models x seeds 1701 1702
     python bench/fcn_variants.py --seeds 1701 1702 1703 --jobs 2 --out runs/fcn-variants
     python bench/fcn_variants.py --models fcn8s-mini --seeds 1701   # one run
+    python bench/fcn_variants.py --models fcn8s-mini --seeds 1701 1702 1703 --precision bf16
 
 Each run trains with `netdef train` in a subprocess (its log is <out>/<model>-s<seed>/train.log)
 from a copy of the model's solver with only random_seed (weights, dropout and data order) and
@@ -55,7 +56,7 @@ def prepare(model, seed, out, overrides=(), models=MODELS):
     return run, os.path.join(run, f"{model}_iter_{max_iter}.caffemodel"), max_iter
 
 
-def run(model, seed, out, width, iters, overrides=(), models=MODELS):
+def run(model, seed, out, width, iters, overrides=(), models=MODELS, precision=None):
     """Trains (unless its final snapshot exists) and scores one (model, seed); the scores are
     kept in <run>/scores.json, so a table can be made from whatever runs have finished."""
     run_dir, weights, max_iter = prepare(model, seed, out, overrides, models)
@@ -64,7 +65,8 @@ def run(model, seed, out, width, iters, overrides=(), models=MODELS):
         t0 = time.time()
         with open(os.path.join(run_dir, "train.log"), "w") as log:
             rc = subprocess.call([sys.executable, "-m", "netdef", "train", os.path.join(run_dir, "solver.prototxt"),
-                                  "--log", "none"], stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
+                                  "--log", "none"] + (["--precision", precision] if precision else []),
+                                 stdout=log, stderr=subprocess.STDOUT, cwd=run_dir)
         if rc != 0 or not os.path.exists(weights):
             print(f"fcn_variants: training {model} seed {seed} failed (rc {rc}); see {run_dir}/train.log", flush=True)
             return None
@@ -116,6 +118,8 @@ def main():
                     help="where the model directories are (default models/; e.g. ones written by models/fcn.py with other data)")
     ap.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                     help="change a solver field for every run, e.g. --set base_lr=0.002 --set 'lr_policy=\"poly\"'")
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"],
+                    help="netdef train --precision for every run (scoring stays float32)")
     args = ap.parse_args()
     overrides = []
     for item in args.set:
@@ -127,7 +131,8 @@ def main():
     jobs = [(m, s) for s in args.seeds for m in args.models]
     os.makedirs(args.out, exist_ok=True)
     with ThreadPoolExecutor(max(1, args.jobs)) as pool:  # threads only wait on the subprocesses
-        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters, overrides, args.models_dir), jobs) if r]
+        results = [r for r in pool.map(lambda ms: run(ms[0], ms[1], args.out, args.width, args.iters, overrides, args.models_dir,
+                                                   args.precision), jobs) if r]
     with open(os.path.join(args.out, "results.json"), "w") as f:
         json.dump(results, f, indent=1)
     print(table(results))

@@ -24,6 +24,7 @@ import pytest
 
 import netdef
 from gradcheck import build_layer
+from netdef.backend import blas
 from netdef.core.precision import FP32, LayerPrecision
 from netdef.layers.base_conv import BaseConvolutionLayer
 
@@ -147,7 +148,10 @@ def test_layer_in_reduced_precision(kind, text, shape, fmt, winograd_everywhere)
     _, on_rounded = _run(kind, text, r(x), [r(params[0]), params[1]], r(dy), FP32)
     _, exact = _run(kind, text, x, params, dy, FP32)
     for k, (got, want) in enumerate(zip(reduced[:3], on_rounded[:3])):
-        np.testing.assert_array_equal(got, want, err_msg=f"array {k}")
+        if fmt == "bf16" and blas.bf16_gemm() is not None:  # another GEMM: another order of sums
+            np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"array {k}")
+        else:
+            np.testing.assert_array_equal(got, want, err_msg=f"array {k}")
     np.testing.assert_allclose(reduced[3], exact[3], rtol=1e-6, atol=1e-5)
     # (b) within the format's bound of the float32 result, and not equal to it
     _, bound = _run(kind, text, x, params, dy, FP32, abs_values=True)
@@ -158,6 +162,48 @@ def test_layer_in_reduced_precision(kind, text, shape, fmt, winograd_everywhere)
         err = np.abs(reduced[k] - exact[k])
         assert (err <= limit).all(), f"array {k}: {err.max()} over {limit[err > limit].min()}"
         assert err.max() > 0, f"array {k}: no rounding happened"
+
+
+@pytest.fixture
+def mkl_bf16(monkeypatch):
+    """MKL's bf16 GEMM as the bf16 product (as on a CPU with AMX), where the mkl extra is here."""
+    try:
+        lib = blas.select("mkl")
+    except netdef.BackendError:
+        pytest.skip("the mkl extra is not installed")
+    monkeypatch.setitem(blas._state, "bf16", blas.Bf16Gemm(lib))
+
+
+@pytest.mark.parametrize("kind,text,shape", [CONV_CASES[0], CONV_CASES[1], CONV_CASES[4], CONV_CASES[5]],
+                         ids=str)
+def test_mkl_bf16_gemm_gives_the_rounding_route_results(kind, text, shape, mkl_bf16, monkeypatch,
+                                                        winograd_everywhere):
+    rng = np.random.default_rng(4)
+    x = rng.standard_normal(shape).astype(np.float32)
+    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
+    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
+    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)  # every product to MKL
+    _, with_mkl = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
+    monkeypatch.setitem(blas._state, "bf16", None)
+    _, rounded = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
+    for k, (got, want) in enumerate(zip(with_mkl, rounded)):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"array {k}")
+
+
+def test_bf16_gemm_choice(monkeypatch, tmp_path):
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
+    assert blas.cpu_bf16_flags(str(cpuinfo)) == ["amx_bf16"]
+    cpuinfo.write_text("flags : fpu sse2 avx2\n")
+    assert blas.cpu_bf16_flags(str(cpuinfo)) == []
+    monkeypatch.delitem(blas._state, "bf16", raising=False)
+    monkeypatch.setenv(blas.BF16_ENV, "off")
+    assert blas.bf16_gemm() is None
+    monkeypatch.delitem(blas._state, "bf16")
+    monkeypatch.setenv(blas.BF16_ENV, "amx")
+    with pytest.raises(netdef.BackendError, match="NETDEF_BF16_GEMM='amx': use auto, mkl or off"):
+        blas.bf16_gemm()
 
 
 def test_reduced_forward_only_leaves_backward_float32():

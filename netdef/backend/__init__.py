@@ -5,6 +5,8 @@ and the operations below for everything whose best implementation depends on the
 
     matmul(a, b, out, accumulate=False)   out (+)= a @ b, batched, out possibly strided
     matmul_sum(a, b, out)                 out += sum_i a[i] @ b[i]   (weight gradients)
+    operands(fmt)                         a block whose products' operands are bf16 / fp16
+                                          numbers (reduced precision): a faster product may run
     add_channel_sums(x, out)              out[c] += sum of x[:, c, ...]   (bias gradients)
     reduce_parts(rows, inner)             partial sums per row of a two-stage reduction
     workspace(dtype, size, name), ones(dtype, size)   scratch shared by the layers of a device
@@ -230,6 +232,22 @@ class Backend:
         return _Timed(self, phase)
 
     # ---- products and reductions (the device's own choices) ------------------------------
+    #: While a layer computes in reduced precision (Backend.operands): 'bf16' / 'fp16', the
+    #: format every operand of matmul / matmul_sum is representable in; None otherwise.
+    operand_format = None
+
+    @contextlib.contextmanager
+    def operands(self, fmt):
+        """The products inside have operands representable in `fmt` ('bf16' / 'fp16'): a device
+        with a product for that format may take it (MKL's bf16 GEMM on a CPU with AMX, tensor
+        cores on a GPU); the results are those of float32 arithmetic on those operands, up to
+        the order of the additions."""
+        old, self.operand_format = self.operand_format, fmt
+        try:
+            yield
+        finally:
+            self.operand_format = old
+
     def matmul(self, a, b, out, accumulate=False):
         """out = a @ b, or out += a @ b with accumulate, over the leading (batch) axes of out;
         a and b may have fewer leading axes (broadcast) and be transposed views; out may be

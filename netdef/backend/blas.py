@@ -414,3 +414,91 @@ def gemm(a, b, c, alpha=1.0, beta=0.0, library=None):
             c *= beta
         c += prod
     return c
+
+
+# ---- bf16 products ------------------------------------------------------------------------------
+BF16_ENV = "NETDEF_BF16_GEMM"
+_BF16_FLAGS = ("amx_bf16", "avx512_bf16")
+
+
+def cpu_bf16_flags(cpuinfo="/proc/cpuinfo"):
+    """The bf16 instruction sets this CPU has (of amx_bf16, avx512_bf16), as Linux lists them."""
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return [fl for fl in _BF16_FLAGS if fl in flags]
+    except OSError:
+        pass
+    return []
+
+
+class Bf16Gemm:
+    """c = a @ b + beta c for float32 arrays whose values are bf16 numbers (a layer's rounded
+    operands), through MKL's cblas_gemm_bf16bf16f32: bf16 inputs, float32 accumulation and
+    output - on AMX or AVX512-BF16 several times the float32 rate. The bf16 bits are the top
+    halves of the float32 ones (exact: the values are representable), gathered into contiguous
+    16-bit matrices."""
+
+    def __init__(self, lib):
+        self.lib = lib
+        fn = lib.handle.cblas_gemm_bf16bf16f32
+        fn.argtypes = [ctypes.c_int] * 6 + [ctypes.c_float, ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p,
+                                            ctypes.c_int, ctypes.c_float, ctypes.c_void_p, ctypes.c_int]
+        fn.restype = None
+        self.fn = fn
+
+    @staticmethod
+    def bits(x):
+        return (x.view(np.uint32) >> 16).astype(np.uint16, order="C")  # row-major whatever x is
+
+    def __call__(self, a, b, c, beta=0.0):
+        m, k = a.shape
+        n = b.shape[1]
+        mc = _as_matrix(c)
+        if mc is None or mc[0] or not (m and n and k):
+            return False
+        a16, b16 = self.bits(a), self.bits(b)
+        self.fn(_ROW_MAJOR, _NO_TRANS, _NO_TRANS, m, n, k, 1.0, a16.ctypes.data, k, b16.ctypes.data, n,
+                beta, c.ctypes.data, mc[1])
+        return True
+
+
+def bf16_gemm():
+    """The bf16 product of this process, or None (products of bf16 operands then run through the
+    float32 GEMM: the same results up to the order of the additions). NETDEF_BF16_GEMM: auto
+    (default: MKL's where the CPU has bf16 instructions and the mkl extra is installed), mkl
+    (MKL's whatever the CPU: it converts on CPUs without them, no faster), off. Chosen once and
+    logged at the first bf16 product."""
+    if "bf16" not in _state:
+        value = os.environ.get(BF16_ENV, "auto").strip().lower()
+        if value not in ("auto", "mkl", "off"):
+            raise BackendError(f"{BF16_ENV}={value!r}: use auto, mkl or off")
+        flags = cpu_bf16_flags()
+        chosen, why = None, None
+        if value == "off":
+            why = f"{BF16_ENV}=off"
+        elif value == "auto" and not flags:
+            why = "this CPU has no bf16 instructions (amx_bf16, avx512_bf16)"
+        else:
+            try:
+                lib = _load("mkl")
+            except (OSError, AttributeError, importlib.metadata.PackageNotFoundError) as e:
+                lib, why = None, f"MKL could not be loaded ({e})"
+            if lib is not None and getattr(lib.handle, "cblas_gemm_bf16bf16f32", None) is not None:
+                chosen = Bf16Gemm(lib)
+            elif lib is None and why is None:
+                why = "MKL is not installed (pip install 'netdef[mkl]')"
+                if value == "mkl":
+                    raise BackendError(f"{BF16_ENV}=mkl: {why}")
+            elif why is None:
+                why = f"{lib.label} has no cblas_gemm_bf16bf16f32"
+        _state["bf16"] = chosen
+        if chosen is not None:
+            log.info("bf16 products: %s cblas_gemm_bf16bf16f32 (%s)", chosen.lib.label,
+                     ", ".join(flags) or "no bf16 instructions: MKL converts, no faster than float32")
+        else:
+            log.info("bf16 products: rounded operands through the float32 GEMM (%s): bf16's results, "
+                     "float32's speed", why)
+    return _state["bf16"]

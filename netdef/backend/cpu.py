@@ -128,7 +128,22 @@ class CPUBackend(Backend):
             raise BackendError(f"kernel {name}: the extension refused its arguments")
 
     # ---- products ------------------------------------------------------------------------
+    def _bf16_products(self, a, b, out, beta):
+        """out (+)= a @ b through the bf16 GEMM (blas.bf16_gemm), when the operands are bf16
+        numbers and there is one; False when not taken."""
+        if self.operand_format != "bf16" or out.dtype != np.float32 or a.dtype != np.float32:
+            return False
+        gemm = blas.bf16_gemm()
+        if gemm is None or out.size * a.shape[-1] <= self.small_product:
+            return False
+        for ai, bi, oi in _matrices(a, b, out):
+            if not gemm(ai, bi, oi, beta):
+                oi[...] = beta * oi + np.matmul(ai, bi)
+        return True
+
     def matmul(self, a, b, out, accumulate=False):
+        if self.operand_format is not None and self._bf16_products(a, b, out, 1.0 if accumulate else 0.0):
+            return out
         if not accumulate and out.flags.c_contiguous:
             if self._wide_transposed(a, out):
                 self._transposed_product(a, b, out)
@@ -159,6 +174,10 @@ class CPUBackend(Backend):
             oi[...] = scratch.T
 
     def matmul_sum(self, a, b, out):
+        if self.operand_format == "bf16" and blas.bf16_gemm() is not None:
+            for i in range(a.shape[0]):
+                self.matmul(a[i], b[i], out, accumulate=True)
+            return out
         nb = a.shape[0]
         m, k = a.shape[-2:]
         n = out.shape[-1]

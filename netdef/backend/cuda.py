@@ -1,6 +1,7 @@
 """GPU backend: cupy for array operations and cuBLAS, one cached RawModule per kernel file and
 dtype compiled by NVRTC from the same kernels/*.cu the CPU extension is built from. What it
 decides (products, reductions, budgets) is gpu_policy.GPUPolicy's; this module is CuPy."""
+import contextlib
 import hashlib
 import re
 from importlib import resources
@@ -111,9 +112,28 @@ class CUDABackend(GPUPolicy):
     def _gemm_ok(self, dtype):
         # A direct sgemm ignores CuPy's compute-type switch: with TF32 on, float32 products
         # stay with cupy.matmul (and the bounded-temporary accumulation) so that TF32 applies.
-        if np.dtype(dtype) == np.float32 and tf32_enabled():
+        if np.dtype(dtype) == np.float32 and (tf32_enabled() or self._tensor_cores):
             return False
         return super()._gemm_ok(dtype)
+
+    _tensor_cores = False
+
+    @contextlib.contextmanager
+    def _reduced_products(self):
+        """Products of bf16 / fp16 operands on TF32 tensor cores. TF32 keeps 11 significant
+        bits and float32's exponent, so a bf16 (8 bits) or fp16 (11 bits, a narrower exponent)
+        number is a TF32 number: the tensor cores multiply those operands exactly and add in
+        float32 - a bf16 / fp16 GEMM's result at TF32's rate, on float32 arrays."""
+        if tf32_enabled() or self._tensor_cores:
+            yield
+            return
+        apply_tf32(True)
+        self._tensor_cores = True
+        try:
+            yield
+        finally:
+            self._tensor_cores = False
+            apply_tf32(False)
 
     def _gemm(self, op_a, op_b, m, n, k, alpha, A, lda, stride_a, B, ldb, stride_b, beta, C, ldc,
               stride_c, batch):

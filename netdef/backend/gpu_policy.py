@@ -12,6 +12,8 @@ cuBLAS is column-major. A row-major m x n matrix with rows ld apart is, read col
 n x m transpose with the same ld, so out = a @ b is asked as out^T = b^T a^T: the operands
 swap places, and an operand that is itself a transposed view (column-major) takes op T.
 """
+import contextlib
+
 import numpy as np
 
 from . import Backend, bounded_matmul
@@ -109,7 +111,18 @@ class GPUPolicy(Backend):
             self._gemm(op_a, op_b, m, n, k, 1.0, A, lda, sa, B, ldb, sb, beta, C, ldc, sc, batch)
         return True
 
+    def _reduced_products(self):
+        """The block in which products of reduced-precision operands run (Backend.operands);
+        CUDABackend's puts them on tensor cores. Nothing here: float32 products."""
+        return contextlib.nullcontext()
+
     def matmul(self, a, b, out, accumulate=False):
+        if self.operand_format is not None and out.dtype == np.float32:
+            with self._reduced_products():
+                return self._matmul(a, b, out, accumulate)
+        return self._matmul(a, b, out, accumulate)
+
+    def _matmul(self, a, b, out, accumulate):
         # a plain product into a contiguous out is the array library's own (cuBLAS underneath)
         if not accumulate and out.flags.c_contiguous:
             self.xp.matmul(a, b, out=out)
@@ -119,6 +132,12 @@ class GPUPolicy(Backend):
         return bounded_matmul(self.xp, a, b, out, accumulate, self.accumulate_temp)
 
     def matmul_sum(self, a, b, out):
+        if self.operand_format is not None and out.dtype == np.float32:
+            with self._reduced_products():
+                return self._matmul_sum(a, b, out)
+        return self._matmul_sum(a, b, out)
+
+    def _matmul_sum(self, a, b, out):
         nb = a.shape[0]
         if nb > 1 and nb * out.size <= self.accumulate_temp:
             out += self.xp.matmul(a, b).sum(axis=0)  # one batched product: fewer launches

@@ -20,6 +20,8 @@ param_propagate_down, need_backward, net_filename, epilogue), and the hooks belo
 contract methods (allow_backward, adapt_param, get_state / set_state, close, and those of the
 Net's inference fusion: epilogue_dims, affine_dims, channel_map, relu_slope).
 """
+import contextlib
+
 import numpy as np
 
 from . import netdef_pb2 as pb
@@ -29,6 +31,7 @@ from .precision import FP32
 from ..errors import LayerSetupError, ShapeError
 
 TRAIN, TEST = pb.TRAIN, pb.TEST
+_NO_BLOCK = contextlib.nullcontext()
 
 
 class Layer:
@@ -121,6 +124,12 @@ class Layer:
         iters, tile = self.row_launch(array.size, array.size)
         getattr(self.kernels("precision"), "round_" + fmt)(iters, array, out, array.size, tile)
         return out
+
+    def products(self, direction):
+        """The block in which the layer's products run for `direction`: the backend told that
+        their operands are the rounded ones (Backend.operands), or nothing in float32."""
+        fmt = self.precision.operands(direction)
+        return self.backend.operands(fmt) if fmt is not None else _NO_BLOCK
 
     def make_blob(self, shape, name=None):
         return Blob(shape, dtype=self.dtype, backend=self.backend, name=name or self.name)

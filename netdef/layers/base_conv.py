@@ -323,7 +323,9 @@ class BaseConvolutionLayer(Layer):
             with self._timed("winograd"):
                 k.wino_input(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph,
                              self.pw, th0, BH, TW)
-            with self._timed("gemm"):
+            # U and V are transforms of the operands, not bf16 / fp16 numbers themselves: a
+            # float32 product (Backend.operands(None)), whatever the layer's precision
+            with self._timed("gemm"), self.backend.operands(None):
                 self.backend.matmul(U.reshape(16, Co, Ci), V.reshape(16, Ci, P), M.reshape(16, Co, P))
             with self._timed("winograd"):
                 k.wino_output(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW)
@@ -426,6 +428,10 @@ class BaseConvolutionLayer(Layer):
         bias = self.blobs[1].data if self.bias_term else None
         # the products' operands: the arrays themselves, or their rounded copies (Layer.operand)
         W = self.operand(self.blobs[0].data, "forward", "w")
+        with self.products("forward"):
+            self._forward(bottom, top, W, bias)
+
+    def _forward(self, bottom, top, W, bias):
         for b, t in zip(bottom, top):
             x = self.operand(b.data, "forward", "x")
             if self.transposed:
@@ -444,6 +450,10 @@ class BaseConvolutionLayer(Layer):
             self._finish(t.data)
 
     def backward(self, top, propagate_down, bottom):
+        with self.products("backward"):
+            self._backward(top, propagate_down, bottom)
+
+    def _backward(self, top, propagate_down, bottom):
         need_w = self.param_needs_grad(0)
         need_b = self.bias_term and self.param_needs_grad(1)
         W = None

@@ -68,10 +68,11 @@ class InnerProductLayer(Layer):
             X = self.operand(bottom[0].data, "backward", "x").reshape(-1, self.K)
             dW = self.blobs[0].diff
             # accumulated in place by the backend: no temporary the size of the weights
-            if self.transpose:
-                self.backend.matmul(X.T, dY, dW, accumulate=True)
-            else:
-                self.backend.matmul(dY.T, X, dW, accumulate=True)
+            with self.products("backward"):
+                if self.transpose:
+                    self.backend.matmul(X.T, dY, dW, accumulate=True)
+                else:
+                    self.backend.matmul(dY.T, X, dW, accumulate=True)
         if len(self.blobs) > 1 and self.param_needs_grad(1):  # a sum: float32
             self.blobs[1].diff += top[0].diff.reshape(-1, self.N).sum(axis=0)
         if propagate_down[0]:
