@@ -3,6 +3,7 @@
 
     python bench/fcn8s.py                 # CPU, 1x3x128x128, 21 classes
     python bench/fcn8s.py --gpu --size 500
+    python bench/fcn8s.py --precision bf16   # netdef bf16 and fp32, PyTorch bf16 autocast
 
 A train step is forward + backward + an SGD-with-momentum update (netdef: SGDSolver.step(1),
 what `netdef train` runs; PyTorch: zero_grad, forward, backward, SGD.step); inference is a
@@ -10,6 +11,10 @@ TEST-phase forward. PyTorch (a bench-only extra, never a dependency of netdef) r
 network: convolutions with pad 100 on conv1_1, ceil-mode max pooling, fixed bilinear grouped
 transposed convolutions, crops and a per-pixel cross-entropy ignoring 255, with its defaults
 (zero_grad sets gradients to None; TF32 off unless --tf32, then on for both).
+
+--precision bf16 / fp16: netdef with netdef.set_precision (the GEMM layers' operands rounded,
+float32 accumulation; fp16 with its dynamic loss scaling), PyTorch under torch.autocast with
+that dtype (and a GradScaler for fp16), and netdef in fp32 beside them as the baseline.
 
 Every framework and phase runs in a fresh process of its own (two frameworks in one process
 disturb each other: their OpenMP thread pools spin after each call), the four processes taking
@@ -60,6 +65,7 @@ def netdef_runs(args, rng, phases=("train", "infer")):
     if args.gpu:
         netdef.set_mode_gpu()
         netdef.set_tf32(args.tf32)
+    netdef.set_precision(args.precision)
     netdef.set_random_seed(1)
     train_param, make_test = netdef_nets(args.variant, args.classes, args.batch, args.size, np.float32)
     be = netdef.get_backend()
@@ -144,12 +150,24 @@ def torch_runs(torch, args, rng, phases=("train", "infer")):
     x = torch.from_numpy(rng.standard_normal((args.batch, 3, args.size, args.size)).astype(np.float32)).to(dev)
     y = torch.from_numpy(rng.integers(0, args.classes, (args.batch, args.size, args.size))).to(dev)
     sync = torch.cuda.synchronize if args.gpu else (lambda: None)
+    reduced = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(args.precision)
+    import contextlib
+
+    autocast = (lambda: torch.autocast(dev, dtype=reduced)) if reduced is not None else contextlib.nullcontext
+    scaler = torch.amp.GradScaler(dev) if args.precision == "fp16" else None
 
     def step():
         opt.zero_grad()  # PyTorch's default: gradients set to None, not cleared
-        loss = torch.nn.functional.cross_entropy(train_model(x), y, ignore_index=255)
-        loss.backward()
-        opt.step()
+        with autocast():
+            out = train_model(x)
+        loss = torch.nn.functional.cross_entropy(out.float(), y, ignore_index=255)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
 
     runs = {}
     if "train" in phases:
@@ -158,7 +176,7 @@ def torch_runs(torch, args, rng, phases=("train", "infer")):
         test_model = torch_fcn(torch, args.classes).to(dev).eval()
 
         def infer():
-            with torch.no_grad():
+            with torch.no_grad(), autocast():
                 test_model(x)
 
         runs["infer"] = infer
@@ -173,7 +191,8 @@ def run_alone(args, who, phase):
 
     cmd = [sys.executable, os.path.abspath(__file__), "--only", f"{who}-{phase}", "--iters", str(args.iters),
            "--warmup", str(args.warmup), "--size", str(args.size), "--batch", str(args.batch),
-           "--classes", str(args.classes), "--variant", args.variant]
+           "--classes", str(args.classes), "--variant", args.variant,
+           "--precision", "fp32" if who == "netdef32" else args.precision]
     if args.gpu:
         cmd.append("--gpu")
     if args.tf32:
@@ -193,7 +212,7 @@ def only(args):
 
     who, phase = args.only.split("-")
     rng = np.random.default_rng(0)
-    if who == "netdef":
+    if who in ("netdef", "netdef32"):
         runs, sync, memory = netdef_runs(args, rng, (phase,))
     else:
         runs, sync, memory = torch_runs(try_torch(), args, rng, (phase,))
@@ -215,7 +234,9 @@ def main():
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--no-torch", action="store_true")
     ap.add_argument("--rounds", type=int, default=3, help="fresh processes per framework and phase")
-    ap.add_argument("--only", choices=["netdef-train", "netdef-infer", "torch-train", "torch-infer"],
+    ap.add_argument("--precision", choices=["fp32", "bf16", "fp16"], default="fp32",
+                    help="netdef's set_precision and PyTorch's autocast dtype (netdef fp32 runs beside)")
+    ap.add_argument("--only", choices=[f"{w}-{p}" for w in ("netdef", "netdef32", "torch") for p in ("train", "infer")],
                     help=argparse.SUPPRESS)
     ap.add_argument("--threads", type=int, default=None, help="CPU threads for both frameworks")
     args = ap.parse_args()
@@ -225,9 +246,11 @@ def main():
         return only(args)
     device = "GPU" if args.gpu else f"CPU ({os.cpu_count()} cores)"
     precision = "TF32 GEMMs" if args.tf32 and args.gpu else "fp32"
+    if args.precision != "fp32":
+        precision = f"{args.precision} (netdef: set_precision, PyTorch: autocast; netdef fp32 beside)"
     print(f"FCN-8s VGG16, batch {args.batch}, 3x{args.size}x{args.size}, {args.classes} classes, {precision}, {device}")
     torch = None if args.no_torch else try_torch()
-    who = ["netdef"] + (["torch"] if torch is not None else [])
+    who = ["netdef"] + (["netdef32"] if args.precision != "fp32" else []) + (["torch"] if torch is not None else [])
     load = Load()
     res = {}
     for _ in range(args.rounds):
@@ -236,13 +259,20 @@ def main():
                 res.setdefault((w, phase), []).append(run_alone(args, w, phase))
     med = {k: statistics.median(r["time"] for r in v) for k, v in res.items()}
     mem = {k: max(r["memory"] for r in v) for k, v in res.items()}
-    names = {"netdef": "netdef", "torch": f"PyTorch {torch.__version__}" if torch is not None else ""}
+    reduced = args.precision != "fp32"
+    names = {"netdef": f"netdef {args.precision}" if reduced else "netdef", "netdef32": "netdef fp32",
+             "torch": (f"PyTorch {torch.__version__}" + (f" {args.precision} autocast" if reduced else ""))
+             if torch is not None else ""}
     kind = "peak GPU GiB" if args.gpu else "peak RSS GiB"
     rows = [[names[w]] + [f"{med[(w, p)] * 1e3:.1f}" for p in ("train", "infer")]
             + [f"{mem[(w, p)]:.2f}" for p in ("train", "infer")] for w in who]
     if torch is not None:
         rows.append(["netdef / PyTorch"] + [f"{med[('netdef', p)] / med[('torch', p)]:.2f}x" for p in ("train", "infer")]
                     + [f"{mem[('netdef', p)] / mem[('torch', p)]:.2f}x" for p in ("train", "infer")])
+    if reduced:
+        rows.append([f"netdef {args.precision} / fp32"]
+                    + [f"{med[('netdef', p)] / med[('netdef32', p)]:.2f}x" for p in ("train", "infer")]
+                    + [f"{mem[('netdef', p)] / mem[('netdef32', p)]:.2f}x" for p in ("train", "infer")])
     print(table(rows, ["", "train step ms", "inference ms", f"{kind} train", f"{kind} infer"]))
     spread = {k: (min(r["time"] for r in v), max(r["time"] for r in v)) for k, v in res.items()}
     print(f"time: median over {args.rounds} rounds (each framework and phase in a fresh process per round, "
