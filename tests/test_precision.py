@@ -191,6 +191,44 @@ def test_mkl_bf16_gemm_gives_the_rounding_route_results(kind, text, shape, mkl_b
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"array {k}")
 
 
+class RecordingGemm:
+    """A stand-in bf16 product: checks that what it is given are bf16 numbers, computes in float64."""
+
+    def __init__(self):
+        self.calls = 0
+
+    def __call__(self, a, b, c, beta=0.0):
+        for x in (a, b):
+            assert not (np.ascontiguousarray(x).view(np.uint32) & 0xFFFF).any(), "not bf16 numbers"
+        c[...] = beta * c + (a.astype(np.float64) @ b.astype(np.float64))
+        self.calls += 1
+        return True
+
+
+@pytest.mark.parametrize("fmt,case,routed", [("bf16", 1, True), ("bf16", 2, True), ("bf16", 4, True),
+                                             ("bf16", 5, True), ("fp16", 2, False)])
+def test_bf16_products_go_to_the_bf16_gemm(fmt, case, routed, monkeypatch, winograd_everywhere):
+    """The CPU backend sends a bf16 layer's products, and only those, to the bf16 GEMM (and never
+    Winograd's transformed operands, which are not bf16 numbers: RecordingGemm would fail)."""
+    gemm = RecordingGemm()
+    monkeypatch.setitem(blas._state, "bf16", gemm)
+    monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)
+    kind, text, shape = CONV_CASES[case]
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal(shape).astype(np.float32)
+    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
+    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
+    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    layer, got = _run(kind, text, x, params, dy, LayerPrecision(fmt, fmt))
+    assert (gemm.calls > 0) == routed
+    assert layer.winograd == (case == 4)  # and its forward's products are not routed
+    r = REFERENCE[fmt]
+    _, want = _run(kind, text, r(x), [r(params[0]), params[1]], r(dy), FP32)
+    for k in range(3):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5 * np.abs(want[k]).max())
+    assert netdef.get_backend("cpu").operand_format is None  # the block closed
+
+
 def test_bf16_gemm_choice(monkeypatch, tmp_path):
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor : 0\nflags : fpu sse2 avx2 avx512f amx_bf16 amx_tile\n")
@@ -328,22 +366,30 @@ def test_dynamic_scale_grows_skips_an_overflowing_step_and_halves(tmp_path, capl
     assert any((a != b).any() for a, b in zip(before, _params(s)))
 
 
-def test_resume_is_bit_identical_with_the_loss_scale(tmp_path, monkeypatch):
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_resume_is_bit_identical(tmp_path, monkeypatch, precision):
     monkeypatch.chdir(tmp_path)
-    straight = _solver(tmp_path, precision="fp16", solver_type="Adam")
-    straight.loss_scaler.interval = 2
+
+    def solver():
+        s = _solver(tmp_path, precision=precision, solver_type="Adam")
+        if s.loss_scaler is not None:
+            s.loss_scaler.interval = 2  # the scale changes across the snapshot
+        return s
+
+    straight = solver()
     straight.step(6)
-    first = _solver(tmp_path, precision="fp16", solver_type="Adam")
-    first.loss_scaler.interval = 2
+    first = solver()
     first.step(3)
     first.snapshot()
-    resumed = _solver(tmp_path, precision="fp16", solver_type="Adam")
-    resumed.loss_scaler.interval = 2
+    resumed = solver()
     resumed.restore(str(tmp_path / "snap_iter_3.solverstate"))
-    assert resumed.loss_scaler.get_state() == first.loss_scaler.get_state()
-    assert resumed.net.loss_scale == first.loss_scaler.scale
+    if precision == "fp16":
+        assert resumed.loss_scaler.get_state() == first.loss_scaler.get_state()
+        assert resumed.net.loss_scale == first.loss_scaler.scale
     resumed.step(3)
-    assert resumed.loss_scaler.get_state() == straight.loss_scaler.get_state()
+    if precision == "fp16":
+        assert resumed.loss_scaler.get_state() == straight.loss_scaler.get_state()
+        assert straight.loss_scaler.scale == 2.0 ** 19
     for a, b in zip(_params(straight), _params(resumed)):
         np.testing.assert_array_equal(a, b)
 
