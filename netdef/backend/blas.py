@@ -465,12 +465,25 @@ class Bf16Gemm:
         return True
 
 
+def _bf16_library():
+    """(MKL's Library, None) when it has cblas_gemm_bf16bf16f32, else (None, why not)."""
+    try:
+        lib = _load("mkl")
+    except (OSError, AttributeError, importlib.metadata.PackageNotFoundError) as e:
+        return None, f"MKL could not be loaded ({e})"
+    if lib is None:
+        return None, "MKL is not installed (pip install 'netdef[mkl]')"
+    if getattr(lib.handle, "cblas_gemm_bf16bf16f32", None) is None:
+        return None, f"{lib.label} has no cblas_gemm_bf16bf16f32"
+    return lib, None
+
+
 def bf16_gemm():
     """The bf16 product of this process, or None (products of bf16 operands then run through the
     float32 GEMM: the same results up to the order of the additions). NETDEF_BF16_GEMM: auto
     (default: MKL's where the CPU has bf16 instructions and the mkl extra is installed), mkl
-    (MKL's whatever the CPU: it converts on CPUs without them, no faster), off. Chosen once and
-    logged at the first bf16 product."""
+    (MKL's whatever the CPU: it converts on CPUs without them, no faster; an error when it cannot
+    be had), off. Chosen once and logged at the first bf16 product."""
     if "bf16" not in _state:
         value = os.environ.get(BF16_ENV, "auto").strip().lower()
         if value not in ("auto", "mkl", "off"):
@@ -482,18 +495,11 @@ def bf16_gemm():
         elif value == "auto" and not flags:
             why = "this CPU has no bf16 instructions (amx_bf16, avx512_bf16)"
         else:
-            try:
-                lib = _load("mkl")
-            except (OSError, AttributeError, importlib.metadata.PackageNotFoundError) as e:
-                lib, why = None, f"MKL could not be loaded ({e})"
-            if lib is not None and getattr(lib.handle, "cblas_gemm_bf16bf16f32", None) is not None:
+            lib, why = _bf16_library()
+            if lib is not None:
                 chosen = Bf16Gemm(lib)
-            elif lib is None and why is None:
-                why = "MKL is not installed (pip install 'netdef[mkl]')"
-                if value == "mkl":
-                    raise BackendError(f"{BF16_ENV}=mkl: {why}")
-            elif why is None:
-                why = f"{lib.label} has no cblas_gemm_bf16bf16f32"
+            elif value == "mkl":  # asked for by name: an error, as for NETDEF_BLAS
+                raise BackendError(f"{BF16_ENV}=mkl: {why}")
         _state["bf16"] = chosen
         if chosen is not None:
             log.info("bf16 products: %s cblas_gemm_bf16bf16f32 (%s)", chosen.lib.label,

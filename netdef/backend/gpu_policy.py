@@ -116,11 +116,16 @@ class GPUPolicy(Backend):
         CUDABackend's puts them on tensor cores. Nothing here: float32 products."""
         return contextlib.nullcontext()
 
-    def matmul(self, a, b, out, accumulate=False):
+    def _products_into(self, out):
+        """The block for a product into `out`: _reduced_products() while the operands are
+        reduced and out is float32, else nothing."""
         if self.operand_format is not None and out.dtype == np.float32:
-            with self._reduced_products():
-                return self._matmul(a, b, out, accumulate)
-        return self._matmul(a, b, out, accumulate)
+            return self._reduced_products()
+        return contextlib.nullcontext()
+
+    def matmul(self, a, b, out, accumulate=False):
+        with self._products_into(out):
+            return self._matmul(a, b, out, accumulate)
 
     def _matmul(self, a, b, out, accumulate):
         # a plain product into a contiguous out is the array library's own (cuBLAS underneath)
@@ -132,10 +137,8 @@ class GPUPolicy(Backend):
         return bounded_matmul(self.xp, a, b, out, accumulate, self.accumulate_temp)
 
     def matmul_sum(self, a, b, out):
-        if self.operand_format is not None and out.dtype == np.float32:
-            with self._reduced_products():
-                return self._matmul_sum(a, b, out)
-        return self._matmul_sum(a, b, out)
+        with self._products_into(out):
+            return self._matmul_sum(a, b, out)
 
     def _matmul_sum(self, a, b, out):
         nb = a.shape[0]

@@ -71,10 +71,14 @@ def add_device_arguments(p):
     p.add_argument("--tf32", action="store_true",
                    help="GPU: float32 GEMMs on TF32 tensor cores (faster, 10-bit mantissas; "
                         "off by default, as in Caffe)")
-    p.add_argument("--precision", choices=FORMATS, type=str.lower,
-                   help="the operands of the GEMM layers (Convolution, Deconvolution, InnerProduct) "
-                        "in bf16 or fp16, float32 accumulation, everything else float32; "
-                        "overrides the prototxt's NVCaffe type fields (default: those, else fp32)")
+    add_precision_argument(p, "the operands of the GEMM layers (Convolution, Deconvolution, "
+                              "InnerProduct) in bf16 or fp16, float32 accumulation, everything else "
+                              "float32; overrides the prototxt's NVCaffe type fields (default: those, "
+                              "else fp32)")
+
+
+def add_precision_argument(p, help):
+    p.add_argument("--precision", choices=FORMATS, type=str.lower, help=help)
 
 
 def select_device(args, solver_param=None):

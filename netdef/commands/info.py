@@ -4,9 +4,8 @@ first top), then the totals, the precision rule's summary and the inference fusi
 from ..pycaffe import coord_map
 from ..core.fusion import describe
 from ..core.net import Net
-from ..core.precision import FORMATS
-from ._common import (add_file_argument, add_fuse_argument, add_phase_argument, file_argument,
-                      format_table, phase)
+from ._common import (add_file_argument, add_fuse_argument, add_phase_argument,
+                      add_precision_argument, file_argument, format_table, phase)
 
 HELP = ("print every layer of a net: type, bottoms, tops with shapes, params, receptive field, "
         "stride and offset")
@@ -16,8 +15,7 @@ def configure(p):
     add_file_argument(p, "net", "model", "net .prototxt")
     add_phase_argument(p, "test")
     add_fuse_argument(p)
-    p.add_argument("--precision", choices=FORMATS, type=str.lower,
-                   help="show the net as --precision runs it (default: its NVCaffe type fields)")
+    add_precision_argument(p, "show the net as --precision runs it (default: its NVCaffe type fields)")
 
 
 def _geometry(maps, top):

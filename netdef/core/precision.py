@@ -57,11 +57,11 @@ DYNAMIC_INTERVAL = 1000
 _state = {"override": None}
 
 
-def format_name(value, what="precision"):
+def format_name(value):
     """The format ('fp32', 'bf16', 'fp16') a user's name stands for; an error naming the others."""
     name = _ALIASES.get(str(value).strip().lower())
     if name is None:
-        raise NetdefError(f"{what} {value!r} is not one netdef computes in; use one of {', '.join(FORMATS)}")
+        raise NetdefError(f"precision {value!r} is not one netdef computes in; use one of {', '.join(FORMATS)}")
     return name
 
 
@@ -116,9 +116,10 @@ def _asked(lp, param, direction):
 
 
 class Plan:
-    """The precision of each layer of a net: layers {name: LayerPrecision} (every layer;
-    FP32 for most), loss_scale (None, ('static', s) or ('dynamic', start)), source (what
-    decided: 'set_precision' / the file / 'float32'), and describe() for netdef info."""
+    """The precision of each layer of a net: layers {name: LayerPrecision} (the layers with a
+    reduced direction only; of(name) gives FP32 for the others), loss_scale (None, ('static', s)
+    or ('dynamic', start)), source (what decided: the precision argument, set_precision, or the
+    file), and describe() for netdef info and the log."""
 
     def __init__(self, layers, loss_scale, source, dtype):
         self.layers, self.loss_scale, self.source, self.dtype = layers, loss_scale, source, dtype

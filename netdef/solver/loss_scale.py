@@ -40,9 +40,11 @@ class LossScaler:
         return None if loss_scale is None else cls(*loss_scale)
 
     def overflowed(self, blobs, xp):
-        """True when a diff of `blobs` holds an inf or NaN (one sum per blob: inf or NaN
-        anywhere makes it non-finite; a finite sum that overflows counts as overflow too)."""
-        return any(not math.isfinite(float(xp.sum(b.diff))) for b in blobs)
+        """True when a diff of `blobs` holds an inf or NaN: the sum of every diff, added on the
+        device and read once (inf or NaN anywhere makes it non-finite; a finite sum that
+        overflows counts as overflow too)."""
+        total = sum(xp.sum(b.diff) for b in blobs)
+        return not math.isfinite(float(total))
 
     def skip(self, iteration):
         """A step whose gradients overflowed: logged; a dynamic S halves."""
