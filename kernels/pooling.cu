@@ -65,7 +65,7 @@ DEVICE_FN void max_pool_one(const Dtype* plane, Dtype* y, index_t* mask, const i
 }
 
 // Outputs [o, o + len) of columns b.. whose windows lie inside the image's columns. Inlined into
-// max_pool_block with the stride as a constant where it is 1 or 2 (a runtime stride would keep
+// max_pool_rows with the stride as a constant where it is 1 or 2 (a runtime stride would keep
 // the loads scalar).
 DEVICE_FN void max_pool_scan(const Dtype* plane, Dtype* y, index_t* mask, const index_t o,
                              const index_t b, const index_t len, const index_t hs,
@@ -97,30 +97,17 @@ DEVICE_FN void max_pool_scan(const Dtype* plane, Dtype* y, index_t* mask, const 
   for (index_t u = 0; u < len; ++u) y[o + u] = m[u];
 }
 
-SIMD_FN void max_pool_block(const Dtype* plane, Dtype* y, index_t* mask, const index_t o,
-                            const index_t b, const index_t len, const index_t hs,
-                            const index_t he, const index_t W, const index_t kw,
-                            const index_t sw, const index_t pw, const index_t has_mask) {
-  if (sw == 1)
-    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, 1, pw, has_mask);
-  else if (sw == 2)
-    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, 2, pw, has_mask);
-  else
-    max_pool_scan(plane, y, mask, o, b, len, hs, he, W, kw, sw, pw, has_mask);
-}
-
-KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
-                          const index_t H, const index_t W, const index_t PH, const index_t PW,
-                          const index_t kh, const index_t kw, const index_t sh, const index_t sw,
-                          const index_t ph, const index_t pw, const index_t tile,
-                          const index_t has_mask)) {
-  // n = N * C * PH * ntiles
-  const index_t ntiles = (PW + tile - 1) / tile;
-  KERNEL_LOOP_WORK(i, tile * kh * kw) {
-    index_t b0, b1;
-    const index_t row = row_tile(i, ntiles, tile, PW, &b0, &b1);  // plane * PH + a
-    const index_t a = row % PH;
-    const Dtype* plane = x + (row / PH) * H * W;
+// Output rows [a0, a1) of one plane, columns [b0, b1) of each: the clipped windows one by one,
+// the others in blocks of ND_LANES (max_pool_scan, inlined with the stride as a constant where it
+// is 1 or 2: a runtime stride would keep the loads scalar). One call for several rows, so that a
+// small plane (GoogLeNet's 14 x 14 and 7 x 7) pays the call into the SIMD clone and the index
+// arithmetic once, not once per row.
+SIMD_FN void max_pool_rows(const Dtype* plane, Dtype* y, index_t* mask, const index_t a0,
+                           const index_t a1, const index_t b0, const index_t b1, const index_t H,
+                           const index_t W, const index_t PW, const index_t kh, const index_t kw,
+                           const index_t sh, const index_t sw, const index_t ph, const index_t pw,
+                           const index_t has_mask) {
+  for (index_t a = a0; a < a1; ++a) {
     const index_t hs = index_max(a * sh - ph, 0), he = index_min(a * sh - ph + kh, H);
     // [c0, c1): the columns whose windows need no clipping (b sw - pw >= 0, b sw - pw + kw <= W)
     index_t c0 = b1, c1 = b1;
@@ -128,13 +115,41 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
       c0 = index_clamp((pw + sw - 1) / sw, b0, b1);
       c1 = index_clamp((W + pw - kw) / sw + 1, c0, b1);
     }
+    const index_t o = a * PW;
     for (index_t b = b0; b < c0; ++b)
-      max_pool_one(plane, y, mask, row * PW + b, b, hs, he, W, kw, sw, pw, has_mask);
-    for (index_t b = c0; b < c1; b += ND_LANES)
-      max_pool_block(plane, y, mask, row * PW + b, b, index_min(ND_LANES, c1 - b), hs, he, W,
-                     kw, sw, pw, has_mask);
+      max_pool_one(plane, y, mask, o + b, b, hs, he, W, kw, sw, pw, has_mask);
+    for (index_t b = c0; b < c1; b += ND_LANES) {
+      const index_t len = index_min(ND_LANES, c1 - b);
+      if (sw == 1)
+        max_pool_scan(plane, y, mask, o + b, b, len, hs, he, W, kw, 1, pw, has_mask);
+      else if (sw == 2)
+        max_pool_scan(plane, y, mask, o + b, b, len, hs, he, W, kw, 2, pw, has_mask);
+      else
+        max_pool_scan(plane, y, mask, o + b, b, len, hs, he, W, kw, sw, pw, has_mask);
+    }
     for (index_t b = c1; b < b1; ++b)
-      max_pool_one(plane, y, mask, row * PW + b, b, hs, he, W, kw, sw, pw, has_mask);
+      max_pool_one(plane, y, mask, o + b, b, hs, he, W, kw, sw, pw, has_mask);
+  }
+}
+
+// An iteration takes `rows` output rows of one plane (the last group of a plane may be shorter)
+// and `tile` columns of each: rows = tile = 1 on the GPU, whole rows on the CPU, and whole
+// planes there when there are enough planes for the threads.
+KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* mask,
+                          const index_t H, const index_t W, const index_t PH, const index_t PW,
+                          const index_t kh, const index_t kw, const index_t sh, const index_t sw,
+                          const index_t ph, const index_t pw, const index_t tile,
+                          const index_t rows, const index_t has_mask)) {
+  // n = N * C * ngroups * ntiles
+  const index_t ntiles = (PW + tile - 1) / tile;
+  const index_t ngroups = (PH + rows - 1) / rows;
+  KERNEL_LOOP_WORK(i, tile * rows * kh * kw) {
+    index_t b0, b1;
+    const index_t r = row_tile(i, ntiles, tile, PW, &b0, &b1);  // plane * ngroups + group
+    const index_t p = r / ngroups, a0 = (r - p * ngroups) * rows;
+    const index_t o = p * PH * PW;
+    max_pool_rows(x + p * H * W, y + o, has_mask ? mask + o : mask, a0, index_min(a0 + rows, PH),
+                  b0, b1, H, W, PW, kh, kw, sh, sw, ph, pw, has_mask);
   }
 }
 

@@ -112,6 +112,17 @@ class Layer:
         tile = self.row_tile(width, count // width)
         return count // width * -(-width // tile), tile
 
+    def plane_launch(self, planes, height, width):
+        """(iterations, tile, rows) of a kernel taking `rows` rows of `tile` elements of
+        `planes` planes height x width per iteration: whole planes where the backend takes
+        rows of that length and there are enough planes (the CPU: one call into a vectorized
+        row loop per plane, not per row), else rows = 1 and row_tile's segments."""
+        if self.tile is None and self.backend.row_tile(height * width, planes) >= height * width > 0:
+            rows, tile = height, width
+        else:
+            rows, tile = 1, self.row_tile(max(1, width), planes * height)
+        return planes * -(-height // rows) * -(-width // tile), tile, rows
+
     def operand(self, array, direction, slot):
         """`array` as this layer's products take it in `direction` ('forward' / 'backward'):
         itself in float32, else a copy rounded to the layer's reduced format (bf16 / fp16, see

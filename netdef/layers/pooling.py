@@ -142,16 +142,16 @@ class PoolingLayer(Layer):
         x, y, n = bottom[0].data, top[0].data, top[0].count
         g = self.geom
         mask = self._mask(top)
-        if self.method in (P.MAX, P.AVE):
+        if self.method == P.MAX:
+            iters, tile, rows = self.plane_launch(n // max(g[2] * g[3], 1), g[2], g[3])
+            unused = self.backend.workspace(self.xp.int64, 1, "no-mask")
+            k.max_pool_forward(iters, x, y, unused if mask is None else mask, *g, tile, rows,
+                               int(mask is not None))
+            if len(top) > 1:
+                top[1].data[...] = mask
+        elif self.method == P.AVE:
             iters, tile = self.row_launch(n, g[3])
-            if self.method == P.MAX:
-                unused = self.backend.workspace(self.xp.int64, 1, "no-mask")
-                k.max_pool_forward(iters, x, y, unused if mask is None else mask, *g, tile,
-                                   int(mask is not None))
-                if len(top) > 1:
-                    top[1].data[...] = mask
-            else:
-                k.ave_pool_forward(iters, x, y, *g, tile)
+            k.ave_pool_forward(iters, x, y, *g, tile)
         elif self.phase == pb.TRAIN:
             u = self.backend.rng.random(top[0].shape, dtype=self.dtype)
             k.sto_pool_forward_train(n, x, u, y, mask, *g[:8])

@@ -88,11 +88,12 @@ class SPPLayer(Layer):
 
     def _pool(self, level, x, y):
         geom = self.levels[level][0]
-        iters, tile = self.row_launch(self.N * self.C * geom[2] * geom[3], geom[3])
         k = self.kernels("pooling")
         if self.method == S.MAX:
-            k.max_pool_forward(iters, x, y, self.masks[level], *geom, tile, 1)
+            iters, tile, rows = self.plane_launch(self.N * self.C, geom[2], geom[3])
+            k.max_pool_forward(iters, x, y, self.masks[level], *geom, tile, rows, 1)
         else:
+            iters, tile = self.row_launch(self.N * self.C * geom[2] * geom[3], geom[3])
             k.ave_pool_forward(iters, x, y, *geom, tile)
 
     def _unpool(self, level, dy, dx):
