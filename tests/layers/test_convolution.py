@@ -21,9 +21,11 @@ CONFIGS = [
     (2, 4, 5, 5, 4, (1, 1), (2, 2), (1, 1), (1, 1), 2, True),     # 1x1 with stride and pad
     (2, 3, 6, 8, 3, (3, 3), (2, 2), (1, 1), (2, 1), 3, True),     # depthwise, dilated
     (1, 1, 9, 1, 2, (4, 1), (3, 1), (2, 0), (1, 1), 1, True),     # one column
+    # "same" width (OW == W, im2col's one-copy rows) with taps further out than the image is wide
+    (2, 2, 3, 2, 3, (3, 5), (1, 1), (1, 2), (1, 1), 1, True),
 ]
 IDS = ["odd", "stride>k", "pad>=k", "dil2", "dil34", "group2", "group3", "1x1", "1x1s2",
-       "depthwise", "column"]
+       "depthwise", "column", "same-narrow"]
 
 
 def random_configs(count, seed, max_group=3):
