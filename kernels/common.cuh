@@ -26,6 +26,7 @@ typedef long long index_t;
 #define SIMD_SUM(var)
 #define SIMD_FN DEVICE_FN
 #define ND_LANES 1
+#define ND_PLANE 1
 // A float's bits and back (precision.cu's rounding to 16-bit formats), and rounding to the
 // nearest integer, ties to even.
 DEVICE_FN unsigned int float_bits(const float v) { return __float_as_uint(v); }
@@ -95,6 +96,10 @@ using std::tanh;
 // softmax's max and sum over channels) handles at once, in local arrays: a few vectors' worth
 // on the CPU, where the loops over them vectorize; 1 on the GPU (one position per thread).
 #define ND_LANES 64
+// The most elements of a small image plane a CPU iteration may copy into local arrays (pooling's
+// whole-plane scans); 1 on the GPU, where a kernel's test against it always sends an iteration
+// the general way.
+#define ND_PLANE 4096
 
 // As on the GPU (memcpy: the defined way to read a float's bits in C++17; it compiles to a move).
 static inline unsigned int float_bits(const float v) {

@@ -132,6 +132,46 @@ SIMD_FN void max_pool_rows(const Dtype* plane, Dtype* y, index_t* mask, const in
   }
 }
 
+// A whole plane at stride 1 without a mask, when its padded plane fits ND_PLANE (the CPU; the
+// inception modules' 3 x 3 / 1 pad 1 pools on 28 x 28 .. 7 x 7): the plane is copied into a
+// padded one of Hb x Wb whose padding holds `low`, the plane's minimum (NaNs passed over), so that
+// it never replaces a maximum (`m < low` is false for every image value m, NaN included).
+// Window (a, b) then starts at flat position q = a Wb + b and each tap is one pass over q in
+// [0, Q) in a single vector loop, with no row ends or clipping. It is the row-major scan, bit for
+// bit: a window whose first position is image (top-left inside) starts there as the scan does;
+// one whose first position is padding starts at `low` instead of at its first image element v0,
+// which changes nothing when v0 > low (v0 replaces low where the scan would start), and when v0
+// is a NaN or no element exceeded low (then v0 == low in value: ties keep the first) the scan's
+// answer is v0 itself.
+SIMD_FN void max_pool_plane_s1(const Dtype* plane, Dtype* y, const index_t H, const index_t W,
+                               const index_t PH, const index_t PW, const index_t kh,
+                               const index_t kw, const index_t ph, const index_t pw) {
+  const index_t Hb = PH + kh - 1, Wb = PW + kw - 1;
+  Dtype pb[ND_PLANE], m[ND_PLANE];
+  Dtype low = plane[0];
+  for (index_t t = 1; t < H * W; ++t) low = plane[t] < low || low != low ? plane[t] : low;
+  for (index_t t = 0; t < Hb * Wb; ++t) pb[t] = low;
+  const index_t w0 = index_min(pw, Wb), w1 = index_min(pw + W, Wb);
+  for (index_t h = 0; h < H && h + ph < Hb; ++h)
+    for (index_t c = w0; c < w1; ++c) pb[(h + ph) * Wb + c] = plane[h * W + c - pw];
+  const index_t Q = (PH - 1) * Wb + PW;
+  for (index_t q = 0; q < Q; ++q) m[q] = pb[q];
+  for (index_t i = 0; i < kh; ++i)
+    for (index_t j = 0; j < kw; ++j) {
+      if (i == 0 && j == 0) continue;
+      const Dtype* r = pb + i * Wb + j;
+      for (index_t q = 0; q < Q; ++q) m[q] = m[q] < r[q] ? r[q] : m[q];
+    }
+  for (index_t a = 0; a < PH; ++a) {
+    for (index_t b = 0; b < PW; ++b) y[a * PW + b] = m[a * Wb + b];
+    const index_t row = index_max(a - ph, 0) * W;
+    for (index_t b = 0; b < (a < ph ? PW : index_min(pw, PW)); ++b) {  // first position: padding
+      const Dtype v0 = plane[row + index_max(b - pw, 0)], v = y[a * PW + b];
+      y[a * PW + b] = v0 != v0 || !(low < v) ? v0 : v;
+    }
+  }
+}
+
 // An iteration takes `rows` output rows of one plane (the last group of a plane may be shorter)
 // and `tile` columns of each: rows = tile = 1 on the GPU, whole rows on the CPU, and whole
 // planes there when there are enough planes for the threads.
@@ -148,6 +188,11 @@ KERNEL(max_pool_forward, (const index_t n, const Dtype* x, Dtype* y, index_t* ma
     const index_t r = row_tile(i, ntiles, tile, PW, &b0, &b1);  // plane * ngroups + group
     const index_t p = r / ngroups, a0 = (r - p * ngroups) * rows;
     const index_t o = p * PH * PW;
+    if (rows >= PH && b0 == 0 && b1 == PW && sh == 1 && sw == 1 && !has_mask &&
+        (PH + kh - 1) * (PW + kw - 1) <= ND_PLANE) {
+      max_pool_plane_s1(x + p * H * W, y + o, H, W, PH, PW, kh, kw, ph, pw);
+      continue;
+    }
     max_pool_rows(x + p * H * W, y + o, has_mask ? mask + o : mask, a0, index_min(a0 + rows, PH),
                   b0, b1, H, W, PW, kh, kw, sh, sw, ph, pw, has_mask);
   }
