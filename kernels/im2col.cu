@@ -22,9 +22,6 @@
 #include "common.cuh"
 #include "conv_taps.cuh"
 
-// One col row (img, c, ki, kj) is rows OW long; an iteration fills `tile` consecutive positions
-// of it, which may span several output rows (so that small images, 13 x 13 say, still give an
-// iteration many elements for its few index divisions).
 // A whole col row of a stride-1 convolution whose output rows are as wide as the input's
 // (OW == W: "same" padding, 3 x 3 pad 1, 5 x 5 pad 2): output position p = ohr OW + ow reads
 // input element base + p of the plane (rows are W apart on both sides), so the row is one
@@ -61,6 +58,22 @@ DEVICE_FN void im2col_same_width(const Dtype* x, Dtype* col, index_t r, const in
     for (index_t w = zlo; w < zhi; ++w) out[q * W + w] = Dtype(0);
 }
 
+// dst[t] = src[t s], a strided gather that the C++ compiler vectorizes (in each SIMD clone) where
+// the stride is a constant: the first convolutions' stride 2 (GoogLeNet's 7 x 7, SqueezeNet's
+// 3 x 3: 1.6-1.9x the plain loop's speed) and 4 (CaffeNet's 11 x 11: ~1.1x).
+SIMD_FN void copy_strided(Dtype* dst, const Dtype* src, const index_t n, const index_t s) {
+  if (s == 2)
+    for (index_t t = 0; t < n; ++t) dst[t] = src[2 * t];
+  else if (s == 4)
+    for (index_t t = 0; t < n; ++t) dst[t] = src[4 * t];
+  else
+    for (index_t t = 0; t < n; ++t) dst[t] = src[t * s];
+}
+
+// One col row (img, c, ki, kj) is rows OW long; an iteration fills `tile` consecutive positions
+// of it, which may span several output rows (so that small images, 13 x 13 say, still give an
+// iteration many elements for its few index divisions); a whole row of a stride-1 "same"-width
+// convolution is filled at once by im2col_same_width.
 KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t H, const index_t W,
                 const index_t kh, const index_t kw, const index_t sh, const index_t sw,
                 const index_t ph, const index_t pw, const index_t dh, const index_t dw,
@@ -104,7 +117,9 @@ KERNEL(im2col, (const index_t n, const Dtype* x, Dtype* col, const index_t H, co
       for (index_t ow = ow0; ow < lo; ++ow) out[ow] = Dtype(0);
       if (sw == 1) {
         for (index_t ow = lo; ow < hi; ++ow) out[ow] = in[ow];
-      } else {
+      } else if (hi - lo >= 16) {
+        copy_strided(out + lo, in + lo * sw, hi - lo, sw);
+      } else {  // a short row: not worth the call into the SIMD clone
         for (index_t ow = lo; ow < hi; ++ow) out[ow] = in[ow * sw];
       }
       for (index_t ow = hi; ow < ow1; ++ow) out[ow] = Dtype(0);

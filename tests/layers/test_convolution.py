@@ -23,9 +23,12 @@ CONFIGS = [
     (1, 1, 9, 1, 2, (4, 1), (3, 1), (2, 0), (1, 1), 1, True),     # one column
     # "same" width (OW == W, im2col's one-copy rows) with taps further out than the image is wide
     (2, 2, 3, 2, 3, (3, 5), (1, 1), (1, 2), (1, 1), 1, True),
+    # rows of >= 16 outputs at stride 2 and 4 (im2col's vectorized strided copy)
+    (1, 2, 5, 41, 3, (3, 3), (2, 2), (1, 1), (1, 1), 1, True),
+    (1, 1, 4, 70, 2, (3, 5), (1, 4), (0, 2), (1, 1), 1, True),
 ]
 IDS = ["odd", "stride>k", "pad>=k", "dil2", "dil34", "group2", "group3", "1x1", "1x1s2",
-       "depthwise", "column", "same-narrow"]
+       "depthwise", "column", "same-narrow", "wide-s2", "wide-s4"]
 
 
 def random_configs(count, seed, max_group=3):
