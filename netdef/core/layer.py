@@ -117,11 +117,11 @@ class Layer:
         `planes` planes height x width per iteration: whole planes where the backend takes
         rows of that length and there are enough planes (the CPU: one call into a vectorized
         row loop per plane, not per row), else rows = 1 and row_tile's segments."""
-        if self.tile is None and self.backend.row_tile(height * width, planes) >= height * width > 0:
-            rows, tile = height, width
-        else:
-            rows, tile = 1, self.row_tile(max(1, width), planes * height)
-        return planes * -(-height // rows) * -(-width // tile), tile, rows
+        area = height * width
+        if self.tile is None and area > 0 and self.backend.row_tile(area, planes) >= area:
+            return planes, width, height
+        iters, tile = self.row_launch(planes * height * width, width)
+        return iters, tile, 1
 
     def operand(self, array, direction, slot):
         """`array` as this layer's products take it in `direction` ('forward' / 'backward'):

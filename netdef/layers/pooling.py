@@ -143,7 +143,7 @@ class PoolingLayer(Layer):
         g = self.geom
         mask = self._mask(top)
         if self.method == P.MAX:
-            iters, tile, rows = self.plane_launch(n // max(g[2] * g[3], 1), g[2], g[3])
+            iters, tile, rows = self.plane_launch(self.out_shape[0] * self.out_shape[1], g[2], g[3])
             unused = self.backend.workspace(self.xp.int64, 1, "no-mask")
             k.max_pool_forward(iters, x, y, unused if mask is None else mask, *g, tile, rows,
                                int(mask is not None))
