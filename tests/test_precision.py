@@ -240,7 +240,7 @@ def test_bf16_gemm_choice(monkeypatch, tmp_path):
     assert blas.bf16_gemm() is None
     monkeypatch.delitem(blas._state, "bf16")
     monkeypatch.setenv(blas.BF16_ENV, "amx")
-    with pytest.raises(netdef.BackendError, match="NETDEF_BF16_GEMM='amx': use auto, mkl or off"):
+    with pytest.raises(netdef.BackendError, match="NETDEF_BF16_GEMM='amx': use auto, netdef, mkl or off"):
         blas.bf16_gemm()
 
 

@@ -140,6 +140,11 @@ def _install_callback(setter):
     install(ctypes.cast(setter, ctypes.c_void_p))
 
 
+def register_extension(extension_path):
+    """Where the CPU backend's extension (netdef._cpu_kernels) is: its own bf16 GEMM lives there."""
+    _state["extension_path"] = extension_path
+
+
 def share_threads(extension_path):
     """Make numpy's OpenBLAS run its parallel jobs on the OpenMP team of the extension at
     `extension_path` (netdef._cpu_kernels). Returns True when done (or already done)."""
@@ -478,32 +483,87 @@ def _bf16_library():
     return lib, None
 
 
+class OwnBf16Gemm:
+    """c = bf16(a) @ bf16(b) + beta c through netdef's own AVX512-BF16 GEMM (src/bf16_gemm.cpp,
+    in the CPU extension): float32 operands of any strides (rounded to bf16, nearest even, as it
+    packs them: a layer's already rounded operands pass unchanged), float32 accumulation and
+    output, about twice the float32 GEMM's rate on these instructions (bench/README.md)."""
+
+    label = "netdef's AVX512-BF16 GEMM"
+
+    def __init__(self, extension):
+        fn = extension.netdef_gemm_bf16
+        L = ctypes.c_long
+        fn.argtypes = [L, L, L, ctypes.c_void_p, L, L, ctypes.c_void_p, L, L, ctypes.c_float, ctypes.c_void_p, L]
+        fn.restype = ctypes.c_int
+        self.fn = fn
+
+    @staticmethod
+    def supported(extension):
+        return bool(extension.netdef_gemm_bf16_supported())
+
+    def __call__(self, a, b, c, beta=0.0):
+        if not (a.dtype == b.dtype == c.dtype == np.float32) or c.strides[1] != 4 or any(
+                s % 4 for s in a.strides + b.strides + c.strides):
+            return False
+        m, k = a.shape
+        n = b.shape[1]
+        self.fn(m, n, k, a.ctypes.data, a.strides[0] // 4, a.strides[1] // 4, b.ctypes.data, b.strides[0] // 4,
+                b.strides[1] // 4, beta, c.ctypes.data, c.strides[0] // 4)
+        return True
+
+
+def _own_bf16(flags):
+    """(OwnBf16Gemm, None) where this CPU has AVX512-BF16 and the extension is loaded, else (None, why)."""
+    if "avx512_bf16" not in flags:
+        return None, "this CPU has no avx512_bf16"
+    path = _state.get("extension_path")
+    try:
+        ext = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1))
+        ext.netdef_gemm_bf16
+    except (OSError, AttributeError, TypeError):
+        return None, "netdef's CPU extension is not loaded"
+    if not OwnBf16Gemm.supported(ext):
+        return None, "the CPU lacks AVX512-BW/VL beside AVX512-BF16"
+    return OwnBf16Gemm(ext), None
+
+
 def bf16_gemm():
     """The bf16 product of this process, or None (products of bf16 operands then run through the
     float32 GEMM: the same results up to the order of the additions). NETDEF_BF16_GEMM: auto
-    (default: MKL's where the CPU has bf16 instructions and the mkl extra is installed), mkl
-    (MKL's whatever the CPU: it converts on CPUs without them, no faster; an error when it cannot
-    be had), off. Chosen once and logged at the first bf16 product."""
+    (default: MKL's where the CPU has AMX and the mkl extra is installed, else netdef's own where
+    it has AVX512-BF16 - MKL does not use AVX512-BF16 on AMD's CPUs, measured no faster than
+    float32 on Zen 4), netdef (its own; an error where the CPU cannot), mkl (MKL's whatever the
+    CPU: it converts on CPUs without bf16 instructions, no faster; an error when it cannot be
+    had), off. Chosen once and logged at the first bf16 product."""
     if "bf16" not in _state:
         value = os.environ.get(BF16_ENV, "auto").strip().lower()
-        if value not in ("auto", "mkl", "off"):
-            raise BackendError(f"{BF16_ENV}={value!r}: use auto, mkl or off")
+        if value not in ("auto", "netdef", "mkl", "off"):
+            raise BackendError(f"{BF16_ENV}={value!r}: use auto, netdef, mkl or off")
         flags = cpu_bf16_flags()
         chosen, why = None, None
         if value == "off":
             why = f"{BF16_ENV}=off"
         elif value == "auto" and not flags:
             why = "this CPU has no bf16 instructions (amx_bf16, avx512_bf16)"
+        elif value == "netdef" or (value == "auto" and "amx_bf16" not in flags):
+            chosen, why = _own_bf16(flags)
+            if chosen is None and value == "netdef":
+                raise BackendError(f"{BF16_ENV}=netdef: {why}")
         else:
             lib, why = _bf16_library()
             if lib is not None:
                 chosen = Bf16Gemm(lib)
             elif value == "mkl":  # asked for by name: an error, as for NETDEF_BLAS
                 raise BackendError(f"{BF16_ENV}=mkl: {why}")
+            else:  # AMX without MKL: the AVX512-BF16 instructions AMX's CPUs have as well
+                chosen, why = _own_bf16(flags)
         _state["bf16"] = chosen
-        if chosen is not None:
+        if isinstance(chosen, Bf16Gemm):
             log.info("bf16 products: %s cblas_gemm_bf16bf16f32 (%s)", chosen.lib.label,
                      ", ".join(flags) or "no bf16 instructions: MKL converts, no faster than float32")
+        elif chosen is not None:
+            log.info("bf16 products: %s (%s)", chosen.label, ", ".join(flags))
         else:
             log.info("bf16 products: rounded operands through the float32 GEMM (%s): bf16's results, "
                      "float32's speed", why)

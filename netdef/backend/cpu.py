@@ -31,6 +31,7 @@ def _load_extension():
             "install netdef with `pip install .` so that CMake builds it") from None
     # BLAS on the kernels' OpenMP threads, not a second spinning pool (see backend/blas.py)
     blas.share_threads(_cpu_kernels.__file__)
+    blas.register_extension(_cpu_kernels.__file__)
     blas.library()  # NETDEF_BLAS: chosen (and logged) now, so that a missing library fails here
     return _cpu_kernels
 
