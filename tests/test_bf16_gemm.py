@@ -114,3 +114,40 @@ def test_layers_bf16_products_run_on_it(gemm, monkeypatch):
     _, rounded = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
     for k, (got, want) in enumerate(zip(own, rounded)):
         np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-5 * np.abs(want).max(), err_msg=f"array {k}")
+
+
+@pytest.mark.parametrize("case", [1, 2, 5], ids=["1x1", "grouped-dilated", "deconv"])
+def test_unrounded_operands_go_to_it_and_give_bf16_results(gemm, case, monkeypatch):
+    """With the GEMM that rounds as it packs, the im2col / 1x1 paths hand it their operands
+    unrounded (Layer.product_operand: no rounding pass), and the results are still the bf16
+    rule's: those of the rounding route."""
+    seen = []
+
+    class Recording(blas.OwnBf16Gemm):
+        def __call__(self, a, b, c, beta=0.0):
+            seen.append(any((np.ascontiguousarray(x).view(np.uint32) & 0xFFFF).any() for x in (a, b)))
+            return super().__call__(a, b, c, beta)
+
+    own = Recording.__new__(Recording)
+    own.fn = gemm.fn
+    kind, text, shape = CONV_CASES[case]
+    rng = np.random.default_rng(12)
+    x = rng.standard_normal(shape).astype(np.float32)
+    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
+    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
+    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    monkeypatch.setitem(blas._state, "bf16", own)
+    layer, got = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
+    assert layer.path in ("im2col", "1x1") and not layer.winograd
+    assert seen and any(seen), "the operands were rounded before the GEMM"
+    monkeypatch.setitem(blas._state, "bf16", None)
+    _, want = _run(kind, text, bf16_reference(x), [bf16_reference(params[0]), params[1]], bf16_reference(dy),
+                   LayerPrecision("fp32", "fp32"))
+    for k in range(3):
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-5, atol=1e-5 * np.abs(want[k]).max(), err_msg=f"array {k}")
+
+
+def test_round_bf16_matches_the_reference():
+    x = np.random.default_rng(2).standard_normal(1000).astype(np.float32) * 10.0
+    x[:4] = [1 + 2 ** -8, 1 + 3 * 2 ** -8, -0.0, 2.5]
+    np.testing.assert_array_equal(blas.round_bf16(x), bf16_reference(x))

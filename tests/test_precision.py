@@ -254,7 +254,10 @@ def test_reduced_forward_only_leaves_backward_float32():
     _, mixed = _run(kind, text, x, params, dy, LayerPrecision("bf16", "fp32"))
     _, exact = _run(kind, text, x, params, dy, FP32)
     _, fwd = _run(kind, text, bf16_reference(x), [bf16_reference(params[0]), params[1]], dy, FP32)
-    np.testing.assert_array_equal(mixed[0], fwd[0])
+    if blas.bf16_gemm() is not None:  # another GEMM: another order of sums
+        np.testing.assert_allclose(mixed[0], fwd[0], rtol=1e-5, atol=1e-5 * np.abs(fwd[0]).max())
+    else:
+        np.testing.assert_array_equal(mixed[0], fwd[0])
     for k in (1, 2, 3):
         np.testing.assert_array_equal(mixed[k], exact[k])
 

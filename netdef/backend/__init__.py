@@ -248,6 +248,13 @@ class Backend:
         finally:
             self.operand_format = old
 
+    def rounds_operands(self, fmt):
+        """True when this backend's products for `fmt` round their float32 operands themselves
+        (to nearest even, as Layer.operand does): a layer whose operands go only to products may
+        then hand them over unrounded and spare the rounding pass (netdef's own bf16 GEMM on the
+        CPU packs them into bf16 anyway)."""
+        return False
+
     def matmul(self, a, b, out, accumulate=False):
         """out = a @ b, or out += a @ b with accumulate, over the leading (batch) axes of out;
         a and b may have fewer leading axes (broadcast) and be transposed views; out may be

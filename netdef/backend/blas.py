@@ -513,6 +513,16 @@ class OwnBf16Gemm:
         return True
 
 
+def round_bf16(x):
+    """float32 x rounded to bf16 numbers as OwnBf16Gemm rounds them (nearest even, subnormals to
+    zero, NaNs quiet), for the rare product it does not take."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    r = (u + 0x7FFF + ((u >> 16) & 1)) >> 16 << 16
+    r = np.where((u & 0x7F800000) == 0, u & 0x80000000, r)
+    r = np.where((u & 0x7FFFFFFF) > 0x7F800000, u | 0x400000, r)
+    return r.astype(np.uint32).view(np.float32).reshape(x.shape)
+
+
 def _own_bf16(flags):
     """(OwnBf16Gemm, None) where this CPU has AVX512-BF16 and the extension is loaded, else (None, why)."""
     if "avx512_bf16" not in flags:

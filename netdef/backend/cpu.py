@@ -135,12 +135,19 @@ class CPUBackend(Backend):
         if self.operand_format != "bf16" or out.dtype != np.float32 or a.dtype != np.float32:
             return False
         gemm = blas.bf16_gemm()
-        if gemm is None or out.size * a.shape[-1] <= self.small_product:
+        own = isinstance(gemm, blas.OwnBf16Gemm)
+        # operands handed over unrounded (rounds_operands) must reach the GEMM that rounds them
+        if gemm is None or (not own and out.size * a.shape[-1] <= self.small_product):
             return False
         for ai, bi, oi in _matrices(a, b, out):
             if not gemm(ai, bi, oi, beta):
+                if own:
+                    ai, bi = blas.round_bf16(ai), blas.round_bf16(bi)
                 oi[...] = beta * oi + np.matmul(ai, bi)
         return True
+
+    def rounds_operands(self, fmt):
+        return fmt == "bf16" and isinstance(blas.bf16_gemm(), blas.OwnBf16Gemm)
 
     def matmul(self, a, b, out, accumulate=False):
         if self.operand_format is not None and self._bf16_products(a, b, out, 1.0 if accumulate else 0.0):

@@ -424,16 +424,25 @@ class BaseConvolutionLayer(Layer):
         """db += sum over images and pixels of dy (N, C, H, W)."""
         self.backend.add_channel_sums(dy, db)
 
+    def _operand(self, array, direction, slot):
+        """The products' operand: on the im2col and 1x1 paths only GEMMs take it (and im2col's
+        copy, which keeps values), so it may go unrounded to a GEMM that rounds
+        (Layer.product_operand); the depthwise kernels and Winograd's transforms take the
+        rounded copy."""
+        if self.path in ("im2col", "1x1") and not self.winograd:
+            return self.product_operand(array, direction, slot)
+        return self.operand(array, direction, slot)
+
     def forward(self, bottom, top):
         bias = self.blobs[1].data if self.bias_term else None
         # the products' operands: the arrays themselves, or their rounded copies (Layer.operand)
-        W = self.operand(self.blobs[0].data, "forward", "w")
+        W = self._operand(self.blobs[0].data, "forward", "w")
         with self.products("forward"):
             self._forward(bottom, top, W, bias)
 
     def _forward(self, bottom, top, W, bias):
         for b, t in zip(bottom, top):
-            x = self.operand(b.data, "forward", "x")
+            x = self._operand(b.data, "forward", "x")
             if self.transposed:
                 self.correlate_adjoint(x, t.data, W)
             elif self.path == "depthwise" and (bias is not None or self.epilogue is not None):
@@ -461,16 +470,16 @@ class BaseConvolutionLayer(Layer):
             if need_b:  # a sum: float32 whatever the products' precision
                 with self._timed("bias"):
                     self._bias_grad(t.diff, self.blobs[1].diff)
-            dy = self.operand(t.diff, "backward", "dy")
+            dy = self._operand(t.diff, "backward", "dy")
             if need_w:
-                x = self.operand(b.data, "backward", "x")
+                x = self._operand(b.data, "backward", "x")
                 if self.transposed:
                     self.weight_grad(dy, x, self.blobs[0].diff)
                 else:
                     self.weight_grad(x, dy, self.blobs[0].diff)
             if i < len(propagate_down) and propagate_down[i]:
                 if W is None:
-                    W = self.operand(self.blobs[0].data, "backward", "w")
+                    W = self._operand(self.blobs[0].data, "backward", "w")
                 if self.transposed:
                     self.correlate(dy, b.diff, W=W)
                 else:
