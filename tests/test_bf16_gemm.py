@@ -7,11 +7,10 @@ import numpy as np
 import pytest
 
 import netdef
-from gradcheck import build_layer
 from netdef.backend import blas
 from netdef.core.precision import LayerPrecision
 
-from test_precision import CONV_CASES, _param, _run, bf16_reference
+from test_precision import CONV_CASES, _run, bf16_reference, case_arrays
 
 
 @pytest.fixture(scope="module")
@@ -101,11 +100,7 @@ def test_layers_bf16_products_run_on_it(gemm, monkeypatch):
         return gemm(a, b, c, beta)
 
     kind, text, shape = CONV_CASES[1]
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal(shape).astype(np.float32)
-    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
-    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
-    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    x, params, dy = case_arrays(kind, text, shape, 11)
     monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)
     monkeypatch.setitem(blas._state, "bf16", counting)
     _, own = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
@@ -131,11 +126,7 @@ def test_unrounded_operands_go_to_it_and_give_bf16_results(gemm, case, monkeypat
     own = Recording.__new__(Recording)
     own.fn = gemm.fn
     kind, text, shape = CONV_CASES[case]
-    rng = np.random.default_rng(12)
-    x = rng.standard_normal(shape).astype(np.float32)
-    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
-    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
-    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    x, params, dy = case_arrays(kind, text, shape, 12)
     monkeypatch.setitem(blas._state, "bf16", own)
     layer, got = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
     assert layer.path in ("im2col", "1x1") and not layer.winograd

@@ -104,6 +104,16 @@ IP_CASES = [("InnerProduct", "num_output: 7", (5, 3, 4, 2)),
             ("InnerProduct", "num_output: 6 transpose: true", (4, 13))]
 
 
+def case_arrays(kind, text, shape, seed):
+    """A random bottom, params and top diff for the layer of (kind, text) on `shape`."""
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal(shape).astype(np.float32)
+    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
+    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
+    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    return x, params, dy
+
+
 def _param(kind, text):
     field = "inner_product_param" if kind == "InnerProduct" else "convolution_param"
     return f"type: '{kind}' {field} {{ {text} bias_filler {{ type: 'gaussian' std: 0.5 }} }}"
@@ -135,11 +145,7 @@ def winograd_everywhere(monkeypatch):
 @pytest.mark.parametrize("fmt", ["bf16", "fp16"])
 @pytest.mark.parametrize("kind,text,shape", CONV_CASES + IP_CASES, ids=lambda v: str(v))
 def test_layer_in_reduced_precision(kind, text, shape, fmt, winograd_everywhere):
-    rng = np.random.default_rng(11)
-    x = rng.standard_normal(shape).astype(np.float32)
-    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
-    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
-    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    x, params, dy = case_arrays(kind, text, shape, 11)
     r = REFERENCE[fmt]
     layer, reduced = _run(kind, text, x, params, dy, LayerPrecision(fmt, fmt))
     if "pad: 1" in text and "group" not in text and kind == "Convolution" and shape[2] == 10:
@@ -178,11 +184,7 @@ def mkl_bf16(monkeypatch):
                          ids=str)
 def test_mkl_bf16_gemm_gives_the_rounding_route_results(kind, text, shape, mkl_bf16, monkeypatch,
                                                         winograd_everywhere):
-    rng = np.random.default_rng(4)
-    x = rng.standard_normal(shape).astype(np.float32)
-    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
-    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
-    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    x, params, dy = case_arrays(kind, text, shape, 4)
     monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)  # every product to MKL
     _, with_mkl = _run(kind, text, x, params, dy, LayerPrecision("bf16", "bf16"))
     monkeypatch.setitem(blas._state, "bf16", None)
@@ -214,11 +216,7 @@ def test_bf16_products_go_to_the_bf16_gemm(fmt, case, routed, monkeypatch, winog
     monkeypatch.setitem(blas._state, "bf16", gemm)
     monkeypatch.setattr(netdef.get_backend("cpu"), "small_product", 0)
     kind, text, shape = CONV_CASES[case]
-    rng = np.random.default_rng(8)
-    x = rng.standard_normal(shape).astype(np.float32)
-    probe, _, top = build_layer(_param(kind, text), [x], dtype=np.float32)
-    params = [rng.standard_normal(p.shape).astype(np.float32) for p in probe.blobs]
-    dy = rng.standard_normal(top[0].shape).astype(np.float32)
+    x, params, dy = case_arrays(kind, text, shape, 8)
     layer, got = _run(kind, text, x, params, dy, LayerPrecision(fmt, fmt))
     assert (gemm.calls > 0) == routed
     assert layer.winograd == (case == 4)  # and its forward's products are not routed
