@@ -212,8 +212,9 @@ BF16_TARGET void gemm(long M, long N, long K, Operand A, Operand B, float* C, lo
   // panels per task: long runs of B where there are plenty of panels, one where few
   const long group = std::max<long>(1, std::min<long>(GROUP, npanels / (4 * threads)));
   const long ngroups = (npanels + group - 1) / group;
-  // cut the row panels into chunks when the column panels alone cannot feed every thread
-  const long mchunks = ngroups >= 2 * threads ? 1 : std::min(mpanels, (2 * threads + ngroups - 1) / ngroups);
+  // cut the row panels into chunks when the column groups alone cannot feed every thread evenly
+  // (7 groups on 2 threads: 4 against 3)
+  const long mchunks = ngroups >= 8 * threads ? 1 : std::min(mpanels, (8 * threads + ngroups - 1) / ngroups);
   const long per_chunk = (mpanels + mchunks - 1) / mchunks;
   const long tasks = ngroups * mchunks;
   std::lock_guard<std::mutex> guard(g_lock);
