@@ -215,7 +215,9 @@ class BaseConvolutionLayer(Layer):
                          and self.dh == self.dw == 1 and min(self.Ci, self.Co) >= self.winograd_min_channels
                          and P >= self.winograd_min_tiles and self.Ci * P >= self.winograd_min_work
                          and 2 * self.tiles[1] + 2 <= 1024)  # winograd.cu's WINO_MAX_COLS
-        per_image = max(self.K * self.L, self.Co * self.K // G)
+        # images of few pixels run merged (_merge: one product, no per-image temporaries of the
+        # weights' size), so only their columns count against the budget
+        per_image = self.K * self.L if self.L <= self.merge_max_pixels else max(self.K * self.L, self.Co * self.K // G)
         budget = self.backend.col_budget
         self.images_per_chunk = min(N, budget // per_image) if N else 0
         self.rows_per_chunk = self.OH
@@ -299,12 +301,13 @@ class BaseConvolutionLayer(Layer):
         out4 = out.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                self.backend.matmul(Wg, img.reshape(N, G, self.K // G, self.L), out4)
+                self._merged_product(Wg, img.reshape(N, G, self.K // G, self.L), out4)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
-                self.backend.matmul(Wg, col, out4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW])
+                band = out4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
+                self._merged_product(Wg, col, band, rows)
 
     def _winograd(self, img, W, out):
         """out = W * img by F(2x2, 3x3): U = G g G^T, V = B^T d B, M[xi] = U[xi] V[xi] (16 GEMMs
@@ -369,13 +372,14 @@ class BaseConvolutionLayer(Layer):
         cols4 = cols.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                self.backend.matmul(WgT, cols4, img.reshape(N, G, self.K // G, self.L))
+                self._merged_product(WgT, cols4, img.reshape(N, G, self.K // G, self.L))
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self.backend.workspace(self.dtype, nb * self.K * rows * self.OW)
             col = col.reshape(nb, G, self.K // G, rows * self.OW)
             with self._timed("gemm"):
-                self.backend.matmul(WgT, cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW], col)
+                band = cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
+                self._merged_product(WgT, band, col, rows)
             self._col2im(col, img, n0, nb, oh0, rows)
 
     def weight_grad(self, img, cols, dW):
@@ -395,13 +399,50 @@ class BaseConvolutionLayer(Layer):
         if self.path == "1x1":
             with self._timed("gemm"):
                 img4 = img.reshape(N, G, self.K // G, self.L)
-                self.backend.matmul_sum(cols4, img4.transpose(0, 1, 3, 2), dWg)
+                c, x = (self._pixels_of(cols4), self._pixels_of(img4)) if self._merge(N, self.OH) else (cols4, img4)
+                self.backend.matmul_sum(c, x.transpose(0, 1, 3, 2), dWg)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
             with self._timed("gemm"):
                 c = cols4[n0:n0 + nb, :, :, oh0 * self.OW:(oh0 + rows) * self.OW]
+                if self._merge(nb, rows):
+                    c, col = self._pixels_of(c), self._pixels_of(col)
                 self.backend.matmul_sum(c, col.transpose(0, 1, 3, 2), dWg)
+
+    #: Images of at most this many output pixels run their products as one image of all their
+    #: pixels (_merge), not one product per image.
+    merge_max_pixels = 256
+
+    def _merge(self, nb, rows):
+        """Whether the nb images of a chunk (whole images: rows = OH) go through one product.
+        Image by image, a product of P <= merge_max_pixels pixels is a thin GEMM (FCN's fc6 at
+        5 x 5: 4096 x 25088 x 25) that every BLAS runs far below its rate, and the weight
+        gradient's is a K-deep sum of P terms that reads and writes dW (fc6: 103 M floats) once
+        per image. Merged, the GEMMs see nb P columns; the price is copying the columns and the
+        top (nb P (K + Co) values) between the images' layout and the pixels' one."""
+        return nb > 1 and rows == self.OH and self.L <= self.merge_max_pixels
+
+    def _merged_product(self, w, x, out, rows=None):
+        """out (nb, G, R, P) = w (G, R, S) @ x (nb, G, S, P), as one product over all nb P pixels
+        where _merge says so (through a workspace in the pixels' layout), else image by image."""
+        nb, G, R, P = out.shape
+        if not self._merge(nb, self.OH if rows is None else rows):
+            self.backend.matmul(w, x, out)
+            return
+        merged = self.backend.workspace(self.dtype, out.size, "merged").reshape(1, G, R, nb * P)
+        self.backend.matmul(w, self._pixels_of(x), merged)
+        out[...] = self._images_of(merged, nb)
+
+    def _pixels_of(self, a):
+        """(nb, G, R, P) per-image matrices as (1, G, R, nb P): one image of all their pixels."""
+        nb, G, R, P = a.shape
+        return self.xp.ascontiguousarray(a.transpose(1, 2, 0, 3)).reshape(1, G, R, nb * P)
+
+    def _images_of(self, a, nb):
+        """The inverse of _pixels_of: (1, G, R, nb P) as a (nb, G, R, P) view."""
+        _, G, R, nbP = a.shape
+        return a.reshape(G, R, nb, nbP // nb).transpose(2, 0, 1, 3)
 
     # ---- forward / backward -------------------------------------------------------------
     def _finish(self, y):

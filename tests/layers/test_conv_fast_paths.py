@@ -40,10 +40,12 @@ def workspace_names(monkeypatch, cpu):
     return names
 
 
-def run(kind, cfg, threshold=None, dtype=np.float64, transposed_grad_max_rows=None):
+def run(kind, cfg, threshold=None, dtype=np.float64, transposed_grad_max_rows=None, merge=False):
     N, C, H, W, m, k, s, p, g = cfg
     x = np.random.default_rng(0).standard_normal((N, C, H, W))
     layer, bottom, top = build_layer(conv_param(kind, m, k, s, p, (1, 1), g, True), [x], dtype=dtype)
+    if not merge:  # image by image: the per-image products these tests are about
+        layer.merge_max_pixels = 0
     cpu, saved = layer.backend, {}
     for attr, value in (("transposed_adjoint_min_weights", threshold),
                         ("transposed_grad_max_rows", transposed_grad_max_rows)):
@@ -226,3 +228,26 @@ def test_blas_products_match_numpy_products_on_every_config(kind, budget, small_
         for a, b in zip(got, want):
             np.testing.assert_allclose(a, b, rtol=1e-11, atol=1e-11, err_msg=str(cfg))
     assert ran >= 10
+
+
+# batches of images with few pixels: their products run as one over all the images' pixels
+MERGED = [
+    ("Convolution", (3, 8, 5, 5, 6, (3, 3), (1, 1), (1, 1), 1)),   # im2col, L = 25
+    ("Convolution", (2, 16, 4, 3, 6, (3, 3), (2, 1), (2, 0), 2)),  # groups, stride, pad >= kernel / 2
+    ("Convolution", (4, 12, 3, 3, 7, (1, 1), (1, 1), (0, 0), 1)),  # 1x1
+    ("Deconvolution", (3, 5, 3, 2, 4, (4, 4), (2, 2), (1, 1), 1)),  # its forward is the adjoint
+]
+
+
+@pytest.mark.parametrize("kind,cfg", MERGED)
+def test_merged_images_match_image_by_image(kind, cfg, workspace_names):
+    names = workspace_names
+    merged = run(kind, cfg, merge=True)
+    assert "merged" in names  # the merged products ran
+    assert merged[3]._merge(cfg[0], merged[3].OH)
+    names.clear()
+    single = run(kind, cfg)
+    assert "merged" not in names
+    for a, b in zip(merged[:3], single[:3]):
+        for x, y in zip(a if isinstance(a, list) else [a], b if isinstance(b, list) else [b]):
+            np.testing.assert_allclose(x, y, rtol=1e-12, atol=1e-12)
