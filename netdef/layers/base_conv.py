@@ -411,8 +411,10 @@ class BaseConvolutionLayer(Layer):
                 self.backend.matmul_sum(c, col.transpose(0, 1, 3, 2), dWg)
 
     #: Images of at most this many output pixels run their products as one image of all their
-    #: pixels (_merge), not one product per image.
-    merge_max_pixels = 256
+    #: pixels (_merge), not one product per image. 64 takes 7 x 7 and 5 x 5 tops (ResNet's res5,
+    #: GoogLeNet's 5a/5b, FCN's fc6/fc7); at 13 x 13 (SqueezeNet batch 8) the copies cost about
+    #: what the wider GEMMs win (same-process A/B within this host's noise, bench/README.md).
+    merge_max_pixels = 64
 
     def _merge(self, nb, rows):
         """Whether the nb images of a chunk (whole images: rows = OH) go through one product.
