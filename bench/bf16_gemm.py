@@ -25,24 +25,20 @@ import subprocess
 import sys
 import time
 
+from common import timeit
+
 SHAPES = [(64, 576, 12544), (128, 1152, 3136), (256, 2304, 784), (512, 4608, 902), (512, 4608, 196),
           (1024, 256, 196), (4096, 4096, 25), (64, 576, 3136)]
 CANDIDATES = ["sgemm", "netdef", "netdef-nt", "netdef-tn", "mkl", "torch"]
 
 
-def _timeit(f, seconds=0.3):
+def _per_call(f, sample_s=0.03):
+    """Seconds per call of f: bench/common.timeit's median over samples of enough calls to last
+    about sample_s each (a 0.3 ms GEMM is too short to time alone)."""
+    t0 = time.perf_counter()
     f()
-    n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        f()
-        n += 1
-    reps, best = max(1, n // 5), float("inf")
-    for _ in range(5):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            f()
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return best
+    reps = max(1, int(sample_s / max(time.perf_counter() - t0, 1e-6)))
+    return timeit(lambda: [f() for _ in range(reps)], sync=lambda: None, warmup=1, iters=5) / reps
 
 
 def _call(cand, M, K, N, np):
@@ -86,7 +82,7 @@ def _call(cand, M, K, N, np):
 def child(cand):
     import numpy as np
     for M, K, N in SHAPES:
-        s = _timeit(_call(cand, M, K, N, np))
+        s = _per_call(_call(cand, M, K, N, np))
         print(f"{M}x{K}x{N} {2 * M * K * N / s / 1e9:.1f}", flush=True)
 
 

@@ -101,15 +101,19 @@ def _symbol(lib, base):
     return None, None
 
 
+def _already_loaded(path):
+    """The ctypes handle of the library at `path` that this process has loaded (RTLD_NOLOAD:
+    never a second copy of it); OSError where it is not loaded."""
+    return ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1))
+
+
 def openblas():
     """The ctypes handle of the OpenBLAS that numpy has loaded, or None."""
     if not _state["searched"]:
         _state["searched"] = True
-        # RTLD_NOLOAD: only the copy numpy really loaded, never a second one
-        mode = getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1)
         for path in _numpy_openblas_paths():
             try:
-                lib = ctypes.CDLL(path, mode=mode)
+                lib = _already_loaded(path)
             except OSError:
                 continue
             if _symbol(lib, "cblas_sgemm")[0] is not None:
@@ -157,7 +161,7 @@ def share_threads(extension_path):
     if setter is None:
         return False
     try:
-        ext = ctypes.CDLL(extension_path, mode=getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1))
+        ext = _already_loaded(extension_path)
         ext.netdef_share_blas_threads
     except (OSError, AttributeError):
         return False
@@ -529,7 +533,7 @@ def _own_bf16(flags):
         return None, "this CPU has no avx512_bf16"
     path = _state.get("extension_path")
     try:
-        ext = ctypes.CDLL(path, mode=getattr(os, "RTLD_NOLOAD", 0) | getattr(os, "RTLD_LAZY", 1))
+        ext = _already_loaded(path)
         ext.netdef_gemm_bf16
     except (OSError, AttributeError, TypeError):
         return None, "netdef's CPU extension is not loaded"

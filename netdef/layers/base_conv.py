@@ -301,7 +301,7 @@ class BaseConvolutionLayer(Layer):
         out4 = out.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                self._merged_product(Wg, img.reshape(N, G, self.K // G, self.L), out4)
+                self._merged_product(Wg, img.reshape(N, G, self.K // G, self.L), out4, self.OH)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self._im2col(img, n0, nb, oh0, rows)
@@ -372,7 +372,7 @@ class BaseConvolutionLayer(Layer):
         cols4 = cols.reshape(N, G, self.Co // G, self.L)
         if self.path == "1x1":
             with self._timed("gemm"):
-                self._merged_product(WgT, cols4, img.reshape(N, G, self.K // G, self.L))
+                self._merged_product(WgT, cols4, img.reshape(N, G, self.K // G, self.L), self.OH)
             return
         for n0, nb, oh0, rows in self._chunks(N):
             col = self.backend.workspace(self.dtype, nb * self.K * rows * self.OW)
@@ -425,11 +425,12 @@ class BaseConvolutionLayer(Layer):
         top (nb P (K + Co) values) between the images' layout and the pixels' one."""
         return nb > 1 and rows == self.OH and self.L <= self.merge_max_pixels
 
-    def _merged_product(self, w, x, out, rows=None):
+    def _merged_product(self, w, x, out, rows):
         """out (nb, G, R, P) = w (G, R, S) @ x (nb, G, S, P), as one product over all nb P pixels
-        where _merge says so (through a workspace in the pixels' layout), else image by image."""
+        where _merge says so for these `rows` (through a workspace in the pixels' layout), else
+        image by image."""
         nb, G, R, P = out.shape
-        if not self._merge(nb, self.OH if rows is None else rows):
+        if not self._merge(nb, rows):
             self.backend.matmul(w, x, out)
             return
         merged = self.backend.workspace(self.dtype, out.size, "merged").reshape(1, G, R, nb * P)
