@@ -205,16 +205,17 @@ class BaseConvolutionLayer(Layer):
             self.path = "1x1"
         else:
             self.path = "im2col"
-        # Winograd F(2x2, 3x3) for the forward correlation (kernels/winograd.cu): 3x3, stride
-        # 1, no dilation, no groups, enough channels and tiles that the 16 GEMMs dominate its
+        # Winograd F(m x m, 3x3) for the forward correlation (kernels/winograd.cu): 3x3, stride
+        # 1, no dilation, no groups, enough channels and tiles that the GEMMs dominate its
         # transforms; bands of images or tile rows keep V and M within the workspace bound
-        self.tiles = -(-self.OH // 2), -(-self.OW // 2)
-        P = N * self.tiles[0] * self.tiles[1]
+        self.wino_m = self._winograd_tile(N)
+        self.tiles = -(-self.OH // self.wino_m), -(-self.OW // self.wino_m)
+        P2 = N * -(-self.OH // 2) * -(-self.OW // 2)  # the F(2x2) tiles: the threshold's unit
         self.winograd = (self.fast_paths and self.backend.winograd and self.path == "im2col"
                          and G == 1 and self.kh == self.kw == 3 and self.sh == self.sw == 1
                          and self.dh == self.dw == 1 and min(self.Ci, self.Co) >= self.winograd_min_channels
-                         and P >= self.winograd_min_tiles and self.Ci * P >= self.winograd_min_work
-                         and 2 * self.tiles[1] + 2 <= 1024)  # winograd.cu's WINO_MAX_COLS
+                         and P2 >= self.winograd_min_tiles and self.Ci * P2 >= self.winograd_min_work
+                         and self.wino_m * self.tiles[1] + 4 <= 1024)  # winograd.cu's WINO_MAX_COLS
         # images of few pixels run merged (_merge: one product, no per-image temporaries of the
         # weights' size), so only their columns count against the budget
         per_image = self.K * self.L if self.L <= self.merge_max_pixels else max(self.K * self.L, self.Co * self.K // G)
@@ -310,39 +311,84 @@ class BaseConvolutionLayer(Layer):
                 self._merged_product(Wg, col, band, rows)
 
     def _winograd(self, img, W, out):
-        """out = W * img by F(2x2, 3x3): U = G g G^T, V = B^T d B, M[xi] = U[xi] V[xi] (16 GEMMs
-        in one batched product), out = A^T M A (kernels/winograd.cu)."""
+        """out = W * img by F(m x m, 3x3), m = wino_m: U = G g G^T, V = B^T d B, M[xi] = U[xi]
+        V[xi] (16 or 36 GEMMs in one batched product), out = A^T M A (kernels/winograd.cu)."""
         N, Ci, Co = img.shape[0], self.Ci, self.Co
         TH, TW = self.tiles
         k = self.kernels("winograd")
-        U = self.backend.workspace(self.dtype, 16 * Co * Ci, "winograd_u")
-        with self._timed("winograd"):
-            iters, tile = self.row_launch(Co * Ci, Co * Ci)
-            k.wino_weight(iters, W, U, Co * Ci, tile)
+        xi = (self.wino_m + 2) ** 2
+        f4 = self.wino_m == 4
+        weight, inputs, outputs = ((k.wino4_weight, k.wino4_input, k.wino4_output) if f4 else
+                                   (k.wino_weight, k.wino_input, k.wino_output))
+        U = self._winograd_weights(W, weight, xi)
         for n0, nb, th0, BH in self._winograd_bands(N):
             P = nb * BH * TW
-            V = self.backend.workspace(self.dtype, 16 * Ci * P, "winograd_v")
-            M = self.backend.workspace(self.dtype, 16 * Co * P)
+            V = self.backend.workspace(self.dtype, xi * Ci * P, "winograd_v")
+            M = self.backend.workspace(self.dtype, xi * Co * P)
             with self._timed("winograd"):
-                k.wino_input(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph,
-                             self.pw, th0, BH, TW)
+                inputs(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph, self.pw,
+                       th0, BH, TW)
             # U and V are transforms of the operands, not bf16 / fp16 numbers themselves: a
             # float32 product (Backend.operands(None)), whatever the layer's precision
             with self._timed("gemm"), self.backend.operands(None):
-                self.backend.matmul(U.reshape(16, Co, Ci), V.reshape(16, Ci, P), M.reshape(16, Co, P))
+                self.backend.matmul(U.reshape(xi, Co, Ci), V.reshape(xi, Ci, P), M.reshape(xi, Co, P))
             with self._timed("winograd"):
-                k.wino_output(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW)
+                outputs(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW)
 
-    #: Tiles' worth of V and M (16 values per channel and tile) the Winograd path holds at once,
-    #: in units of the backend's col_budget.
+    #: Keep the transformed weights U of a layer no backward can reach (a TEST net's) from one
+    #: forward to the next, with a copy of the weights they came from: a forward whose weights
+    #: are not bitwise those (a user's assignment to net.params, copy_from, a shared net's
+    #: solver step) transforms them again. Costs (m + 2)^2 / 9 + 1 times the weights' memory.
+    winograd_cache = True
+
+    def _winograd_weights(self, W, transform, xi):
+        """U (xi, Co, Ci) = the transform of W: a workspace written now, or the cached one."""
+        pairs = self.Co * self.Ci
+        cached = getattr(self, "_wino_cache", None)
+        keep = self.winograd_cache and not self.need_backward
+        if keep and cached is not None and cached[0] == xi and self.backend.xp.array_equal(cached[1], W):
+            return cached[2]
+        if keep:
+            U = self.backend.xp.empty(xi * pairs, self.dtype)
+        else:
+            U = self.backend.workspace(self.dtype, xi * pairs, "winograd_u")
+        with self._timed("winograd"):
+            iters, tile = self.row_launch(pairs, pairs)
+            transform(iters, W, U, pairs, tile)
+        self._wino_cache = (xi, self.backend.xp.array(W, copy=True), U) if keep else None
+        return U
+
+    #: The Winograd tile, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); None: _winograd_tile's rule.
+    winograd_tile = None
+
+    def _winograd_tile(self, N):
+        """F(4x4, 3x3) where its 36 GEMMs over the 4x4 tiles do fewer multiplies than F(2x2,
+        3x3)'s 16 over the 2x2 tiles by winograd_f4_gain (the tiles of an image whose side is not
+        a multiple of 4 overhang it: 13 x 13 gives 16 tiles of 16 outputs for 169), else F(2x2)."""
+        if self.winograd_tile is not None:
+            return self.winograd_tile
+        t2 = -(-self.OH // 2) * -(-self.OW // 2)
+        t4 = -(-self.OH // 4) * -(-self.OW // 4)
+        return 4 if 36 * t4 * self.winograd_f4_gain <= 16 * t2 else 2
+
+    #: How many times fewer multiplies F(4x4, 3x3) must do than F(2x2, 3x3) to be taken. Its
+    #: 36 GEMMs are 4x narrower (tiles / 4) and run at a lower rate, its transforms cost more.
+    #: F(4x4) / F(2x2) time on 2 Zen 4 cores, TEST nets (weights transformed once), by gain:
+    #: 1.78 (sides multiple of 4) 0.52-0.95 (64 -> 192 at 56, 128 ch at 28 and 163, 512 at 7
+    #: batch 8); 1.62-1.69 (41, 82) 0.81; 1.49 (21) 0.99; 1.36 (13, 14; batch 1 and 8) 0.97-1.17.
+    winograd_f4_gain = 1.5
+
+    #: Tiles' worth of V and M (16 or 36 values per channel and tile) the Winograd path holds at
+    #: once, in units of the backend's col_budget.
     winograd_budget = 4
 
     def _winograd_bands(self, N):
         """(first image, images, first tile row, tile rows) of each band of the Winograd path:
-        whole images while 16 max(Ci, Co) values per tile of them fit winograd_budget x
+        whole images while (m + 2)^2 max(Ci, Co) values per tile of them fit winograd_budget x
         col_budget, else bands of tile rows of one image (at least one row)."""
         TH, TW = self.tiles
-        cap = int(self.winograd_budget * self.backend.col_budget // (16 * max(self.Ci, self.Co) * TW))
+        xi = (self.wino_m + 2) ** 2
+        cap = int(self.winograd_budget * self.backend.col_budget // (xi * max(self.Ci, self.Co) * TW))
         if cap >= TH:
             per = max(1, min(N, cap // TH))
             for n0 in range(0, N, per):

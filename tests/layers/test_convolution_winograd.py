@@ -1,7 +1,7 @@
-"""The Winograd F(2x2, 3x3) path of 3x3 stride-1 convolutions (kernels/winograd.cu), against the
-im2col + GEMM reference: odd and tiny sizes (tiles cut by the image's edge), pads 0 to 3 (pad >=
-kernel), batch > 1, float and double, the Deconvolution's backward-data (which runs the same
-correlation), and the fusion epilogue after it."""
+"""The Winograd F(2x2, 3x3) and F(4x4, 3x3) paths of 3x3 stride-1 convolutions
+(kernels/winograd.cu), against the im2col + GEMM reference: odd and tiny sizes (tiles cut by the
+image's edge), pads 0 to 3 (pad >= kernel), batch > 1, float and double, the Deconvolution's
+backward-data (which runs the same correlation), and the fusion epilogue after it."""
 import numpy as np
 import pytest
 
@@ -11,9 +11,10 @@ from netdef.layers.base_conv import BaseConvolutionLayer
 from test_convolution import conv_param
 
 
-@pytest.fixture
-def everywhere(monkeypatch):
-    """Winograd wherever it applies, however few channels and tiles."""
+@pytest.fixture(params=[2, 4], ids=["F2", "F4"])
+def everywhere(request, monkeypatch):
+    """Winograd F(2x2, 3x3) or F(4x4, 3x3) wherever it applies, however few channels and tiles."""
+    monkeypatch.setattr(BaseConvolutionLayer, "winograd_tile", request.param)
     monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_channels", 1)
     monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_tiles", 1)
     monkeypatch.setattr(BaseConvolutionLayer, "winograd_min_work", 1)
@@ -34,7 +35,8 @@ def run(kind, shape, m, pad, bias, dtype, fast, monkeypatch, seed=3):
 
 
 CASES = [((1, 2, 1, 1), 1, 1), ((2, 3, 5, 7), 4, 1), ((1, 5, 2, 9), 3, 0), ((3, 2, 6, 6), 5, 2),
-         ((1, 4, 3, 4), 2, 3), ((2, 16, 13, 11), 17, 1), ((1, 8, 30, 1), 8, 1)]
+         ((1, 4, 3, 4), 2, 3), ((2, 16, 13, 11), 17, 1), ((1, 8, 30, 1), 8, 1),
+         ((1, 24, 17, 21), 9, 1), ((2, 7, 9, 8), 6, 4)]
 
 
 @pytest.mark.parametrize("shape,m,pad", CASES, ids=str)
@@ -48,6 +50,8 @@ def test_matches_im2col(kind, shape, m, pad, dtype, everywhere, monkeypatch):
     layer, fast = run(kind, shape, m, pad, True, dtype, True, monkeypatch)
     assert layer.winograd
     _, ref = run(kind, shape, m, pad, True, dtype, False, monkeypatch)
+    # F(4x4)'s transforms scale values by up to 8 (A^T's last row) and mix 6 of them (B^T): its
+    # float32 rounding errors are ~10x F(2x2)'s, still far inside 1e-5 of the largest value
     tol = 1e-5 if dtype == np.float32 else 1e-12
     for i, (a, r) in enumerate(zip(fast, ref)):
         np.testing.assert_allclose(a, r, rtol=tol, atol=tol * max(1.0, np.abs(r).max()), err_msg=f"array {i}")
@@ -74,8 +78,9 @@ def test_weight_transform_segments(tile, everywhere, monkeypatch):
 @pytest.mark.parametrize("cap", [1, 2, 7, 14, 100], ids=lambda c: f"cap{c}")
 def test_bands(cap, everywhere, monkeypatch):
     """Bands keep V and M within the workspace bound: `cap` tile rows' worth of them (7 tile
-    rows an image here) gives bands of 1 and 2 tile rows (the last one shorter), whole images
-    one at a time, two at a time (3 images: 2 + 1), all at once; each the im2col result."""
+    rows an image here with F(2x2), 4 with F(4x4)) gives bands of 1 and 2 tile rows (the last
+    one shorter), whole images one at a time, two at a time (3 images: 2 + 1), all at once; each
+    the im2col result."""
     rng = np.random.default_rng(7)
     x = rng.standard_normal((3, 5, 13, 11))
     w = rng.standard_normal((4, 5, 3, 3))
@@ -83,8 +88,9 @@ def test_bands(cap, everywhere, monkeypatch):
     for fast in (True, False):
         monkeypatch.setattr(BaseConvolutionLayer, "fast_paths", fast)
         layer, b, t = build_layer(conv_param("Convolution", 4, (3, 3), (1, 1), (1, 1), (1, 1), 1, True), [x])
-        assert layer.tiles == (7, 6)
-        per_row = 16 * 5 * 6  # 16 max(Ci, Co) TW values per tile row
+        TH, TW = layer.tiles
+        assert (TH, TW) == ((7, 6) if layer.wino_m == 2 else (4, 3))
+        per_row = (layer.wino_m + 2) ** 2 * 5 * TW  # 16 or 36 max(Ci, Co) TW values per tile row
         monkeypatch.setattr(layer, "winograd_budget", cap * per_row / layer.backend.col_budget)
         bands = list(layer._winograd_bands(3))
         layer.blobs[0].data[...] = w
@@ -92,8 +98,8 @@ def test_bands(cap, everywhere, monkeypatch):
         outs.append(t[0].data.copy())
         if fast:
             assert layer.winograd
-            assert sum(nb * rows for _, nb, _, rows in bands) == 3 * 7
-            assert max(nb * rows for _, nb, _, rows in bands) == min(cap if cap < 7 else cap // 7 * 7, 21)
+            assert sum(nb * rows for _, nb, _, rows in bands) == 3 * TH
+            assert max(nb * rows for _, nb, _, rows in bands) == min(cap if cap < TH else cap // TH * TH, 3 * TH)
     np.testing.assert_allclose(outs[0], outs[1], rtol=1e-12, atol=1e-12 * np.abs(outs[1]).max())
 
 
@@ -108,3 +114,51 @@ def test_only_where_it_applies(monkeypatch):
     small, _, _ = build_layer(conv_param("Convolution", 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
                               [rng.standard_normal((1, 32, 8, 8))])
     assert not small.winograd  # 16 tiles: GEMMs too narrow for the transforms to pay
+
+
+def test_cached_weight_transform_follows_the_weights(everywhere, monkeypatch):
+    """A layer no backward can reach keeps its transformed weights between forwards and
+    transforms again when the weights change in any way (here written in place, as
+    net.params[...].data[...] = ... does): every forward gives the im2col result."""
+    m = BaseConvolutionLayer.winograd_tile
+    rng = np.random.default_rng(11)
+    x = rng.standard_normal((2, 20, 12, 12)).astype(np.float32)
+    weights = [rng.standard_normal((24, 20, 3, 3)) for _ in range(2)]
+    results = {}
+    for fast in (True, False):
+        monkeypatch.setattr(BaseConvolutionLayer, "fast_paths", fast)
+        layer, b, t = build_layer(conv_param("Convolution", 24, (3, 3), (1, 1), (1, 1), (1, 1), 1, True), [x])
+        layer.need_backward = False
+        outs, calls = [], []
+        if fast:
+            assert layer.winograd and layer.wino_m == m
+            kernels = layer.kernels("winograd")
+            name = "wino4_weight" if m == 4 else "wino_weight"
+
+            class Counting:
+                def __getattr__(self, attr):
+                    fn = getattr(kernels, attr)
+                    if attr != name:
+                        return fn
+                    return lambda *args: (calls.append(1), fn(*args))[1]
+
+            monkeypatch.setattr(layer, "kernels", lambda family: Counting() if family == "winograd" else kernels)
+        for w in (weights[0], weights[0], weights[1], weights[1]):
+            layer.blobs[0].data[...] = w
+            layer.forward(b, t)
+            outs.append(t[0].data.copy())
+        results[fast] = outs
+        if fast:
+            assert len(calls) == 2  # the first forward and the one after the change
+    for a, r in zip(results[True], results[False]):
+        np.testing.assert_allclose(a, r, rtol=1e-5, atol=1e-5 * np.abs(r).max())
+
+
+def test_f4_where_it_does_fewer_multiplies():
+    """F(4x4, 3x3) where its tiles cover the image with little overhang (28 x 28, 41 x 41), F(2x2,
+    3x3) where they overhang it (13 x 13, 14 x 14: 1.36 x fewer multiplies only)."""
+    rng = np.random.default_rng(0)
+    for side, m in ((28, 4), (41, 4), (13, 2), (14, 2), (56, 4)):
+        layer, _, _ = build_layer(conv_param("Convolution", 32, (3, 3), (1, 1), (1, 1), (1, 1), 1, True),
+                                  [rng.standard_normal((2, 128, side, side))])
+        assert layer.winograd and layer.wino_m == m, side
