@@ -1,6 +1,7 @@
 // Winograd's minimal filtering F(2x2, 3x3) and F(4x4, 3x3) for 3x3 convolutions at stride 1
 // without dilation (netdef/layers/base_conv.py's "winograd" path; Lavin & Gray 2015). F(2x2,
-// 3x3) first; F(4x4, 3x3) (the wino4_ kernels) at the end of the file. Each 2x2 block of outputs
+// 3x3) first, F(4x4, 3x3) (the wino4_ functions) next, then the three kernels, which take the
+// tile m (2 or 4) as an argument. F(2x2, 3x3): each 2x2 block of outputs
 // (a tile) comes from a 4x4 block of inputs d starting at (2 th - ph, 2 tw - pw), zero outside
 // the image:
 //     Y = A^T [ (G g G^T) .* (B^T d B) ] A          (.*: elementwise over the 16 positions)
@@ -45,15 +46,6 @@ SIMD_FN void wino_weight_block(const Dtype* w, Dtype* U, const index_t i0, const
   }
 }
 
-// n = ceil(pairs / tile): `tile` pairs per iteration (1 on the GPU), pairs = Co Ci.
-KERNEL(wino_weight, (const index_t n, const Dtype* w, Dtype* U, const index_t pairs,
-                     const index_t tile)) {
-  KERNEL_LOOP_WORK(i, tile * 16) {
-    const index_t first = i * tile, last = index_min(first + tile, pairs);
-    for (index_t i0 = first; i0 < last; i0 += ND_LANES)
-      wino_weight_block(w, U, i0, index_min(ND_LANES, last - i0), pairs);
-  }
-}
 
 // Widest tile row the CPU's row functions take (2 TW + 2 padded input columns); base_conv.py
 // keeps wider images on im2col.
@@ -97,36 +89,6 @@ SIMD_FN void wino_input_row(const Dtype* rows, Dtype* v, const index_t TW, const
   }
 }
 
-// V[xi, c, p] = (B^T d B)[xi] for the tiles of one row th of channel c of image img, over a band
-// of BH tile rows th0 .. th0 + BH - 1 of images `x` points to (the caller's bands keep V within
-// its workspace bound): p = (img BH + th - th0) TW + tw; n = images Ci BH (one tile row per
-// iteration: its TW tiles are neighbours in each V[xi, c]).
-KERNEL(wino_input, (const index_t n, const Dtype* x, Dtype* V, const index_t C, const index_t H,
-                    const index_t W, const index_t ph, const index_t pw, const index_t th0,
-                    const index_t BH, const index_t TW)) {
-  const index_t P = n / C * TW;  // images BH TW
-  const index_t plane = C * P;   // one V[xi]
-  KERNEL_LOOP_WORK(i, TW * 16) {
-    const index_t band_row = i % BH;
-    const index_t th = th0 + band_row;
-    const index_t c = i / BH % C;
-    const index_t img = i / (BH * C);
-    const Dtype* xc = x + (img * C + c) * H * W;
-    const index_t cols = 2 * TW + 2;
-    Dtype rows[4 * WINO_MAX_COLS];  // input rows 2 th - ph + r, columns -pw .. cols - pw - 1
-    for (int r = 0; r < 4; ++r) {
-      const index_t h = 2 * th - ph + r;
-      Dtype* row = rows + r * cols;
-      const bool inside = h >= 0 && h < H;
-      for (index_t q = 0; q < cols; ++q) {
-        const index_t w = q - pw;
-        row[q] = inside && w >= 0 && w < W ? xc[h * W + w] : Dtype(0);
-      }
-    }
-    wino_input_row(rows, V + c * P + (img * BH + band_row) * TW, TW, plane);
-  }
-}
-
 // One tile row's outputs: y rows 2 th and 2 th + 1 (`rows` of them, 1 or 2; `OW` columns) from
 // m[xi][tw] (m[xi] `plane` apart): A^T down the 4 values of each column s, then A across.
 SIMD_FN void wino_output_row(const Dtype* m, Dtype* y, const index_t TW, const index_t plane,
@@ -153,25 +115,6 @@ SIMD_FN void wino_output_row(const Dtype* m, Dtype* y, const index_t TW, const i
       out[2 * tw + 1] = t1[tw] - t2[tw] - t3[tw];
     }
     for (index_t w = 0; w < OW; ++w) y[r * OW + w] = out[w];
-  }
-}
-
-// out[img, o, 2 th + a, 2 tw + b] = (A^T m A)[a, b], m the 16 values M[xi, o, p] of tile p, for
-// the tiles of one row th of channel o of image img, over the band th0 .. th0 + BH - 1 that
-// wino_input transformed (outputs past OH x OW are not written); n = images Co BH.
-KERNEL(wino_output, (const index_t n, const Dtype* M, Dtype* out, const index_t Co,
-                     const index_t OH, const index_t OW, const index_t th0, const index_t BH,
-                     const index_t TW)) {
-  const index_t P = n / Co * TW;
-  const index_t plane = Co * P;
-  KERNEL_LOOP_WORK(i, TW * 16) {
-    const index_t band_row = i % BH;
-    const index_t th = th0 + band_row;
-    const index_t o = i / BH % Co;
-    const index_t img = i / (BH * Co);
-    wino_output_row(M + o * P + (img * BH + band_row) * TW,
-                    out + (img * Co + o) * OH * OW + 2 * th * OW, TW, plane, OW,
-                    index_min(2, OH - 2 * th));
   }
 }
 
@@ -232,15 +175,6 @@ SIMD_FN void wino4_weight_block(const Dtype* w, Dtype* U, const index_t i0, cons
   }
 }
 
-// n = ceil(pairs / tile), as wino_weight.
-KERNEL(wino4_weight, (const index_t n, const Dtype* w, Dtype* U, const index_t pairs,
-                      const index_t tile)) {
-  KERNEL_LOOP_WORK(i, tile * 36) {
-    const index_t first = i * tile, last = index_min(first + tile, pairs);
-    for (index_t i0 = first; i0 < last; i0 += ND_LANES)
-      wino4_weight_block(w, U, i0, index_min(ND_LANES, last - i0), pairs);
-  }
-}
 
 // The 6 x TW transformed tiles of one tile row from its 6 padded input rows (cols = 4 TW + 4
 // values each, the last two zero): B^T down the rows first, written as the four column phases
@@ -265,32 +199,6 @@ SIMD_FN void wino4_input_row(const Dtype* rows, Dtype* v, const index_t TW, cons
   }
 }
 
-// V[xi, c, p] = (B^T d B)[xi] over a band of BH tile rows, as wino_input (n = images C BH).
-KERNEL(wino4_input, (const index_t n, const Dtype* x, Dtype* V, const index_t C, const index_t H,
-                     const index_t W, const index_t ph, const index_t pw, const index_t th0,
-                     const index_t BH, const index_t TW)) {
-  const index_t P = n / C * TW;
-  const index_t plane = C * P;
-  KERNEL_LOOP_WORK(i, TW * 36) {
-    const index_t band_row = i % BH;
-    const index_t th = th0 + band_row;
-    const index_t c = i / BH % C;
-    const index_t img = i / (BH * C);
-    const Dtype* xc = x + (img * C + c) * H * W;
-    const index_t cols = 4 * TW + 4;
-    Dtype rows[6 * WINO_MAX_COLS];  // input rows 4 th - ph + r, columns -pw .. cols - pw - 1
-    for (int r = 0; r < 6; ++r) {
-      const index_t h = 4 * th - ph + r;
-      Dtype* row = rows + r * cols;
-      const bool inside = h >= 0 && h < H;
-      for (index_t q = 0; q < cols; ++q) {
-        const index_t w = q - pw;
-        row[q] = inside && w >= 0 && w < W ? xc[h * W + w] : Dtype(0);
-      }
-    }
-    wino4_input_row(rows, V + c * P + (img * BH + band_row) * TW, TW, plane);
-  }
-}
 
 // One tile row's outputs: y rows 4 th .. 4 th + rows - 1 (rows <= 4; OW columns) from m[xi][tw]:
 // A^T down the 6 values of each column s, then A across.
@@ -315,19 +223,76 @@ SIMD_FN void wino4_output_row(const Dtype* m, Dtype* y, const index_t TW, const 
   }
 }
 
-// out[img, o, 4 th + a, 4 tw + b] = (A^T m A)[a, b], as wino_output (n = images Co BH).
-KERNEL(wino4_output, (const index_t n, const Dtype* M, Dtype* out, const index_t Co,
-                      const index_t OH, const index_t OW, const index_t th0, const index_t BH,
-                      const index_t TW)) {
+
+// ---- the kernels, for either tile ------------------------------------------------------------
+// m: the output tile, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); a tile row reads m + 2 input rows.
+// V[xi, c, p] = (B^T d B)[xi] for the tiles of one row th of channel c of image img, over a band
+// of BH tile rows th0 .. th0 + BH - 1 of images `x` points to (the caller's bands keep V within
+// its workspace bound): p = (img BH + th - th0) TW + tw; n = images Ci BH (one tile row per
+// iteration: its TW tiles are neighbours in each V[xi, c]).
+KERNEL(wino_input, (const index_t n, const Dtype* x, Dtype* V, const index_t C, const index_t H,
+                    const index_t W, const index_t ph, const index_t pw, const index_t th0,
+                    const index_t BH, const index_t TW, const index_t m)) {
+  const index_t P = n / C * TW;  // images BH TW
+  const index_t plane = C * P;   // one V[xi]
+  KERNEL_LOOP_WORK(i, TW * (m + 2) * (m + 2)) {
+    const index_t band_row = i % BH;
+    const index_t th = th0 + band_row;
+    const index_t c = i / BH % C;
+    const index_t img = i / (BH * C);
+    const Dtype* xc = x + (img * C + c) * H * W;
+    const index_t cols = m * TW + (m == 4 ? 4 : 2);  // wino4_input_row's phases read 2 more
+    Dtype rows[6 * WINO_MAX_COLS];  // input rows m th - ph + r, columns -pw .. cols - pw - 1
+    for (index_t r = 0; r < m + 2; ++r) {
+      const index_t h = m * th - ph + r;
+      Dtype* row = rows + r * cols;
+      const bool inside = h >= 0 && h < H;
+      for (index_t q = 0; q < cols; ++q) {
+        const index_t w = q - pw;
+        row[q] = inside && w >= 0 && w < W ? xc[h * W + w] : Dtype(0);
+      }
+    }
+    Dtype* v = V + c * P + (img * BH + band_row) * TW;
+    if (m == 4)
+      wino4_input_row(rows, v, TW, plane);
+    else
+      wino_input_row(rows, v, TW, plane);
+  }
+}
+
+// out[img, o, m th + a, m tw + b] = (A^T M_p A)[a, b], M_p the (m + 2)^2 values M[xi, o, p] of
+// tile p, for the tiles of one row th of channel o of image img, over the band th0 .. th0 + BH - 1
+// that wino_input transformed (outputs past OH x OW are not written); n = images Co BH.
+KERNEL(wino_output, (const index_t n, const Dtype* M, Dtype* out, const index_t Co,
+                     const index_t OH, const index_t OW, const index_t th0, const index_t BH,
+                     const index_t TW, const index_t m)) {
   const index_t P = n / Co * TW;
   const index_t plane = Co * P;
-  KERNEL_LOOP_WORK(i, TW * 36) {
+  KERNEL_LOOP_WORK(i, TW * (m + 2) * (m + 2)) {
     const index_t band_row = i % BH;
     const index_t th = th0 + band_row;
     const index_t o = i / BH % Co;
     const index_t img = i / (BH * Co);
-    wino4_output_row(M + o * P + (img * BH + band_row) * TW,
-                     out + (img * Co + o) * OH * OW + 4 * th * OW, TW, plane, OW,
-                     index_min(4, OH - 4 * th));
+    const Dtype* mo = M + o * P + (img * BH + band_row) * TW;
+    Dtype* y = out + (img * Co + o) * OH * OW + m * th * OW;
+    if (m == 4)
+      wino4_output_row(mo, y, TW, plane, OW, index_min(4, OH - 4 * th));
+    else
+      wino_output_row(mo, y, TW, plane, OW, index_min(2, OH - 2 * th));
+  }
+}
+
+// U = the transform of every (o, c) kernel, m as wino_input; n = ceil(pairs / tile): `tile` pairs
+// per iteration (1 on the GPU), pairs = Co Ci.
+KERNEL(wino_weight, (const index_t n, const Dtype* w, Dtype* U, const index_t pairs,
+                     const index_t tile, const index_t m)) {
+  KERNEL_LOOP_WORK(i, tile * (m + 2) * (m + 2)) {
+    const index_t first = i * tile, last = index_min(first + tile, pairs);
+    for (index_t i0 = first; i0 < last; i0 += ND_LANES) {
+      if (m == 4)
+        wino4_weight_block(w, U, i0, index_min(ND_LANES, last - i0), pairs);
+      else
+        wino_weight_block(w, U, i0, index_min(ND_LANES, last - i0), pairs);
+    }
   }
 }

@@ -317,23 +317,21 @@ class BaseConvolutionLayer(Layer):
         TH, TW = self.tiles
         k = self.kernels("winograd")
         xi = (self.wino_m + 2) ** 2
-        f4 = self.wino_m == 4
-        weight, inputs, outputs = ((k.wino4_weight, k.wino4_input, k.wino4_output) if f4 else
-                                   (k.wino_weight, k.wino_input, k.wino_output))
-        U = self._winograd_weights(W, weight, xi)
+        m = self.wino_m
+        U = self._winograd_weights(W, k.wino_weight, xi)
         for n0, nb, th0, BH in self._winograd_bands(N):
             P = nb * BH * TW
             V = self.backend.workspace(self.dtype, xi * Ci * P, "winograd_v")
             M = self.backend.workspace(self.dtype, xi * Co * P)
             with self._timed("winograd"):
-                inputs(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph, self.pw,
-                       th0, BH, TW)
+                k.wino_input(nb * Ci * BH, img[n0:n0 + nb], V, Ci, self.IH, self.IW, self.ph,
+                             self.pw, th0, BH, TW, m)
             # U and V are transforms of the operands, not bf16 / fp16 numbers themselves: a
             # float32 product (Backend.operands(None)), whatever the layer's precision
             with self._timed("gemm"), self.backend.operands(None):
                 self.backend.matmul(U.reshape(xi, Co, Ci), V.reshape(xi, Ci, P), M.reshape(xi, Co, P))
             with self._timed("winograd"):
-                outputs(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW)
+                k.wino_output(nb * Co * BH, M, out[n0:n0 + nb], Co, self.OH, self.OW, th0, BH, TW, m)
 
     #: Keep the transformed weights U of a layer no backward can reach (a TEST net's) from one
     #: forward to the next, with a copy of the weights they came from: a forward whose weights
@@ -354,7 +352,7 @@ class BaseConvolutionLayer(Layer):
             U = self.backend.workspace(self.dtype, xi * pairs, "winograd_u")
         with self._timed("winograd"):
             iters, tile = self.row_launch(pairs, pairs)
-            transform(iters, W, U, pairs, tile)
+            transform(iters, W, U, pairs, tile, self.wino_m)
         self._wino_cache = (xi, self.backend.xp.array(W, copy=True), U) if keep else None
         return U
 

@@ -133,7 +133,7 @@ def test_cached_weight_transform_follows_the_weights(everywhere, monkeypatch):
         if fast:
             assert layer.winograd and layer.wino_m == m
             kernels = layer.kernels("winograd")
-            name = "wino4_weight" if m == 4 else "wino_weight"
+            name = "wino_weight"
 
             class Counting:
                 def __getattr__(self, attr):
