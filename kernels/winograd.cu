@@ -15,14 +15,19 @@
 // instead of 36: 2.25 x fewer than the direct or im2col form, for a few additions.
 #include "common.cuh"
 
+// The 3x3 kernels of pairs i0 .. i0 + len - 1 copied apart by their 9 taps, g[k][u] = w[(i0 + u)
+// 9 + k], so that the transforms' arithmetic and stores run along the pairs (vectors on the CPU).
+DEVICE_FN void wino_taps(const Dtype* w, Dtype (*g)[ND_LANES], const index_t i0, const index_t len) {
+  for (index_t u = 0; u < len; ++u)
+    for (int k = 0; k < 9; ++k) g[k][u] = w[(i0 + u) * 9 + k];
+}
+
 // U[xi, o, c] = (G g G^T)[xi] for the 3x3 kernels g = w[o, c] of pairs i0 .. i0 + len - 1
-// (i = o Ci + c); U[xi] is `pairs` long. The kernels are first copied apart by their 9 taps so
-// that the arithmetic and the 16 stores run along the pairs (vectors on the CPU).
+// (i = o Ci + c); U[xi] is `pairs` long.
 SIMD_FN void wino_weight_block(const Dtype* w, Dtype* U, const index_t i0, const index_t len,
                                const index_t pairs) {
   Dtype g[9][ND_LANES], t[4][3][ND_LANES];  // the taps; G g
-  for (index_t u = 0; u < len; ++u)
-    for (int k = 0; k < 9; ++k) g[k][u] = w[(i0 + u) * 9 + k];
+  wino_taps(w, g, i0, len);
   for (int j = 0; j < 3; ++j)
     for (index_t u = 0; u < len; ++u) {
       const Dtype a = g[j][u], b = g[3 + j][u], c = g[6 + j][u];
@@ -46,9 +51,8 @@ SIMD_FN void wino_weight_block(const Dtype* w, Dtype* U, const index_t i0, const
   }
 }
 
-
-// Widest tile row the CPU's row functions take (2 TW + 2 padded input columns); base_conv.py
-// keeps wider images on im2col.
+// Widest tile row the CPU's row functions take (m TW + 2 padded input columns for F(2x2),
+// m TW + 4 for F(4x4)); base_conv.py keeps wider images on im2col.
 #define WINO_MAX_COLS 1024
 
 // The 4 x TW transformed tiles of one tile row from its 4 input rows: first B^T down the rows,
@@ -162,8 +166,7 @@ SIMD_FN void wino_output_row(const Dtype* m, Dtype* y, const index_t TW, const i
 SIMD_FN void wino4_weight_block(const Dtype* w, Dtype* U, const index_t i0, const index_t len,
                                 const index_t pairs) {
   Dtype g[9][ND_LANES], t[6][3][ND_LANES];  // the taps; G g
-  for (index_t u = 0; u < len; ++u)
-    for (int k = 0; k < 9; ++k) g[k][u] = w[(i0 + u) * 9 + k];
+  wino_taps(w, g, i0, len);
   for (int j = 0; j < 3; ++j)
     for (index_t u = 0; u < len; ++u)
       WINO4_G(g[j][u], g[3 + j][u], g[6 + j][u], t[0][j][u], t[1][j][u], t[2][j][u], t[3][j][u],
@@ -175,7 +178,6 @@ SIMD_FN void wino4_weight_block(const Dtype* w, Dtype* U, const index_t i0, cons
               u0[3 * pairs + u], u0[4 * pairs + u], u0[5 * pairs + u]);
   }
 }
-
 
 // The 6 x TW transformed tiles of one tile row from its 6 padded input rows (cols = 4 TW + 4
 // values each, the last two zero): B^T down the rows first, written as the four column phases
@@ -200,7 +202,6 @@ SIMD_FN void wino4_input_row(const Dtype* rows, Dtype* v, const index_t TW, cons
   }
 }
 
-
 // One tile row's outputs: y rows 4 th .. 4 th + rows - 1 (rows <= 4; OW columns) from m[xi][tw]:
 // A^T down the 6 values of each column s, then A across.
 SIMD_FN void wino4_output_row(const Dtype* m, Dtype* y, const index_t TW, const index_t plane,
@@ -223,7 +224,6 @@ SIMD_FN void wino4_output_row(const Dtype* m, Dtype* y, const index_t TW, const 
     for (index_t w = 0; w < OW; ++w) y[r * OW + w] = out[w];
   }
 }
-
 
 // ---- the kernels, for either tile ------------------------------------------------------------
 // m: the output tile, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); a tile row reads m + 2 input rows.

@@ -208,9 +208,10 @@ class BaseConvolutionLayer(Layer):
         # Winograd F(m x m, 3x3) for the forward correlation (kernels/winograd.cu): 3x3, stride
         # 1, no dilation, no groups, enough channels and tiles that the GEMMs dominate its
         # transforms; bands of images or tile rows keep V and M within the workspace bound
-        self.wino_m = self._winograd_tile(N)
+        t2 = -(-self.OH // 2) * -(-self.OW // 2)  # an image's F(2x2) tiles: the thresholds' unit
+        self.wino_m = self._winograd_tile(t2)
         self.tiles = -(-self.OH // self.wino_m), -(-self.OW // self.wino_m)
-        P2 = N * -(-self.OH // 2) * -(-self.OW // 2)  # the F(2x2) tiles: the threshold's unit
+        P2 = N * t2
         self.winograd = (self.fast_paths and self.backend.winograd and self.path == "im2col"
                          and G == 1 and self.kh == self.kw == 3 and self.sh == self.sw == 1
                          and self.dh == self.dw == 1 and min(self.Ci, self.Co) >= self.winograd_min_channels
@@ -316,9 +317,9 @@ class BaseConvolutionLayer(Layer):
         N, Ci, Co = img.shape[0], self.Ci, self.Co
         TH, TW = self.tiles
         k = self.kernels("winograd")
-        xi = (self.wino_m + 2) ** 2
         m = self.wino_m
-        U = self._winograd_weights(W, k.wino_weight, xi)
+        xi = (m + 2) ** 2
+        U = self._winograd_weights(W)
         for n0, nb, th0, BH in self._winograd_bands(N):
             P = nb * BH * TW
             V = self.backend.workspace(self.dtype, xi * Ci * P, "winograd_v")
@@ -339,12 +340,13 @@ class BaseConvolutionLayer(Layer):
     #: solver step) transforms them again. Costs (m + 2)^2 / 9 + 1 times the weights' memory.
     winograd_cache = True
 
-    def _winograd_weights(self, W, transform, xi):
-        """U (xi, Co, Ci) = the transform of W: a workspace written now, or the cached one."""
-        pairs = self.Co * self.Ci
+    def _winograd_weights(self, W):
+        """U ((m + 2)^2, Co, Ci) = the transform of W: a workspace written now, or the cached one."""
+        m, pairs = self.wino_m, self.Co * self.Ci
+        xi = (m + 2) ** 2
         cached = getattr(self, "_wino_cache", None)
         keep = self.winograd_cache and not self.need_backward
-        if keep and cached is not None and cached[0] == xi and self.backend.xp.array_equal(cached[1], W):
+        if keep and cached is not None and cached[0] == m and self.backend.xp.array_equal(cached[1], W):
             return cached[2]
         if keep:
             U = self.backend.xp.empty(xi * pairs, self.dtype)
@@ -352,20 +354,20 @@ class BaseConvolutionLayer(Layer):
             U = self.backend.workspace(self.dtype, xi * pairs, "winograd_u")
         with self._timed("winograd"):
             iters, tile = self.row_launch(pairs, pairs)
-            transform(iters, W, U, pairs, tile, self.wino_m)
-        self._wino_cache = (xi, self.backend.xp.array(W, copy=True), U) if keep else None
+            self.kernels("winograd").wino_weight(iters, W, U, pairs, tile, m)
+        self._wino_cache = (m, self.backend.xp.array(W, copy=True), U) if keep else None
         return U
 
     #: The Winograd tile, 2 (F(2x2, 3x3)) or 4 (F(4x4, 3x3)); None: _winograd_tile's rule.
     winograd_tile = None
 
-    def _winograd_tile(self, N):
+    def _winograd_tile(self, t2):
         """F(4x4, 3x3) where its 36 GEMMs over the 4x4 tiles do fewer multiplies than F(2x2,
-        3x3)'s 16 over the 2x2 tiles by winograd_f4_gain (the tiles of an image whose side is not
-        a multiple of 4 overhang it: 13 x 13 gives 16 tiles of 16 outputs for 169), else F(2x2)."""
+        3x3)'s 16 over an image's t2 2x2 tiles by winograd_f4_gain (the tiles of an image whose
+        side is not a multiple of 4 overhang it: 13 x 13 gives 16 tiles of 16 outputs for 169),
+        else F(2x2)."""
         if self.winograd_tile is not None:
             return self.winograd_tile
-        t2 = -(-self.OH // 2) * -(-self.OW // 2)
         t4 = -(-self.OH // 4) * -(-self.OW // 4)
         return 4 if 36 * t4 * self.winograd_f4_gain <= 16 * t2 else 2
 
