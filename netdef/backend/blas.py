@@ -517,6 +517,82 @@ class OwnBf16Gemm:
         return True
 
 
+class OwnBatchedGemm:
+    """c[i] = a[i] @ b[i] + beta c[i] for a batch of float32 products through netdef's own AVX-512
+    GEMM (src/f32_gemm.cpp, in the CPU extension): each product one thread's work, the whole batch
+    in one parallel region, where a BLAS call per product splits thin products across the threads
+    (the Winograd path's 16 or 36 products: bench/README.md "Own batched GEMM")."""
+
+    label = "netdef's AVX-512 batched GEMM"
+
+    def __init__(self, extension):
+        fn = extension.netdef_gemm_f32_batched
+        L = ctypes.c_long
+        fn.argtypes = [L, L, L, L, ctypes.c_void_p, L, L, ctypes.c_void_p, L, L, ctypes.c_float,
+                       ctypes.c_void_p, L, L]
+        fn.restype = ctypes.c_int
+        self.fn = fn
+
+    @staticmethod
+    def supported(extension):
+        return bool(extension.netdef_gemm_f32_supported())
+
+    @staticmethod
+    def lanes(n):
+        """Columns the micro-kernels compute for n columns: 32-column panels, one of 16 at an
+        edge of <= 16 (the rest computed and dropped)."""
+        r = n % 32
+        return n - r + (0 if r == 0 else 16 if r <= 16 else 32)
+
+    def __call__(self, a, b, c, beta=0.0):
+        """False (nothing done) unless float32 with each matrix's rows contiguous and c's batch
+        contiguous; a or b may be one matrix for every product (2-d)."""
+        if not (a.dtype == b.dtype == c.dtype == np.float32) or c.ndim != 3 or not c.flags.c_contiguous:
+            return False
+        if a.ndim not in (2, 3) or b.ndim not in (2, 3) or a.strides[-1] != 4 or b.strides[-1] != 4:
+            return False
+        batch, m, n = c.shape
+        k = a.shape[-1]
+        sab = a.strides[0] // 4 if a.ndim == 3 else 0
+        sbb = b.strides[0] // 4 if b.ndim == 3 else 0
+        if any(s % 4 for s in a.strides + b.strides):
+            return False
+        self.fn(batch, m, n, k, a.ctypes.data, sab, a.strides[-2] // 4, b.ctypes.data, sbb,
+                b.strides[-2] // 4, beta, c.ctypes.data, m * n, n)
+        return True
+
+
+BATCHED_ENV = "NETDEF_BATCHED_GEMM"
+
+
+def _own_batched():
+    """(OwnBatchedGemm, None) where the CPU has AVX-512F and the extension is loaded, else (None, why)."""
+    try:
+        ext = _already_loaded(_state.get("extension_path"))
+        ext.netdef_gemm_f32_batched
+    except (OSError, AttributeError, TypeError):
+        return None, "netdef's CPU extension is not loaded"
+    if not OwnBatchedGemm.supported(ext):
+        return None, "this CPU has no AVX-512F"
+    return OwnBatchedGemm(ext), None
+
+
+def batched_gemm():
+    """netdef's own batched float32 GEMM, or None (the products then go to numpy's matmul / the
+    BLAS). NETDEF_BATCHED_GEMM: auto (default: where the CPU has AVX-512F), on (an error where
+    it cannot run), off (to compare)."""
+    if "batched" not in _state:
+        value = os.environ.get(BATCHED_ENV, "auto").strip().lower()
+        if value not in ("auto", "on", "off"):
+            raise BackendError(f"{BATCHED_ENV}={value!r}: use auto, on or off")
+        chosen, why = (None, f"{BATCHED_ENV}=off") if value == "off" else _own_batched()
+        if chosen is None and value == "on":
+            raise BackendError(f"{BATCHED_ENV}=on: {why}")
+        _state["batched"] = chosen
+        log.debug("batched float32 products: %s", chosen.label if chosen else f"numpy / the BLAS ({why})")
+    return _state["batched"]
+
+
 def round_bf16(x):
     """float32 x rounded to bf16 numbers as OwnBf16Gemm rounds them (nearest even, subnormals to
     zero, NaNs quiet), for the rare product it does not take."""
