@@ -180,18 +180,23 @@ SIMD_FN void wino4_weight_block(const Dtype* w, Dtype* U, const index_t i0, cons
 }
 
 // The 6 x TW transformed tiles of one tile row from its 6 padded input rows (cols = 4 TW + 4
-// values each, the last two zero): B^T down the rows first, written as the four column phases
-// apart (e[r][k][j] = column 4 j + k), so that the pass across reads each tile's 6 columns as
-// runs along tw; then B across: v[xi][tw] for xi = 6 r + s, v[xi] `plane` apart.
+// values each, the last two zero): B^T down the rows first, along whole rows (contiguous: one
+// vector op per 16 columns), then the result split into its four column phases (e[r][k][j] =
+// column 4 j + k: one strided read per value, where reading the phases straight from the input
+// rows took six), so that the pass across reads each tile's 6 columns as runs along tw; then B
+// across: v[xi][tw] for xi = 6 r + s, v[xi] `plane` apart.
 SIMD_FN void wino4_input_row(const Dtype* rows, Dtype* v, const index_t TW, const index_t plane) {
   const index_t cols = 4 * TW + 4, quarter = TW + 1;
-  Dtype e[6][4][WINO_MAX_COLS / 4];
-  for (int k = 0; k < 4; ++k)
+  Dtype d[6][WINO_MAX_COLS], e[6][4][WINO_MAX_COLS / 4];
+  for (index_t q = 0; q < cols; ++q)
+    WINO4_BT(rows[q], rows[cols + q], rows[2 * cols + q], rows[3 * cols + q], rows[4 * cols + q],
+             rows[5 * cols + q], d[0][q], d[1][q], d[2][q], d[3][q], d[4][q], d[5][q]);
+  for (int r = 0; r < 6; ++r)
     for (index_t j = 0; j < quarter; ++j) {
-      const index_t q = 4 * j + k;
-      WINO4_BT(rows[q], rows[cols + q], rows[2 * cols + q], rows[3 * cols + q],
-               rows[4 * cols + q], rows[5 * cols + q], e[0][k][j], e[1][k][j], e[2][k][j],
-               e[3][k][j], e[4][k][j], e[5][k][j]);
+      e[r][0][j] = d[r][4 * j];
+      e[r][1][j] = d[r][4 * j + 1];
+      e[r][2][j] = d[r][4 * j + 2];
+      e[r][3][j] = d[r][4 * j + 3];
     }
   for (int r = 0; r < 6; ++r) {
     Dtype* v0 = v + (6 * r) * plane;
@@ -244,14 +249,19 @@ KERNEL(wino_input, (const index_t n, const Dtype* x, Dtype* V, const index_t C, 
     const Dtype* xc = x + (img * C + c) * H * W;
     const index_t cols = m * TW + (m == 4 ? 4 : 2);  // wino4_input_row's phases read 2 more
     Dtype rows[6 * WINO_MAX_COLS];  // input rows m th - ph + r, columns -pw .. cols - pw - 1
+    // columns q0 .. q1 - 1 of the padded rows are the image's (w = q - pw), the rest zero
+    const index_t q0 = index_min(pw, cols), q1 = index_max(q0, index_min(cols, pw + W));
     for (index_t r = 0; r < m + 2; ++r) {
       const index_t h = m * th - ph + r;
       Dtype* row = rows + r * cols;
-      const bool inside = h >= 0 && h < H;
-      for (index_t q = 0; q < cols; ++q) {
-        const index_t w = q - pw;
-        row[q] = inside && w >= 0 && w < W ? xc[h * W + w] : Dtype(0);
+      if (h < 0 || h >= H) {
+        for (index_t q = 0; q < cols; ++q) row[q] = Dtype(0);
+        continue;
       }
+      const Dtype* src = xc + h * W;
+      for (index_t q = 0; q < q0; ++q) row[q] = Dtype(0);
+      for (index_t q = q0; q < q1; ++q) row[q] = src[q - pw];
+      for (index_t q = q1; q < cols; ++q) row[q] = Dtype(0);
     }
     Dtype* v = V + c * P + (img * BH + band_row) * TW;
     if (m == 4)
