@@ -9,10 +9,11 @@
 // and row chunks where the batch is short), in one parallel region.
 //
 // Blocking: K in blocks of KC = 128, so that a 128 x 32 block of B (16 KB) stays in L1 while all
-// of A's rows pass over it (A's M x 128 block in L2). No packing: B's rows are read in place (the
-// Winograd path's V rows are contiguous along the tiles), A's rows by broadcasts from MR = 12 rows
-// at once. Micro-kernel 12 x 32 (24 zmm accumulators; 2 loads of B and 12 broadcasts of A per k)
-// or 12 x 16 at a column edge of <= 16 (F(2x2) on 7 x 7: 16 tiles), masked at the edges.
+// of A's rows pass over it (A's M x 128 block in L2). That block of B is copied into a zero-padded
+// buffer first (see block()); A is not packed: its rows are read by broadcasts from MR = 12 rows at
+// once (packing A measured no faster). Micro-kernel 12 x 32 (24 zmm accumulators; 2 loads of B
+// and 12 broadcasts of A per k) or 12 x 16 at a column edge of <= 16 (F(2x2) on 7 x 7: 16 tiles),
+// C's stores masked at the edges.
 // It is not a kernel family of kernels/: a register-blocked GEMM has no device-neutral form (the
 // GPU's products are cuBLAS's). src/bf16_gemm.cpp is its bf16 sibling.
 #include <immintrin.h>

@@ -521,7 +521,7 @@ class OwnBatchedGemm:
     """c[i] = a[i] @ b[i] + beta c[i] for a batch of float32 products through netdef's own AVX-512
     GEMM (src/f32_gemm.cpp, in the CPU extension): each product one thread's work, the whole batch
     in one parallel region, where a BLAS call per product splits thin products across the threads
-    (the Winograd path's 16 or 36 products: bench/README.md "Own batched GEMM")."""
+    (the Winograd path's 16 or 36 products; which batches: CPUBackend.batched_min)."""
 
     label = "netdef's AVX-512 batched GEMM"
 
@@ -536,13 +536,6 @@ class OwnBatchedGemm:
     @staticmethod
     def supported(extension):
         return bool(extension.netdef_gemm_f32_supported())
-
-    @staticmethod
-    def lanes(n):
-        """Columns the micro-kernels compute for n columns: 32-column panels, one of 16 at an
-        edge of <= 16 (the rest computed and dropped)."""
-        r = n % 32
-        return n - r + (0 if r == 0 else 16 if r <= 16 else 32)
 
     def __call__(self, a, b, c, beta=0.0):
         """False (nothing done) unless float32 with each matrix's rows contiguous and c's batch
@@ -567,10 +560,8 @@ BATCHED_ENV = "NETDEF_BATCHED_GEMM"
 
 def _own_batched():
     """(OwnBatchedGemm, None) where the CPU has AVX-512F and the extension is loaded, else (None, why)."""
-    try:
-        ext = _already_loaded(_state.get("extension_path"))
-        ext.netdef_gemm_f32_batched
-    except (OSError, AttributeError, TypeError):
+    ext = _extension_with("netdef_gemm_f32_batched")
+    if ext is None:
         return None, "netdef's CPU extension is not loaded"
     if not OwnBatchedGemm.supported(ext):
         return None, "this CPU has no AVX-512F"
@@ -603,15 +594,22 @@ def round_bf16(x):
     return r.astype(np.uint32).view(np.float32).reshape(x.shape)
 
 
+def _extension_with(symbol):
+    """The loaded CPU extension (netdef._cpu_kernels) where it exports `symbol`, else None."""
+    try:
+        ext = _already_loaded(_state.get("extension_path"))
+        getattr(ext, symbol)
+    except (OSError, AttributeError, TypeError):
+        return None
+    return ext
+
+
 def _own_bf16(flags):
     """(OwnBf16Gemm, None) where this CPU has AVX512-BF16 and the extension is loaded, else (None, why)."""
     if "avx512_bf16" not in flags:
         return None, "this CPU has no avx512_bf16"
-    path = _state.get("extension_path")
-    try:
-        ext = _already_loaded(path)
-        ext.netdef_gemm_bf16
-    except (OSError, AttributeError, TypeError):
+    ext = _extension_with("netdef_gemm_bf16")
+    if ext is None:
         return None, "netdef's CPU extension is not loaded"
     if not OwnBf16Gemm.supported(ext):
         return None, "the CPU lacks AVX512-BW/VL beside AVX512-BF16"

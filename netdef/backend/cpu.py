@@ -170,9 +170,10 @@ class CPUBackend(Backend):
         return gemm is not None and gemm(a, b, out, beta)
 
     def matmul(self, a, b, out, accumulate=False):
-        if self.operand_format is not None and self._bf16_products(a, b, out, 1.0 if accumulate else 0.0):
+        beta = 1.0 if accumulate else 0.0
+        if self.operand_format is not None and self._bf16_products(a, b, out, beta):
             return out
-        if self._batched(a, b, out, 1.0 if accumulate else 0.0):
+        if self._batched(a, b, out, beta):
             return out
         if not accumulate and out.flags.c_contiguous:
             if self._wide_transposed(a, out):
@@ -184,7 +185,6 @@ class CPUBackend(Backend):
                     blas.gemm(ai, bi, oi)
             return out
         if out.size * a.shape[-1] > self.small_product:
-            beta = 1.0 if accumulate else 0.0
             for ai, bi, oi in _matrices(a, b, out):
                 blas.gemm(ai, bi, oi, beta=beta)
             return out
